@@ -1,0 +1,158 @@
+/**
+ * The persist consumer's work for one SQS batch: one idempotent PostgreSQL insert for the whole
+ * batch, forward what is stored to the analytics queue, and fill cache holes. Records that fail are
+ * reported individually, so the good ones of a batch never run again.
+ */
+import { describeError, isTierUnavailable } from "./errors.ts";
+import type { Message } from "./model.ts";
+import type {
+  AnalyticsPublisher,
+  Clock,
+  CommitResult,
+  Diagnostics,
+  MessageCache,
+  MessageRepository,
+  OwnedMessage,
+  PersistEnvelope,
+} from "./ports.ts";
+import {
+  InvalidRecordError,
+  parsePersistEnvelope,
+  type QueueRecord,
+  type RecordFailure,
+  type RetryPolicy,
+  retryDelay,
+} from "./records.ts";
+
+export interface PersistDeps {
+  readonly messages: MessageRepository;
+  readonly analytics: AnalyticsPublisher;
+  readonly cache: MessageCache;
+  readonly clock: Clock;
+  readonly diagnostics: Diagnostics;
+}
+
+export interface PersistOutcome {
+  readonly failures: RecordFailure[];
+  /** Rows this batch added to PostgreSQL. */
+  readonly inserted: number;
+  /** Records whose message was stored before (SQS redelivery, client retry). */
+  readonly duplicates: number;
+  /** Accept → stored, for the messages this batch inserted. */
+  readonly lagsMs: number[];
+  /** PostgreSQL statements issued. */
+  readonly statements: number;
+}
+
+interface Parsed {
+  readonly record: QueueRecord;
+  readonly envelope: PersistEnvelope;
+}
+
+export class PersistService {
+  constructor(
+    private readonly deps: PersistDeps,
+    private readonly retry: RetryPolicy,
+  ) {}
+
+  async process(records: readonly QueueRecord[]): Promise<PersistOutcome> {
+    const failures: RecordFailure[] = [];
+    const fail = (record: QueueRecord, error: unknown): void => {
+      failures.push({
+        id: record.id,
+        reason: describeError(error),
+        retryDelaySeconds:
+          error instanceof InvalidRecordError || !isTierUnavailable(error)
+            ? null
+            : retryDelay(this.retry, record.receiveCount),
+      });
+    };
+
+    const parsed: Parsed[] = [];
+    for (const record of records) {
+      try {
+        parsed.push({ record, envelope: parsePersistEnvelope(record.body) });
+      } catch (error) {
+        this.deps.diagnostics.warn("poison record on persist queue", { recordId: record.id, error: describeError(error) });
+        fail(record, error);
+      }
+    }
+
+    const unique = new Map<string, OwnedMessage>();
+    for (const { envelope } of parsed) {
+      if (!unique.has(envelope.message.id)) {
+        unique.set(envelope.message.id, { message: envelope.message, ownerId: envelope.owner_id });
+      }
+    }
+
+    const { stored, errors, statements } = await this.store([...unique.values()]);
+    const persisted: Parsed[] = [];
+    for (const item of parsed) {
+      const error = errors.get(item.envelope.message.id);
+      if (error !== undefined) fail(item.record, error);
+      else persisted.push(item);
+    }
+
+    const canonical = [...stored.values()].map((r) => r.message);
+    if (canonical.length > 0) {
+      const [forwarded] = await Promise.allSettled([
+        this.deps.analytics.publish(canonical),
+        this.refreshCache(canonical, unique),
+      ]);
+      if (forwarded.status === "rejected") {
+        // Stored, but not yet on its way to ClickHouse: run these records again (the insert is a no-op).
+        for (const item of persisted) fail(item.record, forwarded.reason);
+        persisted.length = 0;
+      }
+    }
+
+    const now = this.deps.clock.now();
+    const inserted = [...stored.values()].filter((r) => r.inserted);
+    return {
+      failures,
+      inserted: inserted.length,
+      duplicates: persisted.length - inserted.length,
+      lagsMs: parsed
+        .filter((p) => stored.get(p.envelope.message.id)?.inserted === true)
+        .map((p) => now - p.envelope.accepted_at_ms),
+      statements,
+    };
+  }
+
+  /** One statement for the batch; only if it fails for a non-transient reason, one per message. */
+  private async store(
+    messages: readonly OwnedMessage[],
+  ): Promise<{ stored: Map<string, CommitResult>; errors: Map<string, unknown>; statements: number }> {
+    const stored = new Map<string, CommitResult>();
+    const errors = new Map<string, unknown>();
+    if (messages.length === 0) return { stored, errors, statements: 0 };
+    try {
+      for (const result of await this.deps.messages.persistBatch(messages)) stored.set(result.message.id, result);
+      return { stored, errors, statements: 1 };
+    } catch (error) {
+      if (isTierUnavailable(error) || messages.length === 1) {
+        for (const m of messages) errors.set(m.message.id, error);
+        return { stored, errors, statements: 1 };
+      }
+      this.deps.diagnostics.warn("batch insert failed; isolating the bad records", { error: describeError(error) });
+    }
+    for (const m of messages) {
+      try {
+        for (const result of await this.deps.messages.persistBatch([m])) stored.set(result.message.id, result);
+      } catch (error) {
+        errors.set(m.message.id, error);
+      }
+    }
+    return { stored, errors, statements: 1 + messages.length };
+  }
+
+  private async refreshCache(canonical: readonly Message[], owners: Map<string, OwnedMessage>): Promise<void> {
+    const entries = canonical.flatMap((message) => {
+      const owner = owners.get(message.id);
+      return owner === undefined ? [] : [{ message, ownerId: owner.ownerId }];
+    });
+    await this.deps.cache.refresh(entries).catch((error: unknown) => {
+      this.deps.diagnostics.warn("could not refresh cache after persist", { error: describeError(error) });
+    });
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * Queue bodies. Consumers validate what they receive: a record that does not parse is poison (it
+ * will never succeed) and is left to go to the dead-letter queue.
+ */
+import { z } from "zod";
+import { MESSAGE_ROLES, type Message } from "./model.ts";
+import type { PersistEnvelope } from "./ports.ts";
+
+const messageSchema = z.strictObject({
+  id: z.string().uuid(),
+  thread_id: z.string().uuid(),
+  seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  role: z.enum(MESSAGE_ROLES),
+  user_id: z.string().min(1),
+  content: z.string(),
+  metadata: z.record(z.string(), z.unknown()),
+  client_message_id: z.string().nullable(),
+  created_at: z.number().int(),
+  created_at_ms: z.number().int(),
+});
+
+const persistEnvelopeSchema = z.strictObject({
+  v: z.literal(1),
+  message: messageSchema,
+  owner_id: z.string().min(1),
+  accepted_at_ms: z.number().int(),
+});
+
+const analyticsEnvelopeSchema = z.strictObject({
+  v: z.literal(1),
+  messages: z.array(messageSchema).min(1),
+});
+
+export class InvalidRecordError extends Error {
+  override readonly name = "InvalidRecordError";
+}
+
+const parseJson = (body: string): unknown => {
+  try {
+    return JSON.parse(body);
+  } catch (error) {
+    throw new InvalidRecordError("record body is not JSON", { cause: error });
+  }
+};
+
+const parseWith = <T>(schema: z.ZodType<T>, body: string): T => {
+  const result = schema.safeParse(parseJson(body));
+  if (!result.success) throw new InvalidRecordError(`record does not match its schema: ${result.error.message}`);
+  return result.data;
+};
+
+export const parsePersistEnvelope = (body: string): PersistEnvelope =>
+  parseWith(persistEnvelopeSchema, body) as PersistEnvelope;
+
+export const parseAnalyticsEnvelope = (body: string): Message[] =>
+  parseWith(analyticsEnvelopeSchema, body).messages as Message[];
+
+export const serializeAnalyticsEnvelope = (messages: readonly Message[]): string =>
+  JSON.stringify({ v: 1, messages });
+
+/** One record of an SQS batch, as a consumer sees it. */
+export interface QueueRecord {
+  readonly id: string;
+  readonly body: string;
+  /** How often SQS has handed this record out, this time included. */
+  readonly receiveCount: number;
+}
+
+export interface RecordFailure {
+  readonly id: string;
+  readonly reason: string;
+  /**
+   * Transient failures (a tier down) come back after this delay, growing with each receive, so an
+   * outage does not exhaust maxReceiveCount; null = poison, retried at the queue's normal pace.
+   */
+  readonly retryDelaySeconds: number | null;
+}
+
+export interface RetryPolicy {
+  readonly baseDelaySeconds: number;
+  readonly maxDelaySeconds: number;
+}
+
+export const retryDelay = (policy: RetryPolicy, receiveCount: number): number =>
+  Math.min(policy.maxDelaySeconds, policy.baseDelaySeconds * 2 ** Math.max(0, receiveCount - 1));

@@ -1,0 +1,91 @@
+/** Threads: created and listed in PostgreSQL (they are few and must exist before messages). */
+import { BadRequestError, describeError, ServiceUnavailableError } from "./errors.ts";
+import { newId } from "./ids.ts";
+import { type Principal, type Thread, toEpochSeconds } from "./model.ts";
+import type {
+  Clock,
+  Diagnostics,
+  MessageCache,
+  MessageRepository,
+  ThreadCursor,
+  ThreadPage,
+  ThreadRepository,
+} from "./ports.ts";
+import { isUuid } from "./validation.ts";
+import type { MessageService } from "./message-service.ts";
+import type { CreateThreadInput } from "./validation.ts";
+
+export interface ThreadServiceDeps {
+  readonly threads: ThreadRepository;
+  readonly messages: MessageRepository;
+  readonly cache: MessageCache;
+  readonly messageService: MessageService;
+  readonly clock: Clock;
+  readonly diagnostics: Diagnostics;
+}
+
+/** Opaque keyset cursor: base64url of `<created_at_ms>.<id>`. */
+export const encodeThreadCursor = (t: ThreadCursor): string =>
+  Buffer.from(`${t.created_at_ms}.${t.id}`, "utf8").toString("base64url");
+
+export const decodeThreadCursor = (cursor: string): ThreadCursor => {
+  const [ms, id] = Buffer.from(cursor, "base64url").toString("utf8").split(".");
+  const createdAtMs = Number(ms);
+  if (id === undefined || !isUuid(id) || !Number.isSafeInteger(createdAtMs) || createdAtMs < 0) {
+    throw new BadRequestError("invalid_cursor", "cursor is not one this API returned");
+  }
+  return { created_at_ms: createdAtMs, id };
+};
+
+const unavailable = (retryAfterSeconds: number, cause: unknown): ServiceUnavailableError =>
+  new ServiceUnavailableError("Thread store unavailable", retryAfterSeconds, { cause });
+
+export class ThreadService {
+  constructor(
+    private readonly deps: ThreadServiceDeps,
+    private readonly retryAfterSeconds: number,
+  ) {}
+
+  async create(principal: Principal, input: CreateThreadInput): Promise<Thread> {
+    const now = this.deps.clock.now();
+    const thread = await this.deps.threads
+      .create({
+        id: newId(),
+        owner_id: principal.userId,
+        title: input.title,
+        metadata: input.metadata,
+        created_at: toEpochSeconds(now),
+        created_at_ms: now,
+      })
+      .catch((error: unknown) => {
+        throw unavailable(this.retryAfterSeconds, error);
+      });
+    await this.deps.cache.putThread(thread).catch((error: unknown) => {
+      this.deps.diagnostics.warn("could not cache new thread", { threadId: thread.id, error: describeError(error) });
+    });
+    return thread;
+  }
+
+  async list(principal: Principal, page: { limit: number; cursor?: string }): Promise<ThreadPage> {
+    const after = page.cursor === undefined ? undefined : decodeThreadCursor(page.cursor);
+    const rows = await this.deps.threads
+      .listByOwner(principal.userId, { limit: page.limit + 1, ...(after ? { after } : {}) })
+      .catch((error: unknown) => {
+        throw unavailable(this.retryAfterSeconds, error);
+      });
+    const threads = rows.slice(0, page.limit);
+    const last = threads.at(-1);
+    return {
+      threads,
+      next_cursor: rows.length > page.limit && last !== undefined ? encodeThreadCursor(last) : null,
+    };
+  }
+
+  async get(principal: Principal, threadId: string): Promise<Thread & { message_count: number }> {
+    const thread = await this.deps.messageService.accessibleThread(principal, threadId);
+    const count = await this.deps.messages.count(threadId).catch((error: unknown) => {
+      throw unavailable(this.retryAfterSeconds, error);
+    });
+    return { ...thread, message_count: count };
+  }
+}

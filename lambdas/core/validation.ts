@@ -1,0 +1,244 @@
+/**
+ * Input rules shared by the HTTP and WebSocket entry points. Every rejection is an AppError with a
+ * stable code; nothing reaches a tier before it passes here.
+ */
+import { z } from "zod";
+import { BadRequestError, type ErrorDetail, PayloadTooLargeError, ValidationError } from "./errors.ts";
+import { type JsonObject, MESSAGE_ROLES, type MessageRole } from "./model.ts";
+
+export interface Limits {
+  /** UTF-8 bytes of a message's content. */
+  readonly maxMessageBytes: number;
+  /** UTF-8 bytes of a message's or thread's metadata, serialised as JSON. */
+  readonly maxMetadataBytes: number;
+  readonly maxTitleLength: number;
+  readonly maxPageSize: number;
+  readonly defaultPageSize: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const CLIENT_MESSAGE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const MAX_METADATA_DEPTH = 16;
+
+export const isUuid = (value: string): boolean => UUID.test(value);
+
+/** Path and query ids: a malformed id is a 400, never a lookup. */
+export const parseId = (value: string | undefined, name: string): string => {
+  if (value === undefined || !isUuid(value)) {
+    throw new BadRequestError("invalid_id", `${name} must be a UUID`);
+  }
+  return value.toLowerCase();
+};
+
+const byteLength = (s: string): number => Buffer.byteLength(s, "utf8");
+
+/**
+ * PostgreSQL cannot store NUL in text/jsonb and would silently replace lone surrogates: such a
+ * message could be accepted but never persisted verbatim, so it is refused up front.
+ */
+const storableString = (s: string): boolean => !s.includes("\u0000") && s.isWellFormed();
+
+const storableJson = (value: unknown, depth = 0): boolean => {
+  if (depth > MAX_METADATA_DEPTH) return false;
+  if (typeof value === "string") return storableString(value);
+  if (typeof value === "number") return Number.isFinite(value);
+  if (value === null || typeof value === "boolean") return true;
+  if (Array.isArray(value)) return value.every((v) => storableJson(v, depth + 1));
+  if (typeof value === "object") {
+    return Object.entries(value).every(([k, v]) => storableString(k) && storableJson(v, depth + 1));
+  }
+  return false;
+};
+
+const text = z.string().refine(storableString, "must not contain NUL characters or unpaired surrogates");
+const metadata = z
+  .record(z.string(), z.unknown())
+  .refine(storableJson, "must be JSON without NUL characters, unpaired surrogates or deep nesting");
+
+const postMessageSchema = z.strictObject({
+  message: text.refine((s) => s.trim().length > 0, "must not be empty"),
+  metadata: metadata.optional(),
+  client_message_id: z
+    .string()
+    .regex(CLIENT_MESSAGE_ID, "must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    .optional(),
+  role: z.enum(MESSAGE_ROLES).optional(),
+});
+
+export interface PostMessageInput {
+  readonly content: string;
+  readonly metadata: JsonObject;
+  readonly clientMessageId: string | undefined;
+  readonly role: MessageRole | undefined;
+}
+
+const toDetails = (error: z.ZodError): ErrorDetail[] =>
+  error.issues.map((issue) => ({
+    path: issue.path.map(String).join(".") || "(body)",
+    message: issue.code === "unrecognized_keys" ? `unknown field(s): ${issue.keys.join(", ")}` : issue.message,
+  }));
+
+const parseWith = <T>(schema: z.ZodType<T>, input: unknown, what: string): T => {
+  const result = schema.safeParse(input);
+  if (!result.success) {
+    throw new ValidationError(`Invalid ${what}`, toDetails(result.error));
+  }
+  return result.data;
+};
+
+const checkMetadataSize = (value: JsonObject | undefined, limits: Limits): JsonObject => {
+  const meta = value ?? {};
+  if (byteLength(JSON.stringify(meta)) > limits.maxMetadataBytes) {
+    throw new PayloadTooLargeError("metadata_too_large", `metadata exceeds ${limits.maxMetadataBytes} bytes`);
+  }
+  return meta;
+};
+
+/**
+ * `client_message_id` in the body and an `Idempotency-Key` header mean the same thing; when both
+ * are given they must agree.
+ */
+export const parsePostMessage = (
+  body: unknown,
+  limits: Limits,
+  idempotencyHeader?: string,
+): PostMessageInput => {
+  const input = parseWith(postMessageSchema, body, "message");
+  if (byteLength(input.message) > limits.maxMessageBytes) {
+    throw new PayloadTooLargeError("message_too_large", `message exceeds ${limits.maxMessageBytes} bytes`);
+  }
+  const meta = checkMetadataSize(input.metadata, limits);
+  let clientMessageId = input.client_message_id;
+  if (idempotencyHeader !== undefined) {
+    if (!CLIENT_MESSAGE_ID.test(idempotencyHeader)) {
+      throw new ValidationError("Invalid message", [
+        { path: "Idempotency-Key", message: "must be 1-128 characters of A-Z a-z 0-9 . _ : -" },
+      ]);
+    }
+    if (clientMessageId !== undefined && clientMessageId !== idempotencyHeader) {
+      throw new BadRequestError(
+        "idempotency_key_mismatch",
+        "Idempotency-Key header and client_message_id differ",
+      );
+    }
+    clientMessageId = idempotencyHeader;
+  }
+  return { content: input.message, metadata: meta, clientMessageId, role: input.role };
+};
+
+const createThreadSchema = z.strictObject({
+  title: text.nullable().optional(),
+  metadata: metadata.optional(),
+});
+
+export interface CreateThreadInput {
+  readonly title: string | null;
+  readonly metadata: JsonObject;
+}
+
+export const parseCreateThread = (body: unknown, limits: Limits): CreateThreadInput => {
+  const input = parseWith(createThreadSchema, body ?? {}, "thread");
+  const title = input.title ?? null;
+  if (title !== null && title.length > limits.maxTitleLength) {
+    throw new ValidationError("Invalid thread", [
+      { path: "title", message: `must be at most ${limits.maxTitleLength} characters` },
+    ]);
+  }
+  return { title, metadata: checkMetadataSize(input.metadata, limits) };
+};
+
+const recoverSchema = z.strictObject({ thread_id: z.string() });
+
+export const parseRecoverCache = (body: unknown): { threadId: string } => {
+  const input = parseWith(recoverSchema, body, "request");
+  return { threadId: parseId(input.thread_id, "thread_id") };
+};
+
+const cursorValue = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+const historySchema = z.strictObject({
+  limit: z.coerce.number().int().min(1).optional(),
+  before: cursorValue.optional(),
+  after: cursorValue.optional(),
+});
+
+export type HistoryParams =
+  | { direction: "backward"; before?: number; limit: number }
+  | { direction: "forward"; after: number; limit: number };
+
+export const parseHistoryQuery = (query: Record<string, string | undefined>, limits: Limits): HistoryParams => {
+  const input = parseWith(historySchema, query, "query");
+  if (input.before !== undefined && input.after !== undefined) {
+    throw new BadRequestError("invalid_cursor", "use either before or after, not both");
+  }
+  if (input.limit !== undefined && input.limit > limits.maxPageSize) {
+    throw new ValidationError("Invalid query", [
+      { path: "limit", message: `must be at most ${limits.maxPageSize}` },
+    ]);
+  }
+  const limit = input.limit ?? limits.defaultPageSize;
+  return input.after !== undefined
+    ? { direction: "forward", after: input.after, limit }
+    : { direction: "backward", ...(input.before !== undefined ? { before: input.before } : {}), limit };
+};
+
+const threadListSchema = z.strictObject({
+  limit: z.coerce.number().int().min(1).optional(),
+  cursor: z.string().max(200).optional(),
+});
+
+export const parseThreadListQuery = (
+  query: Record<string, string | undefined>,
+  limits: Limits,
+): { limit: number; cursor?: string } => {
+  const input = parseWith(threadListSchema, query, "query");
+  const limit = Math.min(input.limit ?? limits.defaultPageSize, limits.maxPageSize);
+  return input.cursor !== undefined ? { limit, cursor: input.cursor } : { limit };
+};
+
+/** WebSocket frames: `{action, ...}` with the same rules as the HTTP routes. */
+const requestId = z.string().max(128).optional();
+
+const subscribeSchema = z.strictObject({
+  action: z.literal("subscribe"),
+  threadId: z.string(),
+  sinceSeq: cursorValue.optional(),
+  request_id: requestId,
+});
+
+export const parseSubscribe = (
+  frame: unknown,
+): { threadId: string; sinceSeq: number | undefined; requestId: string | undefined } => {
+  const input = parseWith(subscribeSchema, frame, "subscribe request");
+  return { threadId: parseId(input.threadId, "threadId"), sinceSeq: input.sinceSeq, requestId: input.request_id };
+};
+
+const unsubscribeSchema = z.strictObject({
+  action: z.literal("unsubscribe"),
+  threadId: z.string(),
+  request_id: requestId,
+});
+
+export const parseUnsubscribe = (frame: unknown): { threadId: string; requestId: string | undefined } => {
+  const input = parseWith(unsubscribeSchema, frame, "unsubscribe request");
+  return { threadId: parseId(input.threadId, "threadId"), requestId: input.request_id };
+};
+
+const wsSendSchema = z.looseObject({
+  action: z.literal("sendMessage"),
+  threadId: z.string(),
+  request_id: requestId,
+});
+
+export const parseWsSendMessage = (
+  frame: unknown,
+  limits: Limits,
+): { threadId: string; requestId: string | undefined; input: PostMessageInput } => {
+  const envelope = parseWith(wsSendSchema, frame, "sendMessage request");
+  const { action: _action, threadId, request_id, ...body } = envelope;
+  return {
+    threadId: parseId(threadId, "threadId"),
+    requestId: request_id,
+    input: parsePostMessage(body, limits),
+  };
+};
