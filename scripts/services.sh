@@ -134,11 +134,12 @@ pid_from_file() {
 # live_pid FILE WORD : print the pid in FILE if that process is alive and its
 # command line mentions WORD (guards against recycled pids).
 live_pid() {
-  local pid
+  local pid cmd
   pid=$(pid_from_file "$1") || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
+  ! pid_gone "$pid" || return 1
   if [[ -r /proc/$pid/cmdline ]]; then
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2" || return 1
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmd == *"$2"* ]] || return 1
   fi
   printf '%s\n' "$pid"
 }
@@ -155,8 +156,13 @@ stop_pid() {
   wait_until 5 pid_gone "$pid" || note "pid $pid is still there"
 }
 
+# pid_gone PID : the process is gone, or is a zombie waiting to be reaped.
 pid_gone() {
-  ! kill -0 "$1" 2>/dev/null
+  local st
+  kill -0 "$1" 2>/dev/null || return 0
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  [[ ${st%% *} == Z ]]
 }
 
 log_tail() {
@@ -190,10 +196,22 @@ apt_try_install() {
     >>"$STATE_DIR/apt.log" 2>&1 9>&-
 }
 
-# apt_install PKG... : install Debian packages; apt-get update only when the
-# lists are empty or the install failed for lack of (fresh) package lists.
+pkg_installed() {
+  [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+# apt_install PKG... : install the Debian packages that are not installed yet
+# (never upgrades installed ones); apt-get update only when the lists are
+# empty or the install failed for lack of (fresh) package lists.
 apt_install() {
   can_apt || return 1
+  local p
+  local -a want=()
+  for p in "$@"; do
+    pkg_installed "$p" || want+=("$p")
+  done
+  ((${#want[@]} > 0)) || return 0
+  set -- "${want[@]}"
   note "installing $* (apt-get, log: $STATE_DIR/apt.log) ..."
   if apt_lists_empty; then
     apt_update || true
@@ -205,7 +223,7 @@ apt_install() {
     return 0
   fi
   if tail -n "+$((mark + 1))" -- "$STATE_DIR/apt.log" |
-    grep -qE 'Unable to locate package|has no installation candidate|Failed to fetch|404 +Not Found|is not available'; then
+    grep -E 'Unable to locate package|has no installation candidate|Failed to fetch|404 +Not Found|is not available' >/dev/null; then
     if apt_update && apt_try_install "$@"; then
       return 0
     fi
@@ -308,6 +326,9 @@ ensure_redis_server() {
 up_redis() {
   local port=$REDIS_PORT addr="$HOST:$REDIS_PORT" dir how pid
   dir=$(redis_dir "$port")
+  if ! have redis-cli && can_apt; then
+    apt_install redis-tools || true # optional: redis_ping falls back to /dev/tcp
+  fi
   if redis_ping "$port"; then
     if pid=$(live_pid "$dir/redis.pid" redis); then
       report redis "$addr" "reused (started earlier by this script, pid $pid)"
@@ -412,7 +433,7 @@ cluster_pids() {
 }
 
 up_redis_cluster() {
-  local addr p dir how pids installed
+  local addr p dir how pids installed info
   local -a ports nodes
   mapfile -t ports < <(cluster_ports)
   ((${#ports[@]} >= 3)) || die "REDIS_CLUSTER_PORTS needs at least three ports (got: '$REDIS_CLUSTER_PORTS')"
@@ -429,12 +450,17 @@ up_redis_cluster() {
     return 0
   fi
 
+  # Check every port before starting anything.
   how=started
   for p in "${ports[@]}"; do
-    if ! redis_ping "$p"; then
-      if port_open "$p"; then
-        die "redis-cluster: $HOST:$p accepts connections but is not a Redis answering PONG; change REDIS_CLUSTER_PORTS"
+    if redis_ping "$p"; then
+      info=$(redis_cli -p "$p" info cluster 2>/dev/null || true)
+      if [[ $info != *cluster_enabled:1* ]]; then
+        die "redis-cluster: $HOST:$p answers but is a Redis without cluster mode; change REDIS_CLUSTER_PORTS"
       fi
+    elif port_open "$p"; then
+      die "redis-cluster: $HOST:$p accepts connections but is not a Redis answering PONG; change REDIS_CLUSTER_PORTS"
+    else
       installed=$(ensure_redis_server redis-cluster "$addr")
       if [[ $installed == installed ]]; then
         how="installed + started"
@@ -444,9 +470,6 @@ up_redis_cluster() {
   for p in "${ports[@]}"; do
     dir=$(redis_cluster_dir "$p")
     if redis_ping "$p"; then
-      if ! redis_cli -p "$p" info cluster 2>/dev/null | tr -d '\r' | grep -qx 'cluster_enabled:1'; then
-        die "redis-cluster: $HOST:$p answers but is a Redis without cluster mode; change REDIS_CLUSTER_PORTS"
-      fi
       continue
     fi
     redis_start "$p" "$dir" --cluster-enabled yes \
@@ -583,10 +606,11 @@ pg_isready_rc() {
   printf '%s\n' "$rc"
 }
 
-# pg_login : print psql's answer to "select 1" as postgres without password.
+# pg_login : print psql's answer to "select 1" as postgres without password
+# (no PGPASSWORD, no ~/.pgpass: /dev/null/x can never exist).
 pg_login() {
-  tmo 15 env -u PGPASSWORD PGPASSFILE=/dev/null PGCONNECT_TIMEOUT=5 \
-    "$PSQL" -X -w -h "$HOST" -p "$PG_PORT" -U postgres -d postgres -Atc 'select 1' 2>&1
+  tmo 15 env -u PGPASSWORD PGPASSFILE=/dev/null/pgpass PGCONNECT_TIMEOUT=5 \
+    "$PSQL" -X -w -h "$HOST" -p "$PG_PORT" -U postgres -d postgres -Atc 'select 1'
 }
 
 # pg_state : ok | noauth | other | down
@@ -595,7 +619,7 @@ pg_state() {
   rc=$(pg_isready_rc)
   case $rc in
     0 | 1)
-      if out=$(pg_login) && [[ $out == 1 ]]; then
+      if out=$(pg_login 2>/dev/null) && [[ $out == 1 ]]; then
         echo ok
       elif [[ $rc == 1 ]] && wait_until 15 pg_accepting; then
         pg_state
@@ -614,19 +638,20 @@ pg_accepting() {
 }
 
 pg_ready_and_login() {
-  pg_accepting && [[ $(pg_login || true) == 1 ]]
+  pg_accepting && [[ $(pg_login 2>/dev/null || true) == 1 ]]
 }
 
 pg_auth_die() {
-  local err
-  err=$(pg_login | head -n 3 || true)
+  local err other=5440
+  if [[ $PG_PORT == 5440 ]]; then other=5441; fi
+  err=$(pg_login 2>&1 | head -n 3 || true)
   {
     printf 'postgres: a PostgreSQL server answers on %s:%s, but logging in as user "postgres"\n' "$HOST" "$PG_PORT"
     printf '  without a password fails:\n'
     printf '    %s\n' "$err"
     printf '  This project needs passwordless (trust) access for user postgres over TCP, e.g. in pg_hba.conf:\n'
     printf '    host  all  all  127.0.0.1/32  trust\n'
-    printf '  then reload that server - or set PG_PORT to a free port (e.g. PG_PORT=5440) and this\n'
+    printf '  then reload that server - or set PG_PORT to a free port (e.g. PG_PORT=%s) and this\n' "$other"
     printf '  script starts its own PostgreSQL there.\n'
   } >&2
   exit 1
@@ -851,7 +876,7 @@ status_postgres() {
   fi
   rc=$(pg_isready_rc)
   if [[ $rc == 0 || $rc == 1 ]]; then
-    if [[ $(pg_login || true) == 1 ]]; then
+    if [[ $(pg_login 2>/dev/null || true) == 1 ]]; then
       report postgres "$addr" "answering, $owner"
     else
       report postgres "$addr" "answering but login as postgres without password FAILS, $owner"
@@ -972,7 +997,7 @@ ch_start() {
 ch_started() {
   local pid
   ch_ping "$1" && return 0
-  if pid=$(pid_from_file "$2") && ! kill -0 "$pid" 2>/dev/null; then
+  if pid=$(pid_from_file "$2") && pid_gone "$pid"; then
     return 0
   fi
   return 1

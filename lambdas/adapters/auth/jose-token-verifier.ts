@@ -1,0 +1,66 @@
+/**
+ * Bearer tokens, verified with jose: HS256 with a shared secret (local), or RS256/ES256 against an
+ * OIDC/Cognito JWKS (AWS). The accepted algorithms are pinned per key type, so `alg: none` and
+ * HS/RS confusion are refused; exp is required, iss/aud are checked when configured.
+ */
+import { createRemoteJWKSet, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
+import { UnauthorizedError } from "../../core/errors.ts";
+import { type Principal, type PrincipalRole, ROLE_CLAIMS } from "../../core/model.ts";
+import type { TokenVerifier } from "../../core/ports.ts";
+
+export interface JoseVerifierOptions {
+  readonly secret?: string;
+  readonly jwksUrl?: string;
+  readonly issuer?: string;
+  readonly audience?: string;
+  /** Claim holding the roles: an array or a space-separated string (e.g. "cognito:groups"). */
+  readonly rolesClaim: string;
+  readonly clockToleranceSeconds: number;
+  readonly timeoutMs?: number;
+}
+
+const MAX_TOKEN_LENGTH = 8192;
+
+export const rolesFrom = (payload: JWTPayload, claim: string): PrincipalRole[] => {
+  const raw = payload[claim];
+  const values = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(" ") : [];
+  return ROLE_CLAIMS.filter((role) => values.includes(role));
+};
+
+export class JoseTokenVerifier implements TokenVerifier {
+  private readonly key: Uint8Array | JWTVerifyGetKey;
+  private readonly algorithms: string[];
+
+  constructor(private readonly options: JoseVerifierOptions) {
+    if (options.secret !== undefined) {
+      this.key = new TextEncoder().encode(options.secret);
+      this.algorithms = ["HS256"];
+    } else if (options.jwksUrl !== undefined) {
+      this.key = createRemoteJWKSet(new URL(options.jwksUrl), { timeoutDuration: options.timeoutMs ?? 2000 });
+      this.algorithms = ["RS256", "ES256"];
+    } else {
+      throw new Error("JoseTokenVerifier needs a secret or a JWKS URL");
+    }
+  }
+
+  async verify(token: string): Promise<Principal> {
+    if (token.length > MAX_TOKEN_LENGTH) throw new UnauthorizedError("Token too long");
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.key as Uint8Array, {
+        algorithms: this.algorithms,
+        requiredClaims: ["sub", "exp"],
+        clockTolerance: this.options.clockToleranceSeconds,
+        ...(this.options.issuer !== undefined ? { issuer: this.options.issuer } : {}),
+        ...(this.options.audience !== undefined ? { audience: this.options.audience } : {}),
+      }));
+    } catch (error) {
+      throw new UnauthorizedError("Invalid or expired token", { cause: error });
+    }
+    const sub = payload.sub;
+    if (typeof sub !== "string" || sub.length === 0 || sub.length > 256) {
+      throw new UnauthorizedError("Token subject is missing or invalid");
+    }
+    return { userId: sub, roles: rolesFrom(payload, this.options.rolesClaim) };
+  }
+}

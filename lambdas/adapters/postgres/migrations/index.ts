@@ -1,0 +1,51 @@
+/**
+ * PostgreSQL schema, versioned. Applied in order by `migrate.ts` (local stack, tests, and the deploy
+ * step); a version once released is never edited, only followed by a new one.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "threads, messages and the analytics outbox",
+    sql: `
+CREATE TABLE threads (
+  id             uuid PRIMARY KEY,
+  owner_id       text NOT NULL,
+  title          text,
+  metadata       jsonb NOT NULL DEFAULT '{}'::jsonb,
+  created_at     timestamptz NOT NULL,
+  created_at_ms  bigint NOT NULL,
+  -- Highest seq PostgreSQL itself handed out (cache down, rollback mode); see core/sequence.ts.
+  last_seq       bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX threads_owner_recent ON threads (owner_id, created_at_ms DESC, id DESC);
+
+CREATE TABLE messages (
+  id                 uuid PRIMARY KEY,
+  thread_id          uuid NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+  seq                bigint NOT NULL,
+  role               text NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
+  user_id            text NOT NULL,
+  content            text NOT NULL,
+  metadata           jsonb NOT NULL DEFAULT '{}'::jsonb,
+  client_message_id  text,
+  created_at         timestamptz NOT NULL,
+  created_at_ms      bigint NOT NULL,
+  persisted_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+  -- Also the index that history pages walk, in both directions.
+  CONSTRAINT messages_thread_seq_key UNIQUE (thread_id, seq)
+);
+
+-- Messages committed in the request (SQS-down fallback, rollback mode) waiting for the analytics queue.
+CREATE TABLE analytics_outbox (
+  message_id   uuid PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+  enqueued_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+`,
+  },
+];

@@ -1,0 +1,198 @@
+/**
+ * Messages in PostgreSQL, the system of record. Every write is idempotent on the message id
+ * (ON CONFLICT (id) DO NOTHING) and answers with the stored row, so a retry or a redelivery learns
+ * what was kept. Each method is one statement: one round trip, no explicit transaction.
+ */
+import type pg from "pg";
+import type { HistoryPage, HistoryQuery, JsonObject, Message, MessageRole } from "../../core/model.ts";
+import { POSTGRES_SEQ_LANE, SEQ_PER_MILLISECOND } from "../../core/sequence.ts";
+import type { CommitResult, MessageRepository, OwnedMessage } from "../../core/ports.ts";
+import type { TierGuard } from "../resilience/tier-guard.ts";
+
+const COLUMNS = "id, thread_id, seq, role, user_id, content, metadata, client_message_id, created_at_ms";
+const M_COLUMNS = COLUMNS.split(", ")
+  .map((c) => `m.${c}`)
+  .join(", ");
+
+interface MessageRow {
+  id: string;
+  thread_id: string;
+  seq: string;
+  role: MessageRole;
+  user_id: string;
+  content: string;
+  metadata: JsonObject;
+  client_message_id: string | null;
+  created_at_ms: string;
+}
+
+export const toMessage = (row: MessageRow): Message => {
+  const ms = Number(row.created_at_ms);
+  return {
+    id: row.id,
+    thread_id: row.thread_id,
+    seq: Number(row.seq),
+    role: row.role,
+    user_id: row.user_id,
+    content: row.content,
+    metadata: row.metadata,
+    client_message_id: row.client_message_id,
+    created_at: Math.floor(ms / 1000),
+    created_at_ms: ms,
+  };
+};
+
+const RECORDSET = `jsonb_to_recordset($1::jsonb) AS i(
+  id uuid, thread_id uuid, seq bigint, role text, user_id text, content text, metadata jsonb,
+  client_message_id text, created_at_ms bigint)`;
+
+const INSERT_FROM_INPUT = `
+  INSERT INTO messages (${COLUMNS}, created_at)
+  SELECT ${COLUMNS}, to_timestamp(created_at_ms / 1000.0) FROM input
+  ON CONFLICT (id) DO NOTHING
+  RETURNING ${COLUMNS}`;
+
+/** Inserted rows, plus the rows that were there before the statement (its snapshot). */
+const PERSIST_BATCH = `
+WITH input AS (SELECT * FROM ${RECORDSET}),
+ins AS (${INSERT_FROM_INPUT})
+SELECT ${COLUMNS}, true AS inserted FROM ins
+UNION ALL
+SELECT ${M_COLUMNS}, false AS inserted FROM messages m WHERE m.id IN (SELECT id FROM input)`;
+
+/**
+ * The synchronous commit: allocates the seq when none is given (lane 500 of the hybrid clock), and
+ * writes the message with its analytics outbox entry, atomically, in one statement.
+ */
+const COMMIT = `
+WITH alloc AS (
+  UPDATE threads
+     SET last_seq = GREATEST(last_seq + 1,
+           floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint * ${SEQ_PER_MILLISECOND} + ${POSTGRES_SEQ_LANE})
+   WHERE id = $2::uuid AND $3::bigint IS NULL
+  RETURNING last_seq
+),
+input AS (
+  SELECT i.id, i.thread_id, COALESCE($3::bigint, (SELECT last_seq FROM alloc)) AS seq, i.role, i.user_id,
+         i.content, i.metadata, i.client_message_id, i.created_at_ms
+    FROM ${RECORDSET}
+   WHERE EXISTS (SELECT 1 FROM threads WHERE id = $2::uuid)
+),
+ins AS (${INSERT_FROM_INPUT}),
+outbox AS (INSERT INTO analytics_outbox (message_id) SELECT id FROM ins)
+SELECT ${COLUMNS}, true AS inserted FROM ins
+UNION ALL
+SELECT ${M_COLUMNS}, false AS inserted FROM messages m WHERE m.id = (SELECT id FROM input LIMIT 1)`;
+
+const recordsetJson = (messages: readonly Omit<Message, "seq" | "created_at">[] | readonly Message[]): string =>
+  JSON.stringify(
+    messages.map((m) => ({
+      id: m.id,
+      thread_id: m.thread_id,
+      seq: "seq" in m ? m.seq : null,
+      role: m.role,
+      user_id: m.user_id,
+      content: m.content,
+      metadata: m.metadata,
+      client_message_id: m.client_message_id,
+      created_at_ms: m.created_at_ms,
+    })),
+  );
+
+type Row = MessageRow & { inserted: boolean };
+
+export class PgMessageRepository implements MessageRepository {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly guard: TierGuard,
+  ) {}
+
+  persistBatch(messages: readonly OwnedMessage[]): Promise<CommitResult[]> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<Row>(PERSIST_BATCH, [recordsetJson(messages.map((m) => m.message))]);
+      return rows.map((row) => ({ message: toMessage(row), inserted: row.inserted }));
+    });
+  }
+
+  commit(message: Omit<Message, "seq"> & { seq: number | null }): Promise<CommitResult | null> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<Row>(COMMIT, [
+        recordsetJson([message as Message]),
+        message.thread_id,
+        message.seq,
+      ]);
+      const row = rows.find((r) => r.inserted) ?? rows[0];
+      return row === undefined ? null : { message: toMessage(row), inserted: row.inserted };
+    });
+  }
+
+  findById(id: string): Promise<OwnedMessage | null> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<MessageRow & { owner_id: string }>(
+        `SELECT ${M_COLUMNS}, t.owner_id FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id = $1`,
+        [id],
+      );
+      const row = rows[0];
+      return row === undefined ? null : { message: toMessage(row), ownerId: row.owner_id };
+    });
+  }
+
+  history(threadId: string, query: HistoryQuery): Promise<HistoryPage> {
+    return this.guard.run(async () => {
+      const fetch = query.limit + 1;
+      if (query.direction === "forward") {
+        const { rows } = await this.pool.query<MessageRow>(
+          `SELECT ${COLUMNS} FROM messages WHERE thread_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3`,
+          [threadId, query.after, fetch],
+        );
+        const page = rows.slice(0, query.limit).map(toMessage);
+        return { messages: page, next_cursor: rows.length > query.limit ? (page.at(-1)?.seq ?? null) : null };
+      }
+      const { rows } =
+        query.before === undefined
+          ? await this.pool.query<MessageRow>(
+              `SELECT ${COLUMNS} FROM messages WHERE thread_id = $1 ORDER BY seq DESC LIMIT $2`,
+              [threadId, fetch],
+            )
+          : await this.pool.query<MessageRow>(
+              `SELECT ${COLUMNS} FROM messages WHERE thread_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
+              [threadId, query.before, fetch],
+            );
+      const page = rows.slice(0, query.limit).reverse().map(toMessage);
+      return { messages: page, next_cursor: rows.length > query.limit ? (page[0]?.seq ?? null) : null };
+    });
+  }
+
+  count(threadId: string): Promise<number> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM messages WHERE thread_id = $1",
+        [threadId],
+      );
+      return rows[0]?.n ?? 0;
+    });
+  }
+
+  pendingOutbox(limit: number): Promise<Message[]> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<MessageRow>(
+        `SELECT ${M_COLUMNS} FROM analytics_outbox o JOIN messages m ON m.id = o.message_id
+          ORDER BY o.enqueued_at LIMIT $1`,
+        [limit],
+      );
+      return rows.map(toMessage);
+    });
+  }
+
+  clearOutbox(ids: readonly string[]): Promise<void> {
+    return this.guard.run(async () => {
+      await this.pool.query("DELETE FROM analytics_outbox WHERE message_id = ANY($1::uuid[])", [ids]);
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.guard.run(async () => {
+      await this.pool.query("SELECT 1");
+    });
+  }
+}

@@ -1,0 +1,84 @@
+/** Threads in PostgreSQL. */
+import type pg from "pg";
+import type { JsonObject, Thread } from "../../core/model.ts";
+import type { ThreadCursor, ThreadRepository } from "../../core/ports.ts";
+import { POSTGRES_SEQ_LANE, SEQ_PER_MILLISECOND } from "../../core/sequence.ts";
+import type { TierGuard } from "../resilience/tier-guard.ts";
+
+const COLUMNS = "id, owner_id, title, metadata, created_at_ms";
+
+interface ThreadRow {
+  id: string;
+  owner_id: string;
+  title: string | null;
+  metadata: JsonObject;
+  created_at_ms: string;
+}
+
+const toThread = (row: ThreadRow): Thread => {
+  const ms = Number(row.created_at_ms);
+  return {
+    id: row.id,
+    owner_id: row.owner_id,
+    title: row.title,
+    metadata: row.metadata,
+    created_at: Math.floor(ms / 1000),
+    created_at_ms: ms,
+  };
+};
+
+export class PgThreadRepository implements ThreadRepository {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly guard: TierGuard,
+  ) {}
+
+  create(thread: Thread): Promise<Thread> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<ThreadRow>(
+        `INSERT INTO threads (id, owner_id, title, metadata, created_at_ms, created_at)
+         VALUES ($1, $2, $3, $4::jsonb, $5, to_timestamp($5 / 1000.0)) RETURNING ${COLUMNS}`,
+        [thread.id, thread.owner_id, thread.title, JSON.stringify(thread.metadata), thread.created_at_ms],
+      );
+      return toThread(rows[0] as ThreadRow);
+    });
+  }
+
+  get(id: string): Promise<Thread | null> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<ThreadRow>(`SELECT ${COLUMNS} FROM threads WHERE id = $1`, [id]);
+      return rows[0] === undefined ? null : toThread(rows[0]);
+    });
+  }
+
+  listByOwner(ownerId: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]> {
+    return this.guard.run(async () => {
+      const { rows } =
+        page.after === undefined
+          ? await this.pool.query<ThreadRow>(
+              `SELECT ${COLUMNS} FROM threads WHERE owner_id = $1 ORDER BY created_at_ms DESC, id DESC LIMIT $2`,
+              [ownerId, page.limit],
+            )
+          : await this.pool.query<ThreadRow>(
+              `SELECT ${COLUMNS} FROM threads WHERE owner_id = $1 AND (created_at_ms, id) < ($2, $3::uuid)
+                ORDER BY created_at_ms DESC, id DESC LIMIT $4`,
+              [ownerId, page.after.created_at_ms, page.after.id, page.limit],
+            );
+      return rows.map(toThread);
+    });
+  }
+
+  allocateSeq(threadId: string): Promise<{ thread: Thread; seq: number } | null> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<ThreadRow & { last_seq: string }>(
+        `UPDATE threads
+            SET last_seq = GREATEST(last_seq + 1,
+                  floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint * ${SEQ_PER_MILLISECOND} + ${POSTGRES_SEQ_LANE})
+          WHERE id = $1 RETURNING ${COLUMNS}, last_seq`,
+        [threadId],
+      );
+      const row = rows[0];
+      return row === undefined ? null : { thread: toThread(row), seq: Number(row.last_seq) };
+    });
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * One ioredis client per process, standalone or cluster. ElastiCache Serverless is always a TLS
+ * cluster endpoint (`rediss://...` with REDIS_CLUSTER=true). Every command has a timeout (commands
+ * issued while connecting wait at most that long, and are failed at once on a failed reconnect):
+ * a slow or absent Redis is cut off, not waited for. The caller's TierGuard adds an outer bound.
+ */
+import { Cluster, Redis } from "ioredis";
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisClientOptions {
+  readonly url: string;
+  readonly cluster: boolean;
+  readonly connectTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+}
+
+const reconnectDelay = (attempt: number): number => Math.min(50 * 2 ** attempt, 2000);
+
+export const createRedisClient = (options: RedisClientOptions): RedisClient => {
+  const url = new URL(options.url);
+  const tls = url.protocol === "rediss:";
+  const common = {
+    connectTimeout: options.connectTimeoutMs,
+    commandTimeout: options.commandTimeoutMs,
+    maxRetriesPerRequest: 0,
+    enableAutoPipelining: true,
+    ...(url.username !== "" ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password !== "" ? { password: decodeURIComponent(url.password) } : {}),
+    ...(tls ? { tls: {} } : {}),
+  };
+  const port = Number(url.port || 6379);
+  if (!options.cluster) {
+    return new Redis({ ...common, host: url.hostname, port, retryStrategy: reconnectDelay });
+  }
+  return new Cluster([{ host: url.hostname, port }], {
+    enableAutoPipelining: true,
+    clusterRetryStrategy: reconnectDelay,
+    slotsRefreshTimeout: options.connectTimeoutMs,
+    // TLS certificates name the configuration endpoint, not the node IPs.
+    ...(tls ? { dnsLookup: (address: string, callback: (err: null, address: string) => void) => callback(null, address) } : {}),
+    redisOptions: common,
+  });
+};
+
+/** Server replies that mean "Redis cannot serve now", as opposed to a bad command. */
+const UNAVAILABLE_REPLIES = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|OOM|BUSY|NOREPLICAS)/;
+
+export const isRedisOutage = (error: unknown): boolean => {
+  if (!(error instanceof Error)) return true;
+  if (error.name === "ReplyError") return UNAVAILABLE_REPLIES.test(error.message);
+  return true;
+};

@@ -1,0 +1,69 @@
+/**
+ * WebSocket connection registry. A connection's record and its thread list share the `{c:<id>}`
+ * hash tag; a thread's subscriber set lives with the thread (`{t:<id>}`), so the accept path reads
+ * it in the same round trip as the seq. Entries expire: API Gateway closes a connection after 2 h.
+ */
+import type { Principal } from "../../core/model.ts";
+import type { Connection, ConnectionRegistry } from "../../core/ports.ts";
+import type { TierGuard } from "../resilience/tier-guard.ts";
+import type { RedisClient } from "./client.ts";
+import type { RedisKeys } from "./keys.ts";
+
+export class RedisConnectionRegistry implements ConnectionRegistry {
+  constructor(
+    private readonly client: RedisClient,
+    private readonly keys: RedisKeys,
+    private readonly guard: TierGuard,
+    private readonly ttlSeconds: number,
+  ) {}
+
+  register(connection: Connection): Promise<void> {
+    const record = JSON.stringify({ p: connection.principal, at: connection.connectedAt });
+    return this.guard.run(async () => {
+      await this.client.set(this.keys.connection(connection.connectionId), record, "EX", this.ttlSeconds);
+    });
+  }
+
+  get(connectionId: string): Promise<Connection | null> {
+    return this.guard.run(async () => {
+      const raw = await this.client.get(this.keys.connection(connectionId));
+      if (raw === null) return null;
+      const { p, at } = JSON.parse(raw) as { p: Principal; at: number };
+      return { connectionId, principal: p, connectedAt: at };
+    });
+  }
+
+  subscribe(connectionId: string, threadId: string): Promise<void> {
+    const subs = this.keys.threadSubscribers(threadId);
+    const threads = this.keys.connectionThreads(connectionId);
+    return this.guard.run(async () => {
+      await Promise.all([
+        this.client.sadd(subs, connectionId).then(() => this.client.expire(subs, this.ttlSeconds)),
+        this.client.sadd(threads, threadId).then(() => this.client.expire(threads, this.ttlSeconds)),
+      ]);
+    });
+  }
+
+  unsubscribe(connectionId: string, threadId: string): Promise<void> {
+    return this.guard.run(async () => {
+      await Promise.all([
+        this.client.srem(this.keys.threadSubscribers(threadId), connectionId),
+        this.client.srem(this.keys.connectionThreads(connectionId), threadId),
+      ]);
+    });
+  }
+
+  subscribers(threadId: string): Promise<string[]> {
+    return this.guard.run(() => this.client.smembers(this.keys.threadSubscribers(threadId)));
+  }
+
+  remove(connectionId: string): Promise<void> {
+    return this.guard.run(async () => {
+      const threads = await this.client.smembers(this.keys.connectionThreads(connectionId));
+      await Promise.all([
+        ...threads.map((threadId) => this.client.srem(this.keys.threadSubscribers(threadId), connectionId)),
+        this.client.del(this.keys.connection(connectionId), this.keys.connectionThreads(connectionId)),
+      ]);
+    });
+  }
+}

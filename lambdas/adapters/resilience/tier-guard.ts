@@ -1,0 +1,77 @@
+/**
+ * Fail fast when a tier is down: a circuit breaker (cockatiel) per tier and per process opens after
+ * consecutive outage errors, so requests stop waiting on timeouts, and probes the tier again after
+ * a pause. Outage errors become `TierUnavailableError`; data errors pass through untouched and do
+ * not count against the tier.
+ */
+import {
+  BrokenCircuitError,
+  CircuitState,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  handleWhen,
+  type IPolicy,
+  TaskCancelledError,
+  TimeoutStrategy,
+  timeout,
+  wrap,
+} from "cockatiel";
+import type { CircuitBreakerPolicy } from "cockatiel";
+import { describeError, type Tier, TierUnavailableError } from "../../core/errors.ts";
+
+export interface BreakerOptions {
+  readonly failureThreshold: number;
+  readonly halfOpenAfterMs: number;
+  /** Outer bound on one call, on top of the client's own timeouts. */
+  readonly timeoutMs?: number;
+}
+
+export type BreakerState = "closed" | "open" | "half_open";
+
+export class TierGuard {
+  private readonly breaker: CircuitBreakerPolicy;
+  private readonly policy: IPolicy;
+  private readonly listeners: ((state: BreakerState) => void)[] = [];
+
+  constructor(
+    readonly tier: Tier,
+    options: BreakerOptions,
+    private readonly isOutage: (error: unknown) => boolean,
+  ) {
+    const outage = (error: unknown): boolean => error instanceof TaskCancelledError || isOutage(error);
+    this.breaker = circuitBreaker(handleWhen(outage), {
+      halfOpenAfter: options.halfOpenAfterMs,
+      breaker: new ConsecutiveBreaker(options.failureThreshold),
+    });
+    this.policy =
+      options.timeoutMs === undefined
+        ? this.breaker
+        : wrap(this.breaker, timeout(options.timeoutMs, TimeoutStrategy.Aggressive));
+    this.breaker.onStateChange((state) => {
+      for (const listener of this.listeners) listener(toBreakerState(state));
+    });
+  }
+
+  get state(): BreakerState {
+    return toBreakerState(this.breaker.state);
+  }
+
+  onStateChange(listener: (state: BreakerState) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await this.policy.execute(work);
+    } catch (error) {
+      if (error instanceof BrokenCircuitError) {
+        throw new TierUnavailableError(this.tier, "circuit open", { cause: error });
+      }
+      if (error instanceof TaskCancelledError || this.isOutage(error)) throw new TierUnavailableError(this.tier, describeError(error), { cause: error });
+      throw error;
+    }
+  }
+}
+
+const toBreakerState = (state: CircuitState): BreakerState =>
+  state === CircuitState.Closed ? "closed" : state === CircuitState.HalfOpen ? "half_open" : "open";

@@ -1,0 +1,21 @@
+/**
+ * SQS clients with tight timeouts. The endpoint comes from the SDK's own configuration
+ * (AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL), so the same code talks to AWS, LocalStack or the
+ * built-in local stack.
+ */
+import { SQSClient } from "@aws-sdk/client-sqs";
+
+export const createSqsClient = (options: { timeoutMs: number; maxAttempts?: number }): SQSClient =>
+  new SQSClient({
+    maxAttempts: options.maxAttempts ?? 2,
+    requestHandler: { connectionTimeout: options.timeoutMs, requestTimeout: options.timeoutMs },
+  });
+
+/** Throttling, 5xx and network failures are outages; a 4xx is a bug or a misconfiguration. */
+export const isAwsOutage = (error: unknown): boolean => {
+  if (typeof error !== "object" || error === null) return true;
+  const { $metadata, name } = error as { $metadata?: { httpStatusCode?: number }; name?: string };
+  const status = $metadata?.httpStatusCode;
+  if (status === undefined) return true;
+  return status >= 500 || status === 429 || name === "ThrottlingException" || name === "RequestThrottled";
+};
