@@ -8,6 +8,7 @@ export type ErrorKind =
   | "bad_request"
   | "invalid"
   | "too_large"
+  | "unsupported_media_type"
   | "unauthenticated"
   | "forbidden"
   | "not_found"

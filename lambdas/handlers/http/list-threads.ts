@@ -1,0 +1,12 @@
+/** GET /api/threads — the caller's threads, newest first, keyset-paginated. */
+import { parseThreadListQuery } from "../../core/validation.ts";
+import { limits, threadService } from "../../runtime/container.ts";
+import { httpHandler } from "../../runtime/http-middleware.ts";
+
+export const handler = httpHandler(
+  async ({ principal, query }) => ({
+    status: 200,
+    body: await (await threadService()).list(principal, parseThreadListQuery(query, limits())),
+  }),
+  { body: "none" },
+);

@@ -1,0 +1,31 @@
+/** POST /api/threads/{threadId}/messages — where a message is accepted. */
+import { parseId, parsePostMessage } from "../../core/validation.ts";
+import { limits, messageService } from "../../runtime/container.ts";
+import { httpHandler } from "../../runtime/http-middleware.ts";
+import { recordAccept, serverTiming } from "../../runtime/accept-telemetry.ts";
+
+export const handler = httpHandler(
+  async ({ principal, params, body, headers }) => {
+    const threadId = parseId(params.threadId, "threadId");
+    const input = parsePostMessage(body, limits(), headers["idempotency-key"]);
+    const service = await messageService();
+    const result = await recordAccept(() => service.accept({ principal, threadId, input }));
+    return {
+      status: 201,
+      headers: {
+        "server-timing": serverTiming(result.timings),
+        ...(result.replayed ? { "idempotent-replayed": "true" } : {}),
+      },
+      body: {
+        ...result.message,
+        status: "accepted",
+        durability: result.durability,
+        degraded: result.degraded,
+        cache: result.cache,
+        replayed: result.replayed,
+        delivered: result.delivery.sent,
+      },
+    };
+  },
+  { body: "required" },
+);

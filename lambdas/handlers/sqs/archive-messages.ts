@@ -1,0 +1,14 @@
+/** Analytics consumer: SQS batch of persisted messages → one ClickHouse insert. */
+import { archiveService, retryScheduler } from "../../runtime/container.ts";
+import { Metric } from "../../runtime/metric-names.ts";
+import { quantileSample } from "../../runtime/quantiles.ts";
+import { sqsBatchHandler } from "../../runtime/sqs-middleware.ts";
+import { countMetric, metrics, timeMetric } from "../../runtime/telemetry.ts";
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
+
+export const handler = sqsBatchHandler(archiveService, () => retryScheduler().analytics, (outcome) => {
+  countMetric(Metric.RowsArchived, outcome.rows);
+  countMetric(Metric.ArchiveFailures, outcome.failures.length);
+  if (outcome.inserts > 0) metrics.addMetric(Metric.RowsPerInsert, MetricUnit.Count, outcome.rows / outcome.inserts);
+  for (const lag of quantileSample(outcome.lagsMs)) timeMetric(Metric.ArchiveLag, lag);
+});

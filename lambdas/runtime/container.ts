@@ -1,0 +1,299 @@
+/**
+ * Composition root: builds each client and service once per process (Lambda cold start), lazily,
+ * so a function only connects to the tiers it uses. Handlers ask for services; nothing else
+ * constructs a client.
+ */
+import { ApiGatewayManagementApiClient } from "@aws-sdk/client-apigatewaymanagementapi";
+import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import type { ClickHouseClient } from "@clickhouse/client";
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
+import type pg from "pg";
+import { ApiGatewayConnectionNotifier } from "../adapters/apigateway/api-gateway-connection-notifier.ts";
+import { JoseTokenVerifier } from "../adapters/auth/jose-token-verifier.ts";
+import { createClickHouseClient, isClickHouseOutage } from "../adapters/clickhouse/client.ts";
+import { ClickHouseMessageArchive } from "../adapters/clickhouse/clickhouse-message-archive.ts";
+import { createPgPool, isPgOutage } from "../adapters/postgres/pool.ts";
+import { PgMessageRepository } from "../adapters/postgres/pg-message-repository.ts";
+import { PgThreadRepository } from "../adapters/postgres/pg-thread-repository.ts";
+import { createRedisClient, isRedisOutage, type RedisClient } from "../adapters/redis/client.ts";
+import { RedisKeys } from "../adapters/redis/keys.ts";
+import { RedisConnectionRegistry } from "../adapters/redis/redis-connection-registry.ts";
+import { RedisMessageCache } from "../adapters/redis/redis-message-cache.ts";
+import { Scripts } from "../adapters/redis/scripts.ts";
+import { TierGuard } from "../adapters/resilience/tier-guard.ts";
+import { createSqsClient, isAwsOutage } from "../adapters/sqs/client.ts";
+import { SqsAnalyticsPublisher } from "../adapters/sqs/sqs-analytics-publisher.ts";
+import { SqsMessagePublisher } from "../adapters/sqs/sqs-message-publisher.ts";
+import { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
+import { ArchiveService } from "../core/archive-service.ts";
+import type { Tier } from "../core/errors.ts";
+import { Fanout } from "../core/fanout.ts";
+import { checkHealth, type HealthReport } from "../core/health-service.ts";
+import { MessageService } from "../core/message-service.ts";
+import { OutboxRelay } from "../core/outbox-relay.ts";
+import { PersistService } from "../core/persist-service.ts";
+import type { Clock } from "../core/ports.ts";
+import { SubscriptionService } from "../core/subscription-service.ts";
+import { ThreadService } from "../core/thread-service.ts";
+import type { Limits } from "../core/validation.ts";
+import { config } from "./config.ts";
+import { Metric } from "./metric-names.ts";
+import { diagnostics, logger, metrics } from "./telemetry.ts";
+
+const once = <T>(build: () => T): (() => T) => {
+  let value: { v: T } | undefined;
+  return () => {
+    value ??= { v: build() };
+    return value.v;
+  };
+};
+
+const clock: Clock = { now: () => Date.now() };
+
+const guard = (tier: Tier, isOutage: (e: unknown) => boolean, timeoutMs?: number): TierGuard => {
+  const cfg = config();
+  const g = new TierGuard(
+    tier,
+    {
+      failureThreshold: cfg.BREAKER_FAILURE_THRESHOLD,
+      halfOpenAfterMs: cfg.BREAKER_HALF_OPEN_AFTER_MS,
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    },
+    isOutage,
+  );
+  g.onStateChange((state) => {
+    logger.warn("circuit breaker state changed", { tier, state });
+    if (state === "open") metrics.singleMetric().addDimension("Tier", tier).addMetric(Metric.BreakerOpened, MetricUnit.Count, 1);
+  });
+  return g;
+};
+
+export const limits = once(
+  (): Limits => ({
+    maxMessageBytes: config().MAX_MESSAGE_BYTES,
+    maxMetadataBytes: config().MAX_METADATA_BYTES,
+    maxTitleLength: config().MAX_TITLE_LENGTH,
+    maxPageSize: config().MAX_PAGE_SIZE,
+    defaultPageSize: config().DEFAULT_PAGE_SIZE,
+  }),
+);
+
+const secretJson = async (arn: string): Promise<Record<string, string | number | undefined>> => {
+  const client = new SecretsManagerClient({ maxAttempts: 3, requestHandler: { requestTimeout: 3000 } });
+  const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: arn }));
+  client.destroy();
+  if (SecretString === undefined) throw new Error(`secret ${arn} has no string value`);
+  return JSON.parse(SecretString) as Record<string, string | number | undefined>;
+};
+
+// ---------------------------------------------------------------- clients
+
+export const redisClient = once((): RedisClient => {
+  const cfg = config();
+  const client = createRedisClient({
+    url: cfg.REDIS_URL,
+    cluster: cfg.REDIS_CLUSTER,
+    connectTimeoutMs: cfg.REDIS_CONNECT_TIMEOUT_MS,
+    commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS,
+  });
+  let lastLogged = 0;
+  client.on("error", (error: Error) => {
+    // Reconnect attempts repeat the same error; once per 10 s is enough for the logs.
+    if (Date.now() - lastLogged > 10_000) {
+      lastLogged = Date.now();
+      logger.warn("redis connection error", { error: error.message });
+    }
+  });
+  return client;
+});
+
+const redisGuard = once(() => guard("redis", isRedisOutage, config().REDIS_COMMAND_TIMEOUT_MS * 2));
+const redisKeys = once(() => new RedisKeys(config().REDIS_KEY_PREFIX));
+const redisScripts = once(() => new Scripts(redisClient()));
+
+export const pgPool = once(async (): Promise<pg.Pool> => {
+  const cfg = config();
+  const onError = (error: Error): void => logger.warn("idle PostgreSQL connection failed", { error: error.message });
+  const common = {
+    ssl: cfg.DATABASE_SSL,
+    max: cfg.PG_POOL_MAX,
+    connectTimeoutMs: cfg.PG_CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: cfg.PG_STATEMENT_TIMEOUT_MS,
+    applicationName: `chat-pipeline-${cfg.APP_ENV}`,
+  };
+  if (cfg.DATABASE_URL !== undefined) return createPgPool({ ...common, connectionString: cfg.DATABASE_URL }, onError);
+  const secret = await secretJson(cfg.DATABASE_SECRET_ARN as string);
+  return createPgPool(
+    {
+      ...common,
+      host: cfg.DATABASE_HOST as string,
+      port: Number(secret.port ?? 5432),
+      user: String(secret.username),
+      password: String(secret.password),
+      database: cfg.DATABASE_NAME,
+    },
+    onError,
+  );
+});
+
+const pgGuard = once(() => guard("postgres", isPgOutage));
+const sqsClient = once(() => createSqsClient({ timeoutMs: config().SQS_TIMEOUT_MS }));
+const sqsGuard = once(() => guard("sqs", isAwsOutage));
+
+export const clickHouseClient = once(async (): Promise<ClickHouseClient> => {
+  const cfg = config();
+  const fromSecret = cfg.CLICKHOUSE_SECRET_ARN !== undefined ? await secretJson(cfg.CLICKHOUSE_SECRET_ARN) : {};
+  return createClickHouseClient({
+    url: String(fromSecret.url ?? cfg.CLICKHOUSE_URL),
+    username: String(fromSecret.username ?? cfg.CLICKHOUSE_USER),
+    password: String(fromSecret.password ?? cfg.CLICKHOUSE_PASSWORD),
+    database: String(fromSecret.database ?? cfg.CLICKHOUSE_DATABASE),
+    timeoutMs: cfg.CLICKHOUSE_TIMEOUT_MS,
+  });
+});
+
+// ---------------------------------------------------------------- ports
+
+export const cache = once(
+  () =>
+    new RedisMessageCache(redisClient(), redisScripts(), redisKeys(), redisGuard(), {
+      historySize: config().HISTORY_CACHE_SIZE,
+      ttlSeconds: config().CACHE_TTL_SECONDS,
+      idempotencyTtlSeconds: config().IDEMPOTENCY_TTL_SECONDS,
+    }),
+);
+
+export const registry = once(
+  () => new RedisConnectionRegistry(redisClient(), redisKeys(), redisGuard(), config().CONNECTION_TTL_SECONDS),
+);
+
+export const messageRepository = once(async () => new PgMessageRepository(await pgPool(), pgGuard()));
+export const threadRepository = once(async () => new PgThreadRepository(await pgPool(), pgGuard()));
+const publisher = once(() => new SqsMessagePublisher(sqsClient(), config().PERSIST_QUEUE_URL, sqsGuard()));
+const analyticsPublisher = once(
+  () => new SqsAnalyticsPublisher(sqsClient(), config().ANALYTICS_QUEUE_URL, sqsGuard()),
+);
+
+export const notifier = once(() => {
+  const cfg = config();
+  if (cfg.WEBSOCKET_API_ENDPOINT === undefined) {
+    throw new Error("WEBSOCKET_API_ENDPOINT is required by the HTTP and WebSocket functions");
+  }
+  const client = new ApiGatewayManagementApiClient({
+    endpoint: cfg.WEBSOCKET_API_ENDPOINT,
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: cfg.WEBSOCKET_TIMEOUT_MS, requestTimeout: cfg.WEBSOCKET_TIMEOUT_MS },
+  });
+  return new ApiGatewayConnectionNotifier(client, guard("websocket", isAwsOutage));
+});
+
+const verifier = once(() => {
+  const cfg = config();
+  return new JoseTokenVerifier({
+    ...(cfg.JWT_SECRET !== undefined ? { secret: cfg.JWT_SECRET } : {}),
+    ...(cfg.JWT_JWKS_URL !== undefined ? { jwksUrl: cfg.JWT_JWKS_URL } : {}),
+    ...(cfg.JWT_ISSUER !== undefined ? { issuer: cfg.JWT_ISSUER } : {}),
+    ...(cfg.JWT_AUDIENCE !== undefined ? { audience: cfg.JWT_AUDIENCE } : {}),
+    rolesClaim: cfg.JWT_ROLES_CLAIM,
+    clockToleranceSeconds: cfg.JWT_CLOCK_TOLERANCE_SECONDS,
+  });
+});
+export const tokenVerifier = verifier;
+
+// ---------------------------------------------------------------- services
+
+export const messageService = once(async () => {
+  const cfg = config();
+  return new MessageService(
+    {
+      cache: cache(),
+      messages: await messageRepository(),
+      threads: await threadRepository(),
+      publisher: publisher(),
+      registry: registry(),
+      fanout: new Fanout(
+        notifier(),
+        registry(),
+        { concurrency: cfg.FANOUT_CONCURRENCY, budgetMs: cfg.FANOUT_BUDGET_MS },
+        diagnostics,
+      ),
+      clock,
+      diagnostics,
+    },
+    { mode: cfg.ACCEPT_MODE, historyCacheSize: cfg.HISTORY_CACHE_SIZE, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS },
+  );
+});
+
+export const threadService = once(
+  async () =>
+    new ThreadService(
+      {
+        threads: await threadRepository(),
+        messages: await messageRepository(),
+        cache: cache(),
+        messageService: await messageService(),
+        clock,
+        diagnostics,
+      },
+      config().RETRY_AFTER_SECONDS,
+    ),
+);
+
+export const subscriptionService = once(
+  async () =>
+    new SubscriptionService(
+      {
+        registry: registry(),
+        notifier: notifier(),
+        verifier: verifier(),
+        messageService: await messageService(),
+        clock,
+        diagnostics,
+      },
+      { replayLimit: config().REPLAY_LIMIT, retryAfterSeconds: config().RETRY_AFTER_SECONDS },
+    ),
+);
+
+const retryPolicy = () => ({
+  baseDelaySeconds: config().RETRY_BASE_DELAY_SECONDS,
+  maxDelaySeconds: config().RETRY_MAX_DELAY_SECONDS,
+});
+
+export const persistService = once(
+  async () =>
+    new PersistService(
+      { messages: await messageRepository(), analytics: analyticsPublisher(), cache: cache(), clock, diagnostics },
+      retryPolicy(),
+    ),
+);
+
+const archiveStore = once(
+  async () => new ClickHouseMessageArchive(await clickHouseClient(), guard("clickhouse", isClickHouseOutage)),
+);
+
+export const archiveService = once(
+  async () => new ArchiveService({ store: await archiveStore(), clock, diagnostics }, retryPolicy()),
+);
+
+export const outboxRelay = once(
+  async () =>
+    new OutboxRelay({ messages: await messageRepository(), analytics: analyticsPublisher() }, config().OUTBOX_BATCH_SIZE),
+);
+
+export const retryScheduler = once(() => ({
+  persist: new SqsRetryScheduler(sqsClient(), config().PERSIST_QUEUE_URL),
+  analytics: new SqsRetryScheduler(sqsClient(), config().ANALYTICS_QUEUE_URL),
+}));
+
+export const health = async (): Promise<HealthReport> => {
+  const [messages, archive] = await Promise.all([messageRepository(), archiveStore()]);
+  return checkHealth(
+    [
+      { name: "redis", durable: false, ping: () => cache().ping() },
+      { name: "sqs", durable: true, ping: () => publisher().ping() },
+      { name: "postgres", durable: true, ping: () => messages.ping() },
+      { name: "clickhouse", durable: false, ping: () => archive.ping() },
+    ],
+    config().ACCEPT_MODE,
+  );
+};

@@ -1,0 +1,129 @@
+/**
+ * The middleware stack of every HTTP API function, built by one factory: structured logging with
+ * the request id, EMF metrics flushing, one error-to-response contract, bearer-token
+ * authentication and a size-limited JSON body parser. Route functions get a typed request.
+ */
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
+import middy from "@middy/core";
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
+import { AppError, BadRequestError, PayloadTooLargeError, UnauthorizedError } from "../core/errors.ts";
+import type { Principal } from "../core/model.ts";
+import { config } from "./config.ts";
+import { tokenVerifier } from "./container.ts";
+import { errorResponse, jsonResponse } from "./http-response.ts";
+import { logger, metrics } from "./telemetry.ts";
+
+export interface HttpRequest {
+  readonly principal: Principal;
+  readonly body: unknown;
+  readonly params: Readonly<Record<string, string | undefined>>;
+  readonly query: Readonly<Record<string, string | undefined>>;
+  readonly headers: Readonly<Record<string, string | undefined>>;
+  readonly requestId: string;
+}
+
+export interface HttpResult {
+  readonly status: number;
+  readonly body: unknown;
+  readonly headers?: Record<string, string>;
+}
+
+export type HttpRoute = (request: HttpRequest) => Promise<HttpResult>;
+
+export interface HttpRouteOptions {
+  /** "required": the route reads a JSON body; "optional": an empty body means {}; "none": ignored. */
+  readonly body: "required" | "optional" | "none";
+}
+
+const bearerToken = (header: string | undefined): string => {
+  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (match?.[1] === undefined) throw new UnauthorizedError();
+  return match[1];
+};
+
+const readBody = (event: APIGatewayProxyEventV2, mode: HttpRouteOptions["body"]): unknown => {
+  if (mode === "none") return undefined;
+  const raw =
+    event.body === undefined || event.body === ""
+      ? ""
+      : event.isBase64Encoded
+        ? Buffer.from(event.body, "base64").toString("utf8")
+        : event.body;
+  if (Buffer.byteLength(raw, "utf8") > config().MAX_BODY_BYTES) {
+    throw new PayloadTooLargeError("payload_too_large", `request body exceeds ${config().MAX_BODY_BYTES} bytes`);
+  }
+  if (raw.trim() === "") {
+    if (mode === "optional") return {};
+    throw new BadRequestError("malformed_json", "request body must be a JSON object");
+  }
+  const contentType = event.headers["content-type"];
+  if (contentType !== undefined && !/^application\/(.+\+)?json\b/i.test(contentType)) {
+    throw new AppError("unsupported_media_type", "unsupported_media_type", "Content-Type must be application/json");
+  }
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new BadRequestError("malformed_json", "request body is not valid JSON");
+  }
+};
+
+const lowerCaseKeys = (headers: APIGatewayProxyEventV2["headers"]): Record<string, string | undefined> =>
+  Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+
+/** What the middlewares below add to the API Gateway event before the route runs. */
+type HttpEvent = APIGatewayProxyEventV2 & { principal?: Principal; parsedBody?: unknown };
+type HttpMiddleware = middy.MiddlewareObj<HttpEvent, APIGatewayProxyStructuredResultV2>;
+
+/** Errors → responses; 5xx are logged with their cause, 4xx only with their code. */
+const httpErrors = (): HttpMiddleware => ({
+  onError: (request) => {
+    const { error } = request;
+    const response = errorResponse(error, request.event.requestContext.requestId);
+    if ((response.statusCode ?? 500) >= 500) {
+      logger.error("request failed", { error: error as Error, status: response.statusCode });
+    } else {
+      logger.info("request rejected", { status: response.statusCode, code: (error as AppError).code });
+    }
+    request.response = response;
+  },
+});
+
+const authenticate = (): HttpMiddleware => ({
+  before: async (request) => {
+    request.event.headers = lowerCaseKeys(request.event.headers) as APIGatewayProxyEventV2["headers"];
+    request.event.principal = await tokenVerifier().verify(bearerToken(request.event.headers.authorization));
+    logger.appendKeys({ userId: request.event.principal.userId });
+  },
+});
+
+const jsonBody = (mode: HttpRouteOptions["body"]): HttpMiddleware => ({
+  before: (request) => {
+    request.event.parsedBody = readBody(request.event, mode);
+  },
+});
+
+export const httpHandler = (route: HttpRoute, options: HttpRouteOptions) =>
+  middy<HttpEvent, APIGatewayProxyStructuredResultV2>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(logMetrics(metrics))
+    .use({
+      before: (request) => {
+        logger.appendKeys({ requestId: request.event.requestContext.requestId, route: request.event.routeKey });
+      },
+    })
+    .use(httpErrors())
+    .use(authenticate())
+    .use(jsonBody(options.body))
+    .handler(async (event) => {
+      if (event.principal === undefined) throw new UnauthorizedError();
+      const result = await route({
+        principal: event.principal,
+        body: event.parsedBody,
+        params: event.pathParameters ?? {},
+        query: event.queryStringParameters ?? {},
+        headers: event.headers,
+        requestId: event.requestContext.requestId,
+      });
+      return jsonResponse(result.status, result.body, result.headers);
+    });

@@ -1,0 +1,43 @@
+/**
+ * Metric names the handlers emit (CloudWatch EMF, namespace below). The CDK dashboard and alarms
+ * import these same constants, and an infra test checks they match.
+ */
+export const METRICS_NAMESPACE = "ChatPipeline";
+
+export const Metric = {
+  /** Accept path, request received → answered (ms). */
+  AcceptLatency: "AcceptLatency",
+  /** Time spent in each tier during accept (ms). */
+  AcceptCacheTime: "AcceptCacheTime",
+  AcceptQueueTime: "AcceptQueueTime",
+  AcceptDatabaseTime: "AcceptDatabaseTime",
+  AcceptFanoutTime: "AcceptFanoutTime",
+  MessagesAccepted: "MessagesAccepted",
+  IdempotentReplays: "IdempotentReplays",
+  /** Accepted with the cache skipped (Redis down or its circuit open). */
+  CacheSkipped: "CacheSkipped",
+  /** SQS unavailable: committed synchronously to PostgreSQL instead. */
+  QueueFallbacks: "QueueFallbacks",
+  /** No durable tier available: answered 503. */
+  AcceptUnavailable: "AcceptUnavailable",
+  CacheHits: "CacheHits",
+  CacheMisses: "CacheMisses",
+  /** A circuit breaker opened (dimension Tier). */
+  BreakerOpened: "BreakerOpened",
+  WebSocketDelivered: "WebSocketDelivered",
+  WebSocketGone: "WebSocketGone",
+  WebSocketFailed: "WebSocketFailed",
+  /** Accepted → row in PostgreSQL (ms). */
+  PersistLag: "PersistLag",
+  MessagesPersisted: "MessagesPersisted",
+  DuplicatesIgnored: "DuplicatesIgnored",
+  PersistFailures: "PersistFailures",
+  /** Created → row in ClickHouse (ms). */
+  ArchiveLag: "ArchiveLag",
+  RowsArchived: "RowsArchived",
+  RowsPerInsert: "RowsPerInsert",
+  ArchiveFailures: "ArchiveFailures",
+  OutboxForwarded: "OutboxForwarded",
+} as const;
+
+export type MetricName = (typeof Metric)[keyof typeof Metric];

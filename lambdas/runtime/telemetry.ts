@@ -1,0 +1,30 @@
+/** Structured JSON logs and CloudWatch EMF metrics (Powertools), one instance per process. */
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import type { Diagnostics } from "../core/ports.ts";
+import { config } from "./config.ts";
+import { METRICS_NAMESPACE, type MetricName } from "./metric-names.ts";
+
+export const logger = new Logger({
+  serviceName: "chat-pipeline",
+  logLevel: config().LOG_LEVEL,
+  persistentKeys: { env: config().APP_ENV },
+});
+
+export const metrics = new Metrics({
+  namespace: METRICS_NAMESPACE,
+  serviceName: "chat-pipeline",
+  defaultDimensions: { env: config().APP_ENV },
+});
+
+export const diagnostics: Diagnostics = {
+  warn: (message, attributes) => logger.warn(message, attributes ?? {}),
+};
+
+export const countMetric = (name: MetricName, value = 1): void => {
+  if (value > 0) metrics.addMetric(name, MetricUnit.Count, value);
+};
+
+export const timeMetric = (name: MetricName, ms: number): void => {
+  metrics.addMetric(name, MetricUnit.Milliseconds, ms);
+};

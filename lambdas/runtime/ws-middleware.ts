@@ -1,0 +1,95 @@
+/**
+ * The middleware stack of the WebSocket API functions. `$connect` verifies the token from the
+ * query string (browsers cannot set headers) and refuses the upgrade with 401; the other routes
+ * look up the connection's principal, and report any problem to the client as an `error` frame
+ * with the same codes as the HTTP API (and a 200 to API Gateway, which has nothing to relay).
+ */
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
+import middy from "@middy/core";
+import type { APIGatewayProxyResultV2, APIGatewayProxyWebsocketEventV2 } from "aws-lambda";
+import { BadRequestError, PayloadTooLargeError } from "../core/errors.ts";
+import { errorFrame } from "../core/events.ts";
+import type { Connection } from "../core/ports.ts";
+import type { SubscriptionService } from "../core/subscription-service.ts";
+import { config } from "./config.ts";
+import { subscriptionService } from "./container.ts";
+import { describeFailure, errorResponse } from "./http-response.ts";
+import { logger, metrics } from "./telemetry.ts";
+
+/** The $connect event carries the query string, which the v2 WebSocket type leaves out. */
+export type WsConnectEvent = APIGatewayProxyWebsocketEventV2 & {
+  queryStringParameters?: Record<string, string | undefined>;
+  headers?: Record<string, string | undefined>;
+};
+
+export interface WsRequest {
+  readonly connection: Connection;
+  readonly frame: Record<string, unknown>;
+  readonly requestId: string | undefined;
+  readonly subscriptions: SubscriptionService;
+}
+
+export type WsRoute = (request: WsRequest) => Promise<void>;
+
+const base = <E extends APIGatewayProxyWebsocketEventV2>() =>
+  middy<E, APIGatewayProxyResultV2>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(logMetrics(metrics))
+    .use({
+      before: (request) => {
+        const { connectionId, routeKey, requestId } = request.event.requestContext;
+        logger.appendKeys({ connectionId, route: routeKey, requestId });
+      },
+    });
+
+const parseFrame = (body: string | undefined): Record<string, unknown> => {
+  const raw = body ?? "";
+  if (Buffer.byteLength(raw, "utf8") > config().MAX_BODY_BYTES) {
+    throw new PayloadTooLargeError("payload_too_large", `frame exceeds ${config().MAX_BODY_BYTES} bytes`);
+  }
+  let frame: unknown;
+  try {
+    frame = JSON.parse(raw);
+  } catch {
+    throw new BadRequestError("malformed_json", "frame is not valid JSON");
+  }
+  if (typeof frame !== "object" || frame === null || Array.isArray(frame)) {
+    throw new BadRequestError("malformed_json", "frame must be a JSON object");
+  }
+  return frame as Record<string, unknown>;
+};
+
+export const wsRouteHandler = (route: WsRoute) =>
+  base<APIGatewayProxyWebsocketEventV2>().handler(async (event) => {
+    const { connectionId } = event.requestContext;
+    const subscriptions = await subscriptionService();
+    let requestId: string | undefined;
+    try {
+      const frame = parseFrame(event.body);
+      if (typeof frame.request_id === "string" && frame.request_id.length <= 128) requestId = frame.request_id;
+      const connection = await subscriptions.connection(connectionId);
+      logger.appendKeys({ userId: connection.principal.userId });
+      await route({ connection, frame, requestId, subscriptions });
+    } catch (error) {
+      const failure = describeFailure(error);
+      if (failure.status >= 500) logger.error("websocket request failed", { error: error as Error });
+      else logger.info("websocket request rejected", { code: failure.code });
+      await subscriptions.reject(connectionId, errorFrame(failure.code, failure.message, requestId));
+    }
+    return { statusCode: 200 };
+  });
+
+export const wsConnectHandler = (
+  connect: (connectionId: string, event: WsConnectEvent) => Promise<void>,
+) =>
+  base<WsConnectEvent>().handler(async (event) => {
+    try {
+      await connect(event.requestContext.connectionId, event);
+      return { statusCode: 200 };
+    } catch (error) {
+      const response = errorResponse(error, event.requestContext.requestId);
+      if ((response.statusCode ?? 500) >= 500) logger.error("websocket connect failed", { error: error as Error });
+      return response;
+    }
+  });
