@@ -47,7 +47,10 @@ export class ArchiveService {
       try {
         batches.push({ record, messages: parseAnalyticsEnvelope(record.body) });
       } catch (error) {
-        this.deps.diagnostics.warn("poison record on analytics queue", { recordId: record.id, error: describeError(error) });
+        this.deps.diagnostics.warn("poison record on analytics queue", {
+          recordId: record.id,
+          error: describeError(error),
+        });
         fail(record, error);
       }
     }
@@ -63,7 +66,9 @@ export class ArchiveService {
       if (isTierUnavailable(error) || batches.length === 1) {
         for (const b of batches) fail(b.record, error);
       } else {
-        this.deps.diagnostics.warn("analytics insert failed; isolating the bad records", { error: describeError(error) });
+        this.deps.diagnostics.warn("analytics insert failed; isolating the bad records", {
+          error: describeError(error),
+        });
         for (const b of batches) {
           inserts++;
           try {

@@ -8,7 +8,6 @@ export type ErrorKind =
   | "bad_request"
   | "invalid"
   | "too_large"
-  | "unsupported_media_type"
   | "unauthenticated"
   | "forbidden"
   | "not_found"
@@ -94,8 +93,7 @@ export class ServiceUnavailableError extends AppError {
   }
 }
 
-export const threadNotFound = (): NotFoundError =>
-  new NotFoundError("thread_not_found", "Thread not found");
+export const threadNotFound = (): NotFoundError => new NotFoundError("thread_not_found", "Thread not found");
 
 export const messageNotFound = (): NotFoundError =>
   new NotFoundError("message_not_found", "Message not found");
@@ -120,4 +118,17 @@ export class TierUnavailableError extends Error {
 export const isTierUnavailable = (error: unknown): error is TierUnavailableError =>
   error instanceof TierUnavailableError;
 
-export const describeError = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+export const describeError = (error: unknown): string =>
+  error instanceof Error ? error.message : String(error);
+
+/**
+ * For `.catch()`: a tier outage becomes a retryable 503 with `message`; any other error (a bug, a
+ * constraint) propagates unchanged and surfaces as a 500, rather than inviting endless retries.
+ */
+export const unavailableAs =
+  (message: string, retryAfterSeconds: number) =>
+  (error: unknown): never => {
+    if (isTierUnavailable(error))
+      throw new ServiceUnavailableError(message, retryAfterSeconds, { cause: error });
+    throw error;
+  };

@@ -16,7 +16,12 @@ export const messageCreatedFrame = (message: Message, extra: Record<string, unkn
 };
 
 export const errorFrame = (code: string, message: string, requestId?: string): string =>
-  JSON.stringify({ type: "error", code, message, ...(requestId !== undefined ? { request_id: requestId } : {}) });
+  JSON.stringify({
+    type: "error",
+    code,
+    message,
+    ...(requestId !== undefined ? { request_id: requestId } : {}),
+  });
 
 export const eventFrame = (type: string, body: Record<string, unknown>, requestId?: string): string =>
   JSON.stringify({ type, ...body, ...(requestId !== undefined ? { request_id: requestId } : {}) });

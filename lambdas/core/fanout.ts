@@ -47,7 +47,10 @@ export class Fanout {
             outcome = await this.notifier.send(id, frame);
           } catch (error) {
             result.failed++;
-            this.diagnostics.warn("websocket delivery failed", { connectionId: id, error: describeError(error) });
+            this.diagnostics.warn("websocket delivery failed", {
+              connectionId: id,
+              error: describeError(error),
+            });
             return;
           }
           if (outcome === "sent") {
@@ -56,7 +59,10 @@ export class Fanout {
           }
           result.gone++;
           await this.registry.remove(id).catch((error: unknown) => {
-            this.diagnostics.warn("could not forget gone connection", { connectionId: id, error: describeError(error) });
+            this.diagnostics.warn("could not forget gone connection", {
+              connectionId: id,
+              error: describeError(error),
+            });
           });
         }),
       ),

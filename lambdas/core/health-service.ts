@@ -29,7 +29,11 @@ export const checkHealth = async (checks: readonly TierCheck[], mode: string): P
         await check.ping();
         return [check, { status: "ok", latency_ms: round(performance.now() - start) }];
       } catch (error) {
-        return [check, { status: "down", latency_ms: round(performance.now() - start) }, describeError(error)];
+        return [
+          check,
+          { status: "down", latency_ms: round(performance.now() - start) },
+          describeError(error),
+        ];
       }
     }),
   );

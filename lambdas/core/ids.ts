@@ -8,7 +8,11 @@ const MESSAGE_ID_NAMESPACE = "6f1d0c8e-3f5a-4b7e-9c1d-2a4e8b9f0c11";
  * the cache lost its idempotency key: the id is derived from (thread, author, client id), so the
  * durable tiers' unique key on the id absorbs the duplicate.
  */
-export const messageIdFor = (threadId: string, authorId: string, clientMessageId: string | undefined): string =>
+export const messageIdFor = (
+  threadId: string,
+  authorId: string,
+  clientMessageId: string | undefined,
+): string =>
   clientMessageId === undefined
     ? uuidv7()
     : uuidv5(`${threadId}\n${authorId}\n${clientMessageId}`, MESSAGE_ID_NAMESPACE);

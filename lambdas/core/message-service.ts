@@ -10,12 +10,12 @@
  * the message before the answer, as the legacy system did; caching and fan-out follow it.
  */
 import {
+  AppError,
   describeError,
   ForbiddenError,
-  ServiceUnavailableError,
-  threadNotFound,
   messageNotFound,
-  AppError,
+  threadNotFound,
+  unavailableAs,
 } from "./errors.ts";
 import { messageCreatedFrame } from "./events.ts";
 import type { Fanout, FanoutResult } from "./fanout.ts";
@@ -94,8 +94,7 @@ export interface ReadResult<T> {
   readonly source: "cache" | "database";
 }
 
-const unavailable = (what: string, retryAfterSeconds: number, cause: unknown): ServiceUnavailableError =>
-  new ServiceUnavailableError(`${what}; retry with the same client_message_id`, retryAfterSeconds, { cause });
+const retryHint = "; retry with the same client_message_id";
 
 export class MessageService {
   constructor(
@@ -169,9 +168,9 @@ export class MessageService {
       if (replayed !== null) return this.replay(replayed, "committed", watch);
       const allocated = await watch
         .time("db", () => this.deps.threads.allocateSeq(threadId))
-        .catch((error: unknown) => {
-          throw unavailable("Cache and database both unavailable", this.options.retryAfterSeconds, error);
-        });
+        .catch(
+          unavailableAs(`Cache and database both unavailable${retryHint}`, this.options.retryAfterSeconds),
+        );
       if (allocated === null || !canAccessThread(principal, allocated.thread)) throw threadNotFound();
       ({ thread, seq } = allocated);
     }
@@ -181,7 +180,12 @@ export class MessageService {
     let degraded = false;
     try {
       await watch.time("sqs", () =>
-        this.deps.publisher.publish({ v: 1, message, owner_id: thread.owner_id, accepted_at_ms: message.created_at_ms }),
+        this.deps.publisher.publish({
+          v: 1,
+          message,
+          owner_id: thread.owner_id,
+          accepted_at_ms: message.created_at_ms,
+        }),
       );
     } catch (error) {
       this.deps.diagnostics.warn("persist queue unavailable; committing synchronously", {
@@ -214,15 +218,16 @@ export class MessageService {
 
     // The subscriber list does not depend on the commit: read it while the commit runs.
     const subscribers = this.deps.registry.subscribers(threadId).catch((error: unknown) => {
-      this.deps.diagnostics.warn("connection registry unavailable", { threadId, error: describeError(error) });
+      this.deps.diagnostics.warn("connection registry unavailable", {
+        threadId,
+        error: describeError(error),
+      });
       return [] as string[];
     });
     const draft = this.draft(command, role, 0);
     const committed = await watch
       .time("db", () => this.deps.messages.commit({ ...draft, seq: null }))
-      .catch((error: unknown) => {
-        throw unavailable("Database unavailable", this.options.retryAfterSeconds, error);
-      });
+      .catch(unavailableAs(`Database unavailable${retryHint}`, this.options.retryAfterSeconds));
     if (committed === null) throw threadNotFound();
     if (!committed.inserted) return this.replay(committed.message, "committed", watch);
 
@@ -250,16 +255,20 @@ export class MessageService {
   private async findReplayInDatabase(command: AcceptCommand, watch: Stopwatch): Promise<Message | null> {
     if (command.input.clientMessageId === undefined) return null;
     const id = messageIdFor(command.threadId, command.principal.userId, command.input.clientMessageId);
-    const found = await watch.time("db", () => this.deps.messages.findById(id)).catch((error: unknown) => {
-      throw unavailable("Cache and database both unavailable", this.options.retryAfterSeconds, error);
-    });
+    const found = await watch
+      .time("db", () => this.deps.messages.findById(id))
+      .catch(
+        unavailableAs(`Cache and database both unavailable${retryHint}`, this.options.retryAfterSeconds),
+      );
     return found?.message ?? null;
   }
 
   private async commitOrFail(message: Message, watch: Stopwatch): Promise<CommitResult> {
-    const committed = await watch.time("db", () => this.deps.messages.commit(message)).catch((error: unknown) => {
-      throw unavailable("Queue and database both unavailable", this.options.retryAfterSeconds, error);
-    });
+    const committed = await watch
+      .time("db", () => this.deps.messages.commit(message))
+      .catch(
+        unavailableAs(`Queue and database both unavailable${retryHint}`, this.options.retryAfterSeconds),
+      );
     if (committed === null) throw threadNotFound();
     return committed;
   }
@@ -282,7 +291,9 @@ export class MessageService {
       if (!ctx.cacheAvailable) return "skipped";
       try {
         const key = ctx.idempotencyKey !== undefined ? { idempotencyKey: ctx.idempotencyKey } : {};
-        await watch.time("cache_write", () => this.deps.cache.store(message, { ownerId: ctx.ownerId, ...key }));
+        await watch.time("cache_write", () =>
+          this.deps.cache.store(message, { ownerId: ctx.ownerId, ...key }),
+        );
         return "written";
       } catch (error) {
         this.deps.diagnostics.warn("could not cache accepted message", {
@@ -328,17 +339,18 @@ export class MessageService {
       const cached = await this.deps.cache.getThread(threadId);
       if (cached !== null) return cached;
     } catch (error) {
-      this.deps.diagnostics.warn("cache unavailable for thread lookup", { threadId, error: describeError(error) });
+      this.deps.diagnostics.warn("cache unavailable for thread lookup", {
+        threadId,
+        error: describeError(error),
+      });
     }
     return this.loadThread(threadId);
   }
 
   private async loadThread(threadId: string): Promise<Thread | null> {
-    const thread = await this.deps.threads.get(threadId).catch((error: unknown) => {
-      throw new ServiceUnavailableError("Thread store unavailable", this.options.retryAfterSeconds, {
-        cause: error,
-      });
-    });
+    const thread = await this.deps.threads
+      .get(threadId)
+      .catch(unavailableAs("Thread store unavailable", this.options.retryAfterSeconds));
     if (thread !== null) {
       await this.deps.cache.putThread(thread).catch((error: unknown) => {
         this.deps.diagnostics.warn("could not cache thread", { threadId, error: describeError(error) });
@@ -353,7 +365,11 @@ export class MessageService {
     return thread;
   }
 
-  async history(principal: Principal, threadId: string, query: HistoryQuery): Promise<ReadResult<HistoryPage>> {
+  async history(
+    principal: Principal,
+    threadId: string,
+    query: HistoryQuery,
+  ): Promise<ReadResult<HistoryPage>> {
     await this.accessibleThread(principal, threadId);
     return this.readHistory(threadId, query);
   }
@@ -366,9 +382,9 @@ export class MessageService {
     } catch (error) {
       this.deps.diagnostics.warn("cache unavailable for history", { threadId, error: describeError(error) });
     }
-    const page = await this.deps.messages.history(threadId, query).catch((error: unknown) => {
-      throw new ServiceUnavailableError("History unavailable", this.options.retryAfterSeconds, { cause: error });
-    });
+    const page = await this.deps.messages
+      .history(threadId, query)
+      .catch(unavailableAs("History unavailable", this.options.retryAfterSeconds));
     if (query.direction === "backward" && query.before === undefined) {
       await this.warmFrom(threadId, page);
     }
@@ -390,15 +406,16 @@ export class MessageService {
     try {
       found = await this.deps.cache.getMessage(messageId);
     } catch (error) {
-      this.deps.diagnostics.warn("cache unavailable for message lookup", { messageId, error: describeError(error) });
+      this.deps.diagnostics.warn("cache unavailable for message lookup", {
+        messageId,
+        error: describeError(error),
+      });
     }
     if (found === null) {
       source = "database";
-      found = await this.deps.messages.findById(messageId).catch((error: unknown) => {
-        throw new ServiceUnavailableError("Message store unavailable", this.options.retryAfterSeconds, {
-          cause: error,
-        });
-      });
+      found = await this.deps.messages
+        .findById(messageId)
+        .catch(unavailableAs("Message store unavailable", this.options.retryAfterSeconds));
     }
     if (found === null || !canAccessThread(principal, { owner_id: found.ownerId })) throw messageNotFound();
     return { value: found.message, source };
@@ -410,16 +427,12 @@ export class MessageService {
     const [thread, page] = await Promise.all([
       this.deps.threads.get(threadId),
       this.deps.messages.history(threadId, { direction: "backward", limit: this.options.historyCacheSize }),
-    ]).catch((error: unknown) => {
-      throw new ServiceUnavailableError("Database unavailable", this.options.retryAfterSeconds, { cause: error });
-    });
+    ]).catch(unavailableAs("Database unavailable", this.options.retryAfterSeconds));
     if (thread === null) throw threadNotFound();
-    try {
-      await this.deps.cache.putThread(thread);
-      await this.deps.cache.warm(threadId, page.messages, page.next_cursor === null);
-    } catch (error) {
-      throw new ServiceUnavailableError("Cache unavailable", this.options.retryAfterSeconds, { cause: error });
-    }
+    await this.deps.cache
+      .putThread(thread)
+      .then(() => this.deps.cache.warm(threadId, page.messages, page.next_cursor === null))
+      .catch(unavailableAs("Cache unavailable", this.options.retryAfterSeconds));
     return { backfilled: page.messages.length };
   }
 }

@@ -73,7 +73,10 @@ export class PersistService {
       try {
         parsed.push({ record, envelope: parsePersistEnvelope(record.body) });
       } catch (error) {
-        this.deps.diagnostics.warn("poison record on persist queue", { recordId: record.id, error: describeError(error) });
+        this.deps.diagnostics.warn("poison record on persist queue", {
+          recordId: record.id,
+          error: describeError(error),
+        });
         fail(record, error);
       }
     }
@@ -127,18 +130,22 @@ export class PersistService {
     const errors = new Map<string, unknown>();
     if (messages.length === 0) return { stored, errors, statements: 0 };
     try {
-      for (const result of await this.deps.messages.persistBatch(messages)) stored.set(result.message.id, result);
+      for (const result of await this.deps.messages.persistBatch(messages))
+        stored.set(result.message.id, result);
       return { stored, errors, statements: 1 };
     } catch (error) {
       if (isTierUnavailable(error) || messages.length === 1) {
         for (const m of messages) errors.set(m.message.id, error);
         return { stored, errors, statements: 1 };
       }
-      this.deps.diagnostics.warn("batch insert failed; isolating the bad records", { error: describeError(error) });
+      this.deps.diagnostics.warn("batch insert failed; isolating the bad records", {
+        error: describeError(error),
+      });
     }
     for (const m of messages) {
       try {
-        for (const result of await this.deps.messages.persistBatch([m])) stored.set(result.message.id, result);
+        for (const result of await this.deps.messages.persistBatch([m]))
+          stored.set(result.message.id, result);
       } catch (error) {
         errors.set(m.message.id, error);
       }
@@ -146,7 +153,10 @@ export class PersistService {
     return { stored, errors, statements: 1 + messages.length };
   }
 
-  private async refreshCache(canonical: readonly Message[], owners: Map<string, OwnedMessage>): Promise<void> {
+  private async refreshCache(
+    canonical: readonly Message[],
+    owners: Map<string, OwnedMessage>,
+  ): Promise<void> {
     const entries = canonical.flatMap((message) => {
       const owner = owners.get(message.id);
       return owner === undefined ? [] : [{ message, ownerId: owner.ownerId }];

@@ -45,7 +45,8 @@ const parseJson = (body: string): unknown => {
 
 const parseWith = <T>(schema: z.ZodType<T>, body: string): T => {
   const result = schema.safeParse(parseJson(body));
-  if (!result.success) throw new InvalidRecordError(`record does not match its schema: ${result.error.message}`);
+  if (!result.success)
+    throw new InvalidRecordError(`record does not match its schema: ${result.error.message}`);
   return result.data;
 };
 

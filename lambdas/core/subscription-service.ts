@@ -2,11 +2,18 @@
  * WebSocket connections: who is connected (verified at $connect), which threads they follow, and
  * the catch-up a subscriber gets for what it missed since `sinceSeq`.
  */
-import { AppError, describeError, ServiceUnavailableError, UnauthorizedError } from "./errors.ts";
+import { AppError, describeError, UnauthorizedError, unavailableAs } from "./errors.ts";
 import { eventFrame, messageCreatedFrame } from "./events.ts";
 import type { MessageService } from "./message-service.ts";
 import type { Principal } from "./model.ts";
-import type { Clock, Connection, ConnectionNotifier, ConnectionRegistry, Diagnostics, TokenVerifier } from "./ports.ts";
+import type {
+  Clock,
+  Connection,
+  ConnectionNotifier,
+  ConnectionRegistry,
+  Diagnostics,
+  TokenVerifier,
+} from "./ports.ts";
 
 export interface SubscriptionServiceDeps {
   readonly registry: ConnectionRegistry;
@@ -30,31 +37,29 @@ export class SubscriptionService {
   ) {}
 
   async connect(connectionId: string, token: string | undefined): Promise<Principal> {
-    if (token === undefined || token === "") throw new UnauthorizedError("A token query parameter is required");
+    if (token === undefined || token === "")
+      throw new UnauthorizedError("A token query parameter is required");
     const principal = await this.deps.verifier.verify(token);
     await this.deps.registry
       .register({ connectionId, principal, connectedAt: this.deps.clock.now() })
-      .catch((error: unknown) => {
-        throw new ServiceUnavailableError("Connection registry unavailable", this.options.retryAfterSeconds, {
-          cause: error,
-        });
-      });
+      .catch(unavailableAs("Connection registry unavailable", this.options.retryAfterSeconds));
     return principal;
   }
 
   async disconnect(connectionId: string): Promise<void> {
     await this.deps.registry.remove(connectionId).catch((error: unknown) => {
-      this.deps.diagnostics.warn("could not remove connection", { connectionId, error: describeError(error) });
+      this.deps.diagnostics.warn("could not remove connection", {
+        connectionId,
+        error: describeError(error),
+      });
     });
   }
 
   /** The principal a connection was opened with; unknown connections must reconnect. */
   async connection(connectionId: string): Promise<Connection> {
-    const connection = await this.deps.registry.get(connectionId).catch((error: unknown) => {
-      throw new ServiceUnavailableError("Connection registry unavailable", this.options.retryAfterSeconds, {
-        cause: error,
-      });
-    });
+    const connection = await this.deps.registry
+      .get(connectionId)
+      .catch(unavailableAs("Connection registry unavailable", this.options.retryAfterSeconds));
     if (connection === null) {
       throw new AppError("unauthenticated", "connection_unknown", "Connection not registered; reconnect");
     }
@@ -72,11 +77,9 @@ export class SubscriptionService {
     requestId?: string,
   ): Promise<{ replayed: number; hasMore: boolean }> {
     await this.deps.messageService.accessibleThread(connection.principal, threadId);
-    await this.deps.registry.subscribe(connection.connectionId, threadId).catch((error: unknown) => {
-      throw new ServiceUnavailableError("Connection registry unavailable", this.options.retryAfterSeconds, {
-        cause: error,
-      });
-    });
+    await this.deps.registry
+      .subscribe(connection.connectionId, threadId)
+      .catch(unavailableAs("Connection registry unavailable", this.options.retryAfterSeconds));
     let replayed = 0;
     let hasMore = false;
     let nextCursor: number | null = null;
@@ -88,7 +91,12 @@ export class SubscriptionService {
       });
       for (const message of page.messages) {
         // In order, one at a time: a client applies them as they come.
-        if ((await this.deps.notifier.send(connection.connectionId, messageCreatedFrame(message, { replay: true }))) === "gone") {
+        if (
+          (await this.deps.notifier.send(
+            connection.connectionId,
+            messageCreatedFrame(message, { replay: true }),
+          )) === "gone"
+        ) {
           return { replayed, hasMore: true };
         }
         replayed++;
@@ -108,12 +116,13 @@ export class SubscriptionService {
   }
 
   async unsubscribe(connection: Connection, threadId: string, requestId?: string): Promise<void> {
-    await this.deps.registry.unsubscribe(connection.connectionId, threadId).catch((error: unknown) => {
-      throw new ServiceUnavailableError("Connection registry unavailable", this.options.retryAfterSeconds, {
-        cause: error,
-      });
-    });
-    await this.deps.notifier.send(connection.connectionId, eventFrame("unsubscribed", { threadId }, requestId));
+    await this.deps.registry
+      .unsubscribe(connection.connectionId, threadId)
+      .catch(unavailableAs("Connection registry unavailable", this.options.retryAfterSeconds));
+    await this.deps.notifier.send(
+      connection.connectionId,
+      eventFrame("unsubscribed", { threadId }, requestId),
+    );
   }
 
   async ping(connectionId: string, requestId?: string): Promise<void> {

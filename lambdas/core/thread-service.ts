@@ -1,5 +1,5 @@
 /** Threads: created and listed in PostgreSQL (they are few and must exist before messages). */
-import { BadRequestError, describeError, ServiceUnavailableError } from "./errors.ts";
+import { BadRequestError, describeError, unavailableAs } from "./errors.ts";
 import { newId } from "./ids.ts";
 import { type Principal, type Thread, toEpochSeconds } from "./model.ts";
 import type {
@@ -37,9 +37,6 @@ export const decodeThreadCursor = (cursor: string): ThreadCursor => {
   return { created_at_ms: createdAtMs, id };
 };
 
-const unavailable = (retryAfterSeconds: number, cause: unknown): ServiceUnavailableError =>
-  new ServiceUnavailableError("Thread store unavailable", retryAfterSeconds, { cause });
-
 export class ThreadService {
   constructor(
     private readonly deps: ThreadServiceDeps,
@@ -57,11 +54,12 @@ export class ThreadService {
         created_at: toEpochSeconds(now),
         created_at_ms: now,
       })
-      .catch((error: unknown) => {
-        throw unavailable(this.retryAfterSeconds, error);
-      });
+      .catch(unavailableAs("Thread store unavailable", this.retryAfterSeconds));
     await this.deps.cache.putThread(thread).catch((error: unknown) => {
-      this.deps.diagnostics.warn("could not cache new thread", { threadId: thread.id, error: describeError(error) });
+      this.deps.diagnostics.warn("could not cache new thread", {
+        threadId: thread.id,
+        error: describeError(error),
+      });
     });
     return thread;
   }
@@ -70,9 +68,7 @@ export class ThreadService {
     const after = page.cursor === undefined ? undefined : decodeThreadCursor(page.cursor);
     const rows = await this.deps.threads
       .listByOwner(principal.userId, { limit: page.limit + 1, ...(after ? { after } : {}) })
-      .catch((error: unknown) => {
-        throw unavailable(this.retryAfterSeconds, error);
-      });
+      .catch(unavailableAs("Thread store unavailable", this.retryAfterSeconds));
     const threads = rows.slice(0, page.limit);
     const last = threads.at(-1);
     return {
@@ -83,9 +79,9 @@ export class ThreadService {
 
   async get(principal: Principal, threadId: string): Promise<Thread & { message_count: number }> {
     const thread = await this.deps.messageService.accessibleThread(principal, threadId);
-    const count = await this.deps.messages.count(threadId).catch((error: unknown) => {
-      throw unavailable(this.retryAfterSeconds, error);
-    });
+    const count = await this.deps.messages
+      .count(threadId)
+      .catch(unavailableAs("Thread store unavailable", this.retryAfterSeconds));
     return { ...thread, message_count: count };
   }
 }

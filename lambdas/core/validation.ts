@@ -75,7 +75,8 @@ export interface PostMessageInput {
 const toDetails = (error: z.ZodError): ErrorDetail[] =>
   error.issues.map((issue) => ({
     path: issue.path.map(String).join(".") || "(body)",
-    message: issue.code === "unrecognized_keys" ? `unknown field(s): ${issue.keys.join(", ")}` : issue.message,
+    message:
+      issue.code === "unrecognized_keys" ? `unknown field(s): ${issue.keys.join(", ")}` : issue.message,
   }));
 
 const parseWith = <T>(schema: z.ZodType<T>, input: unknown, what: string): T => {
@@ -166,7 +167,10 @@ export type HistoryParams =
   | { direction: "backward"; before?: number; limit: number }
   | { direction: "forward"; after: number; limit: number };
 
-export const parseHistoryQuery = (query: Record<string, string | undefined>, limits: Limits): HistoryParams => {
+export const parseHistoryQuery = (
+  query: Record<string, string | undefined>,
+  limits: Limits,
+): HistoryParams => {
   const input = parseWith(historySchema, query, "query");
   if (input.before !== undefined && input.after !== undefined) {
     throw new BadRequestError("invalid_cursor", "use either before or after, not both");
@@ -210,7 +214,11 @@ export const parseSubscribe = (
   frame: unknown,
 ): { threadId: string; sinceSeq: number | undefined; requestId: string | undefined } => {
   const input = parseWith(subscribeSchema, frame, "subscribe request");
-  return { threadId: parseId(input.threadId, "threadId"), sinceSeq: input.sinceSeq, requestId: input.request_id };
+  return {
+    threadId: parseId(input.threadId, "threadId"),
+    sinceSeq: input.sinceSeq,
+    requestId: input.request_id,
+  };
 };
 
 const unsubscribeSchema = z.strictObject({

@@ -31,7 +31,11 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     entry: "lambdas/handlers/http/list-messages.ts",
     routeKey: "GET /api/threads/{threadId}/messages",
   },
-  { id: "GetMessage", entry: "lambdas/handlers/http/get-message.ts", routeKey: "GET /api/messages/{messageId}" },
+  {
+    id: "GetMessage",
+    entry: "lambdas/handlers/http/get-message.ts",
+    routeKey: "GET /api/messages/{messageId}",
+  },
   {
     id: "RecoverCache",
     entry: "lambdas/handlers/http/recover-cache.ts",

@@ -4,9 +4,7 @@
  */
 import { z } from "zod";
 
-const bool = z
-  .enum(["true", "false", "1", "0"])
-  .transform((v) => v === "true" || v === "1");
+const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const optionalString = z
   .string()
@@ -81,12 +79,19 @@ const schema = z
   })
   .superRefine((env, ctx) => {
     if (env.JWT_SECRET === undefined && env.JWT_JWKS_URL === undefined) {
-      ctx.addIssue({ code: "custom", path: ["JWT_SECRET"], message: "set JWT_SECRET (HS256) or JWT_JWKS_URL" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["JWT_SECRET"],
+        message: "set JWT_SECRET (HS256) or JWT_JWKS_URL",
+      });
     }
     if (env.JWT_SECRET !== undefined && env.JWT_SECRET.length < 32) {
       ctx.addIssue({ code: "custom", path: ["JWT_SECRET"], message: "must be at least 32 characters" });
     }
-    if (env.DATABASE_URL === undefined && (env.DATABASE_SECRET_ARN === undefined || env.DATABASE_HOST === undefined)) {
+    if (
+      env.DATABASE_URL === undefined &&
+      (env.DATABASE_SECRET_ARN === undefined || env.DATABASE_HOST === undefined)
+    ) {
       ctx.addIssue({
         code: "custom",
         path: ["DATABASE_URL"],
@@ -94,7 +99,11 @@ const schema = z
       });
     }
     if (env.RETRY_MAX_DELAY_SECONDS < env.RETRY_BASE_DELAY_SECONDS) {
-      ctx.addIssue({ code: "custom", path: ["RETRY_MAX_DELAY_SECONDS"], message: "must be >= RETRY_BASE_DELAY_SECONDS" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["RETRY_MAX_DELAY_SECONDS"],
+        message: "must be >= RETRY_BASE_DELAY_SECONDS",
+      });
     }
   });
 

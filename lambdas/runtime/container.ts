@@ -50,6 +50,14 @@ const once = <T>(build: () => T): (() => T) => {
 
 const clock: Clock = { now: () => Date.now() };
 
+/** Clients opened by this process, for a clean shutdown (local stack, tests). Lambda never calls it. */
+const closers: (() => Promise<unknown>)[] = [];
+
+export const closeClients = async (): Promise<void> => {
+  const pending = closers.splice(0);
+  await Promise.allSettled(pending.map((close) => close()));
+};
+
 const guard = (tier: Tier, isOutage: (e: unknown) => boolean, timeoutMs?: number): TierGuard => {
   const cfg = config();
   const g = new TierGuard(
@@ -63,7 +71,8 @@ const guard = (tier: Tier, isOutage: (e: unknown) => boolean, timeoutMs?: number
   );
   g.onStateChange((state) => {
     logger.warn("circuit breaker state changed", { tier, state });
-    if (state === "open") metrics.singleMetric().addDimension("Tier", tier).addMetric(Metric.BreakerOpened, MetricUnit.Count, 1);
+    if (state === "open")
+      metrics.singleMetric().addDimension("Tier", tier).addMetric(Metric.BreakerOpened, MetricUnit.Count, 1);
   });
   return g;
 };
@@ -104,6 +113,7 @@ export const redisClient = once((): RedisClient => {
       logger.warn("redis connection error", { error: error.message });
     }
   });
+  closers.push(async () => client.disconnect());
   return client;
 });
 
@@ -113,7 +123,8 @@ const redisScripts = once(() => new Scripts(redisClient()));
 
 export const pgPool = once(async (): Promise<pg.Pool> => {
   const cfg = config();
-  const onError = (error: Error): void => logger.warn("idle PostgreSQL connection failed", { error: error.message });
+  const onError = (error: Error): void =>
+    logger.warn("idle PostgreSQL connection failed", { error: error.message });
   const common = {
     ssl: cfg.DATABASE_SSL,
     max: cfg.PG_POOL_MAX,
@@ -121,35 +132,50 @@ export const pgPool = once(async (): Promise<pg.Pool> => {
     statementTimeoutMs: cfg.PG_STATEMENT_TIMEOUT_MS,
     applicationName: `chat-pipeline-${cfg.APP_ENV}`,
   };
-  if (cfg.DATABASE_URL !== undefined) return createPgPool({ ...common, connectionString: cfg.DATABASE_URL }, onError);
+  const track = (pool: pg.Pool): pg.Pool => {
+    closers.push(() => pool.end());
+    return pool;
+  };
+  if (cfg.DATABASE_URL !== undefined) {
+    return track(createPgPool({ ...common, connectionString: cfg.DATABASE_URL }, onError));
+  }
   const secret = await secretJson(cfg.DATABASE_SECRET_ARN as string);
-  return createPgPool(
-    {
-      ...common,
-      host: cfg.DATABASE_HOST as string,
-      port: Number(secret.port ?? 5432),
-      user: String(secret.username),
-      password: String(secret.password),
-      database: cfg.DATABASE_NAME,
-    },
-    onError,
+  return track(
+    createPgPool(
+      {
+        ...common,
+        host: cfg.DATABASE_HOST as string,
+        port: Number(secret.port ?? 5432),
+        user: String(secret.username),
+        password: String(secret.password),
+        database: cfg.DATABASE_NAME,
+      },
+      onError,
+    ),
   );
 });
 
 const pgGuard = once(() => guard("postgres", isPgOutage));
-const sqsClient = once(() => createSqsClient({ timeoutMs: config().SQS_TIMEOUT_MS }));
+const sqsClient = once(() => {
+  const client = createSqsClient({ timeoutMs: config().SQS_TIMEOUT_MS });
+  closers.push(async () => client.destroy());
+  return client;
+});
 const sqsGuard = once(() => guard("sqs", isAwsOutage));
 
 export const clickHouseClient = once(async (): Promise<ClickHouseClient> => {
   const cfg = config();
-  const fromSecret = cfg.CLICKHOUSE_SECRET_ARN !== undefined ? await secretJson(cfg.CLICKHOUSE_SECRET_ARN) : {};
-  return createClickHouseClient({
+  const fromSecret =
+    cfg.CLICKHOUSE_SECRET_ARN !== undefined ? await secretJson(cfg.CLICKHOUSE_SECRET_ARN) : {};
+  const client = createClickHouseClient({
     url: String(fromSecret.url ?? cfg.CLICKHOUSE_URL),
     username: String(fromSecret.username ?? cfg.CLICKHOUSE_USER),
     password: String(fromSecret.password ?? cfg.CLICKHOUSE_PASSWORD),
     database: String(fromSecret.database ?? cfg.CLICKHOUSE_DATABASE),
     timeoutMs: cfg.CLICKHOUSE_TIMEOUT_MS,
   });
+  closers.push(() => client.close());
+  return client;
 });
 
 // ---------------------------------------------------------------- ports
@@ -164,7 +190,8 @@ export const cache = once(
 );
 
 export const registry = once(
-  () => new RedisConnectionRegistry(redisClient(), redisKeys(), redisGuard(), config().CONNECTION_TTL_SECONDS),
+  () =>
+    new RedisConnectionRegistry(redisClient(), redisKeys(), redisGuard(), config().CONNECTION_TTL_SECONDS),
 );
 
 export const messageRepository = once(async () => new PgMessageRepository(await pgPool(), pgGuard()));
@@ -184,6 +211,7 @@ export const notifier = once(() => {
     maxAttempts: 1,
     requestHandler: { connectionTimeout: cfg.WEBSOCKET_TIMEOUT_MS, requestTimeout: cfg.WEBSOCKET_TIMEOUT_MS },
   });
+  closers.push(async () => client.destroy());
   return new ApiGatewayConnectionNotifier(client, guard("websocket", isAwsOutage));
 });
 
@@ -220,7 +248,11 @@ export const messageService = once(async () => {
       clock,
       diagnostics,
     },
-    { mode: cfg.ACCEPT_MODE, historyCacheSize: cfg.HISTORY_CACHE_SIZE, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS },
+    {
+      mode: cfg.ACCEPT_MODE,
+      historyCacheSize: cfg.HISTORY_CACHE_SIZE,
+      retryAfterSeconds: cfg.RETRY_AFTER_SECONDS,
+    },
   );
 });
 
@@ -262,7 +294,13 @@ const retryPolicy = () => ({
 export const persistService = once(
   async () =>
     new PersistService(
-      { messages: await messageRepository(), analytics: analyticsPublisher(), cache: cache(), clock, diagnostics },
+      {
+        messages: await messageRepository(),
+        analytics: analyticsPublisher(),
+        cache: cache(),
+        clock,
+        diagnostics,
+      },
       retryPolicy(),
     ),
 );
@@ -277,7 +315,10 @@ export const archiveService = once(
 
 export const outboxRelay = once(
   async () =>
-    new OutboxRelay({ messages: await messageRepository(), analytics: analyticsPublisher() }, config().OUTBOX_BATCH_SIZE),
+    new OutboxRelay(
+      { messages: await messageRepository(), analytics: analyticsPublisher() },
+      config().OUTBOX_BATCH_SIZE,
+    ),
 );
 
 export const retryScheduler = once(() => ({

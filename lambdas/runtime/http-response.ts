@@ -11,7 +11,6 @@ const STATUS: Record<ErrorKind, number> = {
   forbidden: 403,
   not_found: 404,
   too_large: 413,
-  unsupported_media_type: 415,
   invalid: 422,
   rate_limited: 429,
   unavailable: 503,

@@ -5,5 +5,8 @@
 export const quantileSample = (values: readonly number[], max = 100): number[] => {
   if (values.length <= max) return [...values];
   const sorted = [...values].sort((a, b) => a - b);
-  return Array.from({ length: max }, (_, i) => sorted[Math.round((i * (sorted.length - 1)) / (max - 1))] as number);
+  return Array.from(
+    { length: max },
+    (_, i) => sorted[Math.round((i * (sorted.length - 1)) / (max - 1))] as number,
+  );
 };

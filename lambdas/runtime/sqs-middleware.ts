@@ -42,7 +42,9 @@ export const sqsBatchHandler = <O extends { failures: readonly RecordFailure[] }
         // Best effort: without it the records simply return after the queue's visibility timeout.
         await scheduler()
           .delay(delayed)
-          .catch((error: unknown) => logger.warn("could not postpone failed records", { error: describeError(error) }));
+          .catch((error: unknown) =>
+            logger.warn("could not postpone failed records", { error: describeError(error) }),
+          );
       }
       if (outcome.failures.length > 0) {
         logger.warn("records failed", {

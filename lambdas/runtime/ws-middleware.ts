@@ -67,7 +67,8 @@ export const wsRouteHandler = (route: WsRoute) =>
     let requestId: string | undefined;
     try {
       const frame = parseFrame(event.body);
-      if (typeof frame.request_id === "string" && frame.request_id.length <= 128) requestId = frame.request_id;
+      if (typeof frame.request_id === "string" && frame.request_id.length <= 128)
+        requestId = frame.request_id;
       const connection = await subscriptions.connection(connectionId);
       logger.appendKeys({ userId: connection.principal.userId });
       await route({ connection, frame, requestId, subscriptions });
@@ -80,16 +81,15 @@ export const wsRouteHandler = (route: WsRoute) =>
     return { statusCode: 200 };
   });
 
-export const wsConnectHandler = (
-  connect: (connectionId: string, event: WsConnectEvent) => Promise<void>,
-) =>
+export const wsConnectHandler = (connect: (connectionId: string, event: WsConnectEvent) => Promise<void>) =>
   base<WsConnectEvent>().handler(async (event) => {
     try {
       await connect(event.requestContext.connectionId, event);
       return { statusCode: 200 };
     } catch (error) {
       const response = errorResponse(error, event.requestContext.requestId);
-      if ((response.statusCode ?? 500) >= 500) logger.error("websocket connect failed", { error: error as Error });
+      if ((response.statusCode ?? 500) >= 500)
+        logger.error("websocket connect failed", { error: error as Error });
       return response;
     }
   });

@@ -16,7 +16,9 @@ export class ApiGatewayConnectionNotifier implements ConnectionNotifier {
   send(connectionId: string, frame: string): Promise<DeliveryResult> {
     return this.guard.run(async () => {
       try {
-        await this.client.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: Buffer.from(frame) }));
+        await this.client.send(
+          new PostToConnectionCommand({ ConnectionId: connectionId, Data: Buffer.from(frame) }),
+        );
         return "sent";
       } catch (error) {
         if (error instanceof GoneException) return "gone";

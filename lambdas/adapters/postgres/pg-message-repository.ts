@@ -84,7 +84,9 @@ SELECT ${COLUMNS}, true AS inserted FROM ins
 UNION ALL
 SELECT ${M_COLUMNS}, false AS inserted FROM messages m WHERE m.id = (SELECT id FROM input LIMIT 1)`;
 
-const recordsetJson = (messages: readonly Omit<Message, "seq" | "created_at">[] | readonly Message[]): string =>
+const recordsetJson = (
+  messages: readonly Omit<Message, "seq" | "created_at">[] | readonly Message[],
+): string =>
   JSON.stringify(
     messages.map((m) => ({
       id: m.id,
@@ -109,7 +111,9 @@ export class PgMessageRepository implements MessageRepository {
 
   persistBatch(messages: readonly OwnedMessage[]): Promise<CommitResult[]> {
     return this.guard.run(async () => {
-      const { rows } = await this.pool.query<Row>(PERSIST_BATCH, [recordsetJson(messages.map((m) => m.message))]);
+      const { rows } = await this.pool.query<Row>(PERSIST_BATCH, [
+        recordsetJson(messages.map((m) => m.message)),
+      ]);
       return rows.map((row) => ({ message: toMessage(row), inserted: row.inserted }));
     });
   }

@@ -37,7 +37,7 @@ export class PgThreadRepository implements ThreadRepository {
     return this.guard.run(async () => {
       const { rows } = await this.pool.query<ThreadRow>(
         `INSERT INTO threads (id, owner_id, title, metadata, created_at_ms, created_at)
-         VALUES ($1, $2, $3, $4::jsonb, $5, to_timestamp($5 / 1000.0)) RETURNING ${COLUMNS}`,
+         VALUES ($1, $2, $3, $4::jsonb, $5::bigint, to_timestamp($5::bigint / 1000.0)) RETURNING ${COLUMNS}`,
         [thread.id, thread.owner_id, thread.title, JSON.stringify(thread.metadata), thread.created_at_ms],
       );
       return toThread(rows[0] as ThreadRow);

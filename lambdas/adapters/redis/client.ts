@@ -38,7 +38,12 @@ export const createRedisClient = (options: RedisClientOptions): RedisClient => {
     clusterRetryStrategy: reconnectDelay,
     slotsRefreshTimeout: options.connectTimeoutMs,
     // TLS certificates name the configuration endpoint, not the node IPs.
-    ...(tls ? { dnsLookup: (address: string, callback: (err: null, address: string) => void) => callback(null, address) } : {}),
+    ...(tls
+      ? {
+          dnsLookup: (address: string, callback: (err: null, address: string) => void) =>
+            callback(null, address),
+        }
+      : {}),
     redisOptions: common,
   });
 };

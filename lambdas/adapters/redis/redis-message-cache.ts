@@ -47,7 +47,11 @@ export class RedisMessageCache implements MessageCache {
           k.threadSubscribers(threadId),
           k.idempotency(threadId, idempotencyKey ?? "-"),
         ],
-        [install ? serializeThread(install) : "", this.options.ttlSeconds, idempotencyKey !== undefined ? "1" : "0"],
+        [
+          install ? serializeThread(install) : "",
+          this.options.ttlSeconds,
+          idempotencyKey !== undefined ? "1" : "0",
+        ],
       )) as [number, string?, string?, string[]?];
       const [kind, meta, value, subscribers] = reply;
       if (kind === 0 || meta === undefined || value === undefined) return { kind: "unknown_thread" };
@@ -70,9 +74,21 @@ export class RedisMessageCache implements MessageCache {
             k.threadFloor(message.thread_id),
             k.idempotency(message.thread_id, ctx.idempotencyKey ?? "-"),
           ],
-          [seqArg(message.seq), json, historySize, ttlSeconds, idempotencyTtlSeconds, ctx.idempotencyKey ? "1" : "0"],
+          [
+            seqArg(message.seq),
+            json,
+            historySize,
+            ttlSeconds,
+            idempotencyTtlSeconds,
+            ctx.idempotencyKey ? "1" : "0",
+          ],
         ),
-        this.client.set(k.message(message.id), JSON.stringify({ o: ctx.ownerId, m: message }), "EX", ttlSeconds),
+        this.client.set(
+          k.message(message.id),
+          JSON.stringify({ o: ctx.ownerId, m: message }),
+          "EX",
+          ttlSeconds,
+        ),
       ]);
     });
   }
@@ -101,7 +117,11 @@ export class RedisMessageCache implements MessageCache {
   }
 
   /** Rows newest first. Complete if limit+1 rows lie at or above the floor, or the whole thread is here. */
-  private backwardPage(rows: { seq: number; json: string }[], floor: number, limit: number): HistoryPage | null {
+  private backwardPage(
+    rows: { seq: number; json: string }[],
+    floor: number,
+    limit: number,
+  ): HistoryPage | null {
     const known = rows.filter((r) => r.seq >= floor);
     if (known.length > limit) {
       const page = known.slice(0, limit).reverse();
@@ -143,7 +163,12 @@ export class RedisMessageCache implements MessageCache {
 
   putThread(thread: Thread): Promise<void> {
     return this.guard.run(async () => {
-      await this.client.set(this.keys.threadMeta(thread.id), serializeThread(thread), "EX", this.options.ttlSeconds);
+      await this.client.set(
+        this.keys.threadMeta(thread.id),
+        serializeThread(thread),
+        "EX",
+        this.options.ttlSeconds,
+      );
     });
   }
 
@@ -154,7 +179,12 @@ export class RedisMessageCache implements MessageCache {
       await this.scripts.run(
         WARM,
         [this.keys.threadMessages(threadId), this.keys.threadFloor(threadId)],
-        [complete ? "0" : seqArg(lowest), this.options.historySize, this.options.ttlSeconds, ...pairs(messages)],
+        [
+          complete ? "0" : seqArg(lowest),
+          this.options.historySize,
+          this.options.ttlSeconds,
+          ...pairs(messages),
+        ],
       );
     });
   }

@@ -154,7 +154,11 @@ export class Scripts {
     for (const s of ALL_SCRIPTS) client.defineCommand(s.name, { numberOfKeys: s.keys, lua: s.lua });
   }
 
-  run(script: ScriptDefinition, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  run(
+    script: ScriptDefinition,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
     const fn = (this.client as unknown as Record<string, ScriptFn>)[script.name];
     if (fn === undefined) throw new Error(`script ${script.name} not registered`);
     return fn.call(this.client, ...keys, ...args);

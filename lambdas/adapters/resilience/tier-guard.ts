@@ -67,7 +67,8 @@ export class TierGuard {
       if (error instanceof BrokenCircuitError) {
         throw new TierUnavailableError(this.tier, "circuit open", { cause: error });
       }
-      if (error instanceof TaskCancelledError || this.isOutage(error)) throw new TierUnavailableError(this.tier, describeError(error), { cause: error });
+      if (error instanceof TaskCancelledError || this.isOutage(error))
+        throw new TierUnavailableError(this.tier, describeError(error), { cause: error });
       throw error;
     }
   }

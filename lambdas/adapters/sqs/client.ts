@@ -8,6 +8,9 @@ import { SQSClient } from "@aws-sdk/client-sqs";
 export const createSqsClient = (options: { timeoutMs: number; maxAttempts?: number }): SQSClient =>
   new SQSClient({
     maxAttempts: options.maxAttempts ?? 2,
+    // Send to the configured endpoint, not to the queue URL's host: LocalStack and the local stack
+    // hand out queue URLs whose host names need DNS tricks; in AWS the two are the same.
+    useQueueUrlAsEndpoint: false,
     requestHandler: { connectionTimeout: options.timeoutMs, requestTimeout: options.timeoutMs },
   });
 

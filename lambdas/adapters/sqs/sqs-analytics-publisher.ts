@@ -68,7 +68,9 @@ export class SqsAnalyticsPublisher implements AnalyticsPublisher {
           );
           if ((result.Failed ?? []).length > 0) {
             const first = result.Failed?.[0];
-            throw new Error(`analytics queue refused ${result.Failed?.length} envelope(s): ${first?.Code} ${first?.Message}`);
+            throw new Error(
+              `analytics queue refused ${result.Failed?.length} envelope(s): ${first?.Code} ${first?.Message}`,
+            );
           }
         }),
       ),

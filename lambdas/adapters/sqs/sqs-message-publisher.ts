@@ -12,14 +12,19 @@ export class SqsMessagePublisher implements MessagePublisher {
 
   publish(envelope: PersistEnvelope): Promise<void> {
     return this.guard.run(async () => {
-      await this.client.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: JSON.stringify(envelope) }));
+      await this.client.send(
+        new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: JSON.stringify(envelope) }),
+      );
     });
   }
 
   ping(): Promise<void> {
     return this.guard.run(async () => {
       await this.client.send(
-        new GetQueueAttributesCommand({ QueueUrl: this.queueUrl, AttributeNames: ["ApproximateNumberOfMessages"] }),
+        new GetQueueAttributesCommand({
+          QueueUrl: this.queueUrl,
+          AttributeNames: ["ApproximateNumberOfMessages"],
+        }),
       );
     });
   }

@@ -7,7 +7,10 @@ export const handler = httpHandler(
   async ({ principal, body }) => {
     const { threadId } = parseRecoverCache(body);
     const { backfilled } = await (await messageService()).recoverCache(principal, threadId);
-    return { status: 200, body: { thread_id: threadId, backfilled_messages: backfilled, recovery_success: true } };
+    return {
+      status: 200,
+      body: { thread_id: threadId, backfilled_messages: backfilled, recovery_success: true },
+    };
   },
   { body: "required" },
 );

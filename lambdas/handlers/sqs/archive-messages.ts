@@ -6,9 +6,14 @@ import { sqsBatchHandler } from "../../runtime/sqs-middleware.ts";
 import { countMetric, metrics, timeMetric } from "../../runtime/telemetry.ts";
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 
-export const handler = sqsBatchHandler(archiveService, () => retryScheduler().analytics, (outcome) => {
-  countMetric(Metric.RowsArchived, outcome.rows);
-  countMetric(Metric.ArchiveFailures, outcome.failures.length);
-  if (outcome.inserts > 0) metrics.addMetric(Metric.RowsPerInsert, MetricUnit.Count, outcome.rows / outcome.inserts);
-  for (const lag of quantileSample(outcome.lagsMs)) timeMetric(Metric.ArchiveLag, lag);
-});
+export const handler = sqsBatchHandler(
+  archiveService,
+  () => retryScheduler().analytics,
+  (outcome) => {
+    countMetric(Metric.RowsArchived, outcome.rows);
+    countMetric(Metric.ArchiveFailures, outcome.failures.length);
+    if (outcome.inserts > 0)
+      metrics.addMetric(Metric.RowsPerInsert, MetricUnit.Count, outcome.rows / outcome.inserts);
+    for (const lag of quantileSample(outcome.lagsMs)) timeMetric(Metric.ArchiveLag, lag);
+  },
+);

@@ -5,9 +5,13 @@ import { quantileSample } from "../../runtime/quantiles.ts";
 import { sqsBatchHandler } from "../../runtime/sqs-middleware.ts";
 import { countMetric, timeMetric } from "../../runtime/telemetry.ts";
 
-export const handler = sqsBatchHandler(persistService, () => retryScheduler().persist, (outcome) => {
-  countMetric(Metric.MessagesPersisted, outcome.inserted);
-  countMetric(Metric.DuplicatesIgnored, outcome.duplicates);
-  countMetric(Metric.PersistFailures, outcome.failures.length);
-  for (const lag of quantileSample(outcome.lagsMs)) timeMetric(Metric.PersistLag, lag);
-});
+export const handler = sqsBatchHandler(
+  persistService,
+  () => retryScheduler().persist,
+  (outcome) => {
+    countMetric(Metric.MessagesPersisted, outcome.inserted);
+    countMetric(Metric.DuplicatesIgnored, outcome.duplicates);
+    countMetric(Metric.PersistFailures, outcome.failures.length);
+    for (const lag of quantileSample(outcome.lagsMs)) timeMetric(Metric.PersistLag, lag);
+  },
+);

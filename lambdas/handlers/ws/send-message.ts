@@ -13,7 +13,12 @@ export const handler = wsRouteHandler(async ({ connection, frame }) => {
   const { threadId, requestId, input } = parseWsSendMessage(frame, limits());
   const service = await messageService();
   const result = await recordAccept(() =>
-    service.accept({ principal: connection.principal, threadId, input, originConnectionId: connection.connectionId }),
+    service.accept({
+      principal: connection.principal,
+      threadId,
+      input,
+      originConnectionId: connection.connectionId,
+    }),
   );
   await notifier().send(
     connection.connectionId,

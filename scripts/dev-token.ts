@@ -1,0 +1,37 @@
+/**
+ * `npm run token -- --sub <user> [--roles admin,service] [--ttl 3600]`: prints a development token
+ * signed with JWT_SECRET (default: the local stack's secret).
+ */
+import { parseArgs } from "node:util";
+import { ROLE_CLAIMS, type PrincipalRole } from "../lambdas/core/model.ts";
+import { LOCAL_DEFAULTS } from "./local-stack/stack.ts";
+import { signDevToken } from "./local-stack/tokens.ts";
+
+const { values } = parseArgs({
+  options: {
+    sub: { type: "string", default: "dev-user" },
+    roles: { type: "string", default: "" },
+    ttl: { type: "string", default: String(12 * 3600) },
+  },
+});
+
+const roles = (values.roles ?? "")
+  .split(",")
+  .map((r) => r.trim())
+  .filter((r) => r !== "");
+const unknown = roles.filter((r) => !(ROLE_CLAIMS as readonly string[]).includes(r));
+if (unknown.length > 0) {
+  console.error(`unknown role(s): ${unknown.join(", ")} (known: ${ROLE_CLAIMS.join(", ")})`);
+  process.exit(2);
+}
+
+console.log(
+  await signDevToken({
+    secret: process.env.JWT_SECRET ?? (LOCAL_DEFAULTS.JWT_SECRET as string),
+    sub: values.sub ?? "dev-user",
+    roles: roles as PrincipalRole[],
+    ttlSeconds: Number(values.ttl),
+    ...(process.env.JWT_ISSUER !== undefined ? { issuer: process.env.JWT_ISSUER } : {}),
+    ...(process.env.JWT_AUDIENCE !== undefined ? { audience: process.env.JWT_AUDIENCE } : {}),
+  }),
+);

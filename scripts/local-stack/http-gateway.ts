@@ -1,0 +1,191 @@
+/**
+ * A local API Gateway HTTP API: matches requests against the deployed route keys and invokes the
+ * route's function with a payload-format-2.0 event, then writes its result back as API Gateway
+ * does (including the "inferred" format and a 500 for a failed invocation).
+ */
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
+import type { LocalFunction } from "./lambda-runtime.ts";
+
+export interface HttpRoute {
+  readonly routeKey: string;
+  readonly fn: LocalFunction<APIGatewayProxyEventV2, unknown>;
+}
+
+interface CompiledRoute extends HttpRoute {
+  readonly method: string;
+  readonly pattern: RegExp;
+  readonly params: string[];
+}
+
+/** API Gateway's own payload limit for HTTP APIs is 10 MB; Lambda's is 6 MB. */
+const MAX_REQUEST_BYTES = 6 * 1024 * 1024;
+
+const compile = (route: HttpRoute): CompiledRoute => {
+  const [method = "", template = ""] = route.routeKey.split(" ");
+  const params: string[] = [];
+  const source = template
+    .split("/")
+    .map((segment) => {
+      const param = /^\{(\w+)\}$/.exec(segment);
+      if (param?.[1] === undefined) return segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      params.push(param[1]);
+      return "([^/]+)";
+    })
+    .join("/");
+  return { ...route, method, pattern: new RegExp(`^${source}$`), params };
+};
+
+const TEXT_TYPES = /^(application\/(.+\+)?json|text\/|application\/x-www-form-urlencoded|application\/xml)/i;
+
+const joinHeaders = (req: http.IncomingMessage): Record<string, string> => {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(",") : value;
+  }
+  return headers;
+};
+
+const queryParameters = (search: URLSearchParams): Record<string, string> | undefined => {
+  const out: Record<string, string> = {};
+  for (const key of new Set(search.keys())) out[key] = search.getAll(key).join(",");
+  return Object.keys(out).length > 0 ? out : undefined;
+};
+
+const send = (
+  res: http.ServerResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): void => {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(body);
+};
+
+export class HttpGateway {
+  private readonly routes: CompiledRoute[];
+  private readonly fallback: CompiledRoute | undefined;
+  private readonly server: http.Server;
+
+  constructor(routes: readonly HttpRoute[]) {
+    const compiled = routes.map(compile);
+    this.routes = compiled.filter((r) => r.routeKey !== "$default");
+    this.fallback = compiled.find((r) => r.routeKey === "$default");
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch(() => send(res, 500, '{"message":"Internal Server Error"}'));
+    });
+    this.server.keepAliveTimeout = 65_000;
+  }
+
+  async listen(port: number): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, "127.0.0.1", () => resolve());
+    });
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private match(
+    method: string,
+    path: string,
+  ): { route: CompiledRoute; params: Record<string, string> } | undefined {
+    for (const route of this.routes) {
+      if (route.method !== method && route.method !== "ANY") continue;
+      const m = route.pattern.exec(path);
+      if (m === null) continue;
+      const params: Record<string, string> = {};
+      route.params.forEach((name, i) => {
+        params[name] = decodeURIComponent(m[i + 1] ?? "");
+      });
+      return { route, params };
+    }
+    return this.fallback === undefined ? undefined : { route: this.fallback, params: {} };
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_REQUEST_BYTES) {
+        send(res, 413, '{"message":"Request Entity Too Large"}');
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk as Buffer);
+    }
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const method = (req.method ?? "GET").toUpperCase();
+    const matched = this.match(method, url.pathname);
+    if (matched === undefined) {
+      send(res, 404, '{"message":"Not Found"}');
+      return;
+    }
+    const headers = joinHeaders(req);
+    const raw = Buffer.concat(chunks);
+    const textual = TEXT_TYPES.test(headers["content-type"] ?? "application/json");
+    const now = new Date();
+    const event: APIGatewayProxyEventV2 = {
+      version: "2.0",
+      routeKey: matched.route.routeKey,
+      rawPath: url.pathname,
+      rawQueryString: url.search.slice(1),
+      headers,
+      ...(queryParameters(url.searchParams)
+        ? { queryStringParameters: queryParameters(url.searchParams) }
+        : {}),
+      ...(matched.route.params.length > 0 ? { pathParameters: matched.params } : {}),
+      requestContext: {
+        accountId: "000000000000",
+        apiId: "local",
+        domainName: headers.host ?? "127.0.0.1",
+        domainPrefix: "local",
+        http: {
+          method,
+          path: url.pathname,
+          protocol: `HTTP/${req.httpVersion}`,
+          sourceIp: req.socket.remoteAddress ?? "127.0.0.1",
+          userAgent: headers["user-agent"] ?? "",
+        },
+        requestId: randomUUID(),
+        routeKey: matched.route.routeKey,
+        stage: "$default",
+        time: now.toISOString(),
+        timeEpoch: now.getTime(),
+      },
+      ...(raw.length > 0 ? { body: textual ? raw.toString("utf8") : raw.toString("base64") } : {}),
+      isBase64Encoded: raw.length > 0 && !textual,
+    };
+
+    let result: unknown;
+    try {
+      result = await matched.route.fn.invoke(event);
+    } catch {
+      send(res, 500, '{"message":"Internal Server Error"}');
+      return;
+    }
+    this.write(res, result);
+  }
+
+  /** Payload format 2.0: a result without statusCode is JSON-encoded as a 200 body. */
+  private write(res: http.ServerResponse, result: unknown): void {
+    if (typeof result !== "object" || result === null || !("statusCode" in result)) {
+      send(res, 200, typeof result === "string" ? result : JSON.stringify(result ?? null));
+      return;
+    }
+    const r = result as APIGatewayProxyStructuredResultV2;
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(r.headers ?? {})) headers[k] = String(v);
+    if (r.cookies !== undefined && r.cookies.length > 0) headers["set-cookie"] = r.cookies;
+    const body = r.body === undefined ? "" : r.isBase64Encoded ? Buffer.from(r.body, "base64") : r.body;
+    res.writeHead(r.statusCode ?? 200, headers);
+    res.end(body);
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * The built-in local stack: the real handlers behind a local HTTP API, a local WebSocket API with
+ * its @connections endpoint, an embedded SQS endpoint with event source mappings for the two
+ * consumers, and the outbox relay on a timer — against real Redis, PostgreSQL and ClickHouse.
+ */
+import { SQSClient } from "@aws-sdk/client-sqs";
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyWebsocketEventV2,
+  SQSBatchResponse,
+  SQSEvent,
+} from "aws-lambda";
+import {
+  CONSUMER_FUNCTIONS,
+  HTTP_FUNCTIONS,
+  SCHEDULED_FUNCTIONS,
+  WEBSOCKET_FUNCTIONS,
+} from "../../lambdas/handlers/catalog.ts";
+import { SqsEventSource } from "./event-source.ts";
+import { HttpGateway } from "./http-gateway.ts";
+import { LocalFunction } from "./lambda-runtime.ts";
+import { ensureClickHouse, ensurePostgres } from "./schema.ts";
+import { createQueueWithDlq, type LocalQueue, startSqsEndpoint } from "./sqs-endpoint.ts";
+import { WebSocketGateway } from "./websocket-gateway.ts";
+
+/** What the handlers see locally unless the environment or the caller says otherwise. */
+export const LOCAL_DEFAULTS: Readonly<Record<string, string>> = {
+  APP_ENV: "local",
+  ACCEPT_MODE: "queued",
+  DATABASE_URL: "postgres://postgres@127.0.0.1:5432/chat",
+  REDIS_URL: "redis://127.0.0.1:6379",
+  CLICKHOUSE_URL: "http://127.0.0.1:8123",
+  CLICKHOUSE_DATABASE: "chat",
+  CLICKHOUSE_USER: "default",
+  CLICKHOUSE_PASSWORD: "",
+  JWT_SECRET: "local-development-secret-do-not-use-in-aws",
+  LOG_LEVEL: "WARN",
+  RETRY_BASE_DELAY_SECONDS: "1",
+  RETRY_MAX_DELAY_SECONDS: "10",
+  POWERTOOLS_METRICS_DISABLED: "true",
+  AWS_REGION: "us-east-1",
+  AWS_ACCESS_KEY_ID: "local",
+  AWS_SECRET_ACCESS_KEY: "local",
+  AWS_EC2_METADATA_DISABLED: "true",
+};
+
+export interface ConsumerSettings {
+  readonly batchSize: number;
+  readonly maxBatchingWindowMs: number;
+  readonly concurrency: number;
+  readonly visibilityTimeoutSeconds: number;
+  readonly maxReceiveCount: number;
+  readonly timeoutMs: number;
+}
+
+export const DEFAULT_CONSUMERS: Readonly<Record<"persist" | "analytics", ConsumerSettings>> = {
+  persist: {
+    batchSize: 200,
+    maxBatchingWindowMs: 20,
+    concurrency: 2,
+    visibilityTimeoutSeconds: 30,
+    maxReceiveCount: 5,
+    timeoutMs: 20_000,
+  },
+  analytics: {
+    batchSize: 100,
+    maxBatchingWindowMs: 1000,
+    concurrency: 1,
+    visibilityTimeoutSeconds: 60,
+    maxReceiveCount: 5,
+    timeoutMs: 30_000,
+  },
+};
+
+export interface LocalStackOptions {
+  /** 0 = any free port. */
+  readonly httpPort?: number;
+  readonly wsPort?: number;
+  readonly sqsPort?: number;
+  /** Queue URLs as `http://sqs.<region>.<sqsHost>:<port>/...` (e.g. LocalStack's shape). */
+  readonly sqsHost?: string;
+  readonly stage?: string;
+  readonly queuePrefix?: string;
+  /** Handler environment; wins over the process environment and LOCAL_DEFAULTS. */
+  readonly env?: Readonly<Record<string, string>>;
+  readonly consumers?: { persist?: Partial<ConsumerSettings>; analytics?: Partial<ConsumerSettings> };
+  readonly outboxIntervalMs?: number;
+  readonly migrate?: boolean;
+  /** False: queues exist but nothing consumes them (a test can run consumers itself). */
+  readonly startConsumers?: boolean;
+  readonly websocketIdleTimeoutMs?: number;
+  readonly onError?: (source: string, error: unknown) => void;
+}
+
+export interface LocalStack {
+  readonly httpUrl: string;
+  readonly wsUrl: string;
+  readonly managementEndpoint: string;
+  readonly sqsEndpoint: string;
+  readonly queues: { readonly persist: LocalQueue; readonly analytics: LocalQueue };
+  readonly env: Readonly<Record<string, string>>;
+  readonly websocket: WebSocketGateway;
+  readonly eventSources: { readonly persist: SqsEventSource; readonly analytics: SqsEventSource };
+  /** Runs the outbox relay once now (it also runs on its timer). */
+  relayOutbox(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const HTTP_TIMEOUT_MS = 10_000;
+
+export const startLocalStack = async (options: LocalStackOptions = {}): Promise<LocalStack> => {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(LOCAL_DEFAULTS)) env[k] = process.env[k] ?? v;
+  Object.assign(env, options.env ?? {});
+  Object.assign(process.env, env);
+
+  if (options.migrate ?? true) {
+    await ensurePostgres(env.DATABASE_URL as string);
+    await ensureClickHouse({
+      url: env.CLICKHOUSE_URL as string,
+      username: env.CLICKHOUSE_USER as string,
+      password: env.CLICKHOUSE_PASSWORD as string,
+      database: env.CLICKHOUSE_DATABASE as string,
+    });
+  }
+
+  const sqs = await startSqsEndpoint(options.sqsPort ?? 9324, options.sqsHost);
+  const sqsClient = new SQSClient({ endpoint: sqs.endpoint, region: env.AWS_REGION, maxAttempts: 2 });
+  const prefix = options.queuePrefix ?? "chat";
+  const consumers = {
+    persist: { ...DEFAULT_CONSUMERS.persist, ...options.consumers?.persist },
+    analytics: { ...DEFAULT_CONSUMERS.analytics, ...options.consumers?.analytics },
+  };
+  const queues = {
+    persist: await createQueueWithDlq(sqsClient, { name: `${prefix}-persist`, ...consumers.persist }),
+    analytics: await createQueueWithDlq(sqsClient, { name: `${prefix}-analytics`, ...consumers.analytics }),
+  };
+
+  const stage = options.stage ?? "local";
+  const httpGateway = new HttpGateway(
+    HTTP_FUNCTIONS.map((f) => ({
+      routeKey: f.routeKey,
+      fn: new LocalFunction<APIGatewayProxyEventV2, unknown>(f.id, f.entry, HTTP_TIMEOUT_MS),
+    })),
+  );
+  const websocket = new WebSocketGateway({
+    stage,
+    routes: new Map(
+      WEBSOCKET_FUNCTIONS.map((f) => [
+        f.routeKey,
+        new LocalFunction<APIGatewayProxyWebsocketEventV2, unknown>(f.id, f.entry, HTTP_TIMEOUT_MS),
+      ]),
+    ),
+    ...(options.websocketIdleTimeoutMs !== undefined
+      ? { idleTimeoutMs: options.websocketIdleTimeoutMs }
+      : {}),
+  });
+  const httpUrl = await httpGateway.listen(options.httpPort ?? 3000);
+  const { wsUrl, managementEndpoint } = await websocket.listen(options.wsPort ?? 3001);
+
+  // The handlers read their configuration on first use: everything is in place before they load.
+  Object.assign(env, {
+    PERSIST_QUEUE_URL: queues.persist.url,
+    ANALYTICS_QUEUE_URL: queues.analytics.url,
+    AWS_ENDPOINT_URL_SQS: sqs.endpoint,
+    WEBSOCKET_API_ENDPOINT: managementEndpoint,
+    ...(options.env ?? {}),
+  });
+  Object.assign(process.env, env);
+
+  const onError = options.onError ?? (() => undefined);
+  const consumer = (which: "persist" | "analytics") => {
+    const settings = consumers[which];
+    const spec = CONSUMER_FUNCTIONS[which];
+    return new SqsEventSource(sqsClient, {
+      queueUrl: queues[which].url,
+      queueArn: queues[which].arn,
+      fn: new LocalFunction<SQSEvent, SQSBatchResponse | undefined>(spec.id, spec.entry, settings.timeoutMs),
+      batchSize: settings.batchSize,
+      maxBatchingWindowMs: settings.maxBatchingWindowMs,
+      concurrency: settings.concurrency,
+      onError: (error) => onError(spec.id, error),
+    });
+  };
+  const eventSources = { persist: consumer("persist"), analytics: consumer("analytics") };
+  if (options.startConsumers ?? true) {
+    eventSources.persist.start();
+    eventSources.analytics.start();
+  }
+
+  const relay = new LocalFunction<unknown, unknown>(
+    SCHEDULED_FUNCTIONS.outboxRelay.id,
+    SCHEDULED_FUNCTIONS.outboxRelay.entry,
+    30_000,
+  );
+  let relaying: Promise<void> = Promise.resolve();
+  const relayOutbox = (): Promise<void> => {
+    relaying = relaying
+      .then(() => relay.invoke({}))
+      .then(
+        () => undefined,
+        (error: unknown) => onError(SCHEDULED_FUNCTIONS.outboxRelay.id, error),
+      );
+    return relaying;
+  };
+  const timer = setInterval(() => void relayOutbox(), options.outboxIntervalMs ?? 5000);
+
+  return {
+    httpUrl,
+    wsUrl,
+    managementEndpoint,
+    sqsEndpoint: sqs.endpoint,
+    queues,
+    env,
+    websocket,
+    eventSources,
+    relayOutbox,
+    async stop() {
+      clearInterval(timer);
+      await Promise.all([eventSources.persist.stop(), eventSources.analytics.stop()]);
+      await relaying;
+      await Promise.all([httpGateway.close(), websocket.close()]);
+      sqsClient.destroy();
+      await sqs.close();
+      const { closeClients } = await import("../../lambdas/runtime/container.ts");
+      await closeClients();
+    },
+  };
+};
