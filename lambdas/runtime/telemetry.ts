@@ -15,6 +15,17 @@ export const metrics = new Metrics({
   namespace: METRICS_NAMESPACE,
   serviceName: "chat-pipeline",
   defaultDimensions: { env: config().APP_ENV },
+  // Routes that record nothing (reads of thread lists, say) are normal, not worth a warning each time.
+  logger: {
+    debug: (...args: unknown[]) => logger.debug(String(args[0])),
+    info: (...args: unknown[]) => logger.info(String(args[0])),
+    warn: (...args: unknown[]) => {
+      const text = String(args[0]);
+      if (text.startsWith("No application metrics")) logger.debug(text);
+      else logger.warn(text);
+    },
+    error: (...args: unknown[]) => logger.error(String(args[0])),
+  },
 });
 
 export const diagnostics: Diagnostics = {

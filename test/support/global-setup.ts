@@ -1,0 +1,8 @@
+/** Once per run: fresh test databases in PostgreSQL and ClickHouse, migrated. */
+import { ensureClickHouse, ensurePostgres } from "../../scripts/local-stack/schema.ts";
+import { TEST_CLICKHOUSE, TEST_DATABASE_URL } from "./test-env.ts";
+
+export default async function setup(): Promise<void> {
+  await ensurePostgres(TEST_DATABASE_URL, { recreate: true });
+  await ensureClickHouse(TEST_CLICKHOUSE, { recreate: true });
+}

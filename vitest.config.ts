@@ -1,0 +1,35 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * Three kinds of test, kept apart:
+ *  - unit: the core, with in-memory fakes of its ports; no network;
+ *  - integration: real Redis, PostgreSQL, ClickHouse and an SQS endpoint, through the local stack;
+ *  - infra: the CDK app's synthesized templates.
+ */
+export default defineConfig({
+  test: {
+    env: { AWS_EC2_METADATA_DISABLED: "true" },
+    pool: "forks",
+    projects: [
+      {
+        extends: true,
+        test: { name: "unit", include: ["test/unit/**/*.test.ts"] },
+      },
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          globalSetup: ["test/support/global-setup.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 60_000,
+          maxWorkers: 2,
+        },
+      },
+      {
+        extends: true,
+        test: { name: "infra", include: ["test/infra/**/*.test.ts"], testTimeout: 120_000 },
+      },
+    ],
+  },
+});
