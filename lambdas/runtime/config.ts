@@ -19,6 +19,8 @@ const schema = z
     REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
     REDIS_CLUSTER: bool.default(false),
     REDIS_KEY_PREFIX: z.string().default("chat:"),
+    /** Secrets Manager secret {username, password} for Redis AUTH (ElastiCache RBAC user). */
+    REDIS_AUTH_SECRET_ARN: optionalString,
     REDIS_CONNECT_TIMEOUT_MS: int(1).default(1000),
     REDIS_COMMAND_TIMEOUT_MS: int(1).default(100),
 

@@ -97,10 +97,21 @@ const secretJson = async (arn: string): Promise<Record<string, string | number |
 
 // ---------------------------------------------------------------- clients
 
-export const redisClient = once((): RedisClient => {
+/** REDIS_URL, with the AUTH user and password from REDIS_AUTH_SECRET_ARN when it is set. */
+const redisUrl = async (): Promise<string> => {
+  const cfg = config();
+  if (cfg.REDIS_AUTH_SECRET_ARN === undefined) return cfg.REDIS_URL;
+  const secret = await secretJson(cfg.REDIS_AUTH_SECRET_ARN);
+  const url = new URL(cfg.REDIS_URL);
+  url.username = encodeURIComponent(String(secret.username ?? "default"));
+  url.password = encodeURIComponent(String(secret.password ?? ""));
+  return url.toString();
+};
+
+export const redisClient = once(async (): Promise<RedisClient> => {
   const cfg = config();
   const client = createRedisClient({
-    url: cfg.REDIS_URL,
+    url: await redisUrl(),
     cluster: cfg.REDIS_CLUSTER,
     connectTimeoutMs: cfg.REDIS_CONNECT_TIMEOUT_MS,
     commandTimeoutMs: cfg.REDIS_COMMAND_TIMEOUT_MS,
@@ -119,7 +130,7 @@ export const redisClient = once((): RedisClient => {
 
 const redisGuard = once(() => guard("redis", isRedisOutage, config().REDIS_COMMAND_TIMEOUT_MS * 2));
 const redisKeys = once(() => new RedisKeys(config().REDIS_KEY_PREFIX));
-const redisScripts = once(() => new Scripts(redisClient()));
+const redisScripts = once(async () => new Scripts(await redisClient()));
 
 export const pgPool = once(async (): Promise<pg.Pool> => {
   const cfg = config();
@@ -181,8 +192,8 @@ export const clickHouseClient = once(async (): Promise<ClickHouseClient> => {
 // ---------------------------------------------------------------- ports
 
 export const cache = once(
-  () =>
-    new RedisMessageCache(redisClient(), redisScripts(), redisKeys(), redisGuard(), {
+  async () =>
+    new RedisMessageCache(await redisClient(), await redisScripts(), redisKeys(), redisGuard(), {
       historySize: config().HISTORY_CACHE_SIZE,
       ttlSeconds: config().CACHE_TTL_SECONDS,
       idempotencyTtlSeconds: config().IDEMPOTENCY_TTL_SECONDS,
@@ -190,8 +201,8 @@ export const cache = once(
 );
 
 export const registry = once(
-  () =>
-    new RedisConnectionRegistry(redisClient(), redisKeys(), redisGuard(), config().CONNECTION_TTL_SECONDS),
+  async () =>
+    new RedisConnectionRegistry(await redisClient(), redisKeys(), redisGuard(), config().CONNECTION_TTL_SECONDS),
 );
 
 export const messageRepository = once(async () => new PgMessageRepository(await pgPool(), pgGuard()));
@@ -234,14 +245,14 @@ export const messageService = once(async () => {
   const cfg = config();
   return new MessageService(
     {
-      cache: cache(),
+      cache: await cache(),
       messages: await messageRepository(),
       threads: await threadRepository(),
       publisher: publisher(),
-      registry: registry(),
+      registry: await registry(),
       fanout: new Fanout(
         notifier(),
-        registry(),
+        await registry(),
         { concurrency: cfg.FANOUT_CONCURRENCY, budgetMs: cfg.FANOUT_BUDGET_MS },
         diagnostics,
       ),
@@ -262,7 +273,7 @@ export const threadService = once(
       {
         threads: await threadRepository(),
         messages: await messageRepository(),
-        cache: cache(),
+        cache: await cache(),
         messageService: await messageService(),
         clock,
         diagnostics,
@@ -275,7 +286,7 @@ export const subscriptionService = once(
   async () =>
     new SubscriptionService(
       {
-        registry: registry(),
+        registry: await registry(),
         notifier: notifier(),
         verifier: verifier(),
         messageService: await messageService(),
@@ -297,7 +308,7 @@ export const persistService = once(
       {
         messages: await messageRepository(),
         analytics: analyticsPublisher(),
-        cache: cache(),
+        cache: await cache(),
         clock,
         diagnostics,
       },
@@ -330,7 +341,7 @@ export const health = async (): Promise<HealthReport> => {
   const [messages, archive] = await Promise.all([messageRepository(), archiveStore()]);
   return checkHealth(
     [
-      { name: "redis", durable: false, ping: () => cache().ping() },
+      { name: "redis", durable: false, ping: async () => (await cache()).ping() },
       { name: "sqs", durable: true, ping: () => publisher().ping() },
       { name: "postgres", durable: true, ping: () => messages.ping() },
       { name: "clickhouse", durable: false, ping: () => archive.ping() },
