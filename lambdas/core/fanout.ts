@@ -30,7 +30,8 @@ export class Fanout {
     private readonly diagnostics: Diagnostics,
   ) {}
 
-  async deliver(connectionIds: readonly string[], frame: string): Promise<FanoutResult> {
+  /** Delivers `frame` to the subscribers of `threadId`. */
+  async deliver(threadId: string, connectionIds: readonly string[], frame: string): Promise<FanoutResult> {
     const result = emptyFanout();
     if (connectionIds.length === 0) return result;
     const deadline = performance.now() + this.options.budgetMs;
@@ -58,12 +59,15 @@ export class Fanout {
             return;
           }
           result.gone++;
-          await this.registry.remove(id).catch((error: unknown) => {
-            this.diagnostics.warn("could not forget gone connection", {
-              connectionId: id,
-              error: describeError(error),
-            });
-          });
+          // Also from this thread: the connection's own record may be gone already (expired).
+          await Promise.all([this.registry.unsubscribe(id, threadId), this.registry.remove(id)]).catch(
+            (error: unknown) => {
+              this.diagnostics.warn("could not forget gone connection", {
+                connectionId: id,
+                error: describeError(error),
+              });
+            },
+          );
         }),
       ),
     );

@@ -308,7 +308,9 @@ export class MessageService {
       storeInCache(),
       recipients.length === 0
         ? Promise.resolve(emptyFanout())
-        : watch.time("ws", () => this.deps.fanout.deliver(recipients, messageCreatedFrame(message))),
+        : watch.time("ws", () =>
+            this.deps.fanout.deliver(message.thread_id, recipients, messageCreatedFrame(message)),
+          ),
     ]);
     return {
       message,

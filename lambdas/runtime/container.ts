@@ -202,7 +202,12 @@ export const cache = once(
 
 export const registry = once(
   async () =>
-    new RedisConnectionRegistry(await redisClient(), redisKeys(), redisGuard(), config().CONNECTION_TTL_SECONDS),
+    new RedisConnectionRegistry(
+      await redisClient(),
+      redisKeys(),
+      redisGuard(),
+      config().CONNECTION_TTL_SECONDS,
+    ),
 );
 
 export const messageRepository = once(async () => new PgMessageRepository(await pgPool(), pgGuard()));

@@ -57,6 +57,8 @@ export class WebSocketGateway {
     goneAnswers: 0,
   };
   private domain = "127.0.0.1";
+  /** Route invocations still running: close() lets them finish ($disconnect included). */
+  private readonly inflight = new Set<Promise<number>>();
 
   constructor(private readonly options: WebSocketGatewayOptions) {
     this.server = http.createServer((req, res) => {
@@ -85,6 +87,8 @@ export class WebSocketGateway {
 
   async close(): Promise<void> {
     for (const c of this.connections.values()) c.socket.terminate();
+    await new Promise((resolve) => setImmediate(resolve));
+    await Promise.allSettled([...this.inflight]);
     this.wss.close();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -119,15 +123,16 @@ export class WebSocketGateway {
     } as unknown as APIGatewayProxyWebsocketEventV2;
   }
 
-  private async invoke(routeKey: string, event: APIGatewayProxyWebsocketEventV2): Promise<number> {
+  private invoke(routeKey: string, event: APIGatewayProxyWebsocketEventV2): Promise<number> {
     const fn = this.options.routes.get(routeKey);
-    if (fn === undefined) return 200;
-    try {
-      const result = (await fn.invoke(event)) as { statusCode?: number } | undefined;
-      return result?.statusCode ?? 200;
-    } catch {
-      return 500;
-    }
+    if (fn === undefined) return Promise.resolve(200);
+    const run = fn.invoke(event).then(
+      (result) => (result as { statusCode?: number } | undefined)?.statusCode ?? 200,
+      () => 500,
+    );
+    this.inflight.add(run);
+    void run.finally(() => this.inflight.delete(run));
+    return run;
   }
 
   private async upgrade(

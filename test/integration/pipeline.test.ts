@@ -21,9 +21,10 @@ afterAll(async () => {
 });
 
 const messagesInThread = async (threadId: string): Promise<number> => {
-  const { rows } = await t.pg.query<{ n: number }>("SELECT count(*)::int AS n FROM messages WHERE thread_id = $1", [
-    threadId,
-  ]);
+  const { rows } = await t.pg.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM messages WHERE thread_id = $1",
+    [threadId],
+  );
   return rows[0]?.n ?? 0;
 };
 
@@ -33,8 +34,12 @@ describe("a message posted over HTTP", () => {
     const bobThread = await t.createThread(bob, { title: "bob's" });
     const aliceSocket = await t.ws(alice);
     const bobSocket = await t.ws(bob);
-    expect((await aliceSocket.request({ action: "subscribe", threadId: aliceThread.id })).type).toBe("subscribed");
-    expect((await bobSocket.request({ action: "subscribe", threadId: bobThread.id })).type).toBe("subscribed");
+    expect((await aliceSocket.request({ action: "subscribe", threadId: aliceThread.id })).type).toBe(
+      "subscribed",
+    );
+    expect((await bobSocket.request({ action: "subscribe", threadId: bobThread.id })).type).toBe(
+      "subscribed",
+    );
 
     const res = await t.request("POST", `/api/threads/${aliceThread.id}/messages`, {
       token: alice,
@@ -199,11 +204,10 @@ describe("a service principal", () => {
 
 describe("health", () => {
   it("reports each tier up with its latency", async () => {
-    const res = await t.request<{ status: string; tiers: Record<string, { status: string; latency_ms: number }> }>(
-      "GET",
-      "/api/health",
-      { token: alice },
-    );
+    const res = await t.request<{
+      status: string;
+      tiers: Record<string, { status: string; latency_ms: number }>;
+    }>("GET", "/api/health", { token: alice });
     expect(res.status).toBe(200);
     expect(res.body.status).toBe("ok");
     for (const tier of ["redis", "sqs", "postgres", "clickhouse"]) {

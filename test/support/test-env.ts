@@ -1,5 +1,6 @@
 /** Where the integration tests find the data servers (started by scripts/bootstrap.sh). */
-export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/chat_test";
+export const TEST_DATABASE_URL =
+  process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/chat_test";
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 export const TEST_REDIS_CLUSTER = process.env.TEST_REDIS_CLUSTER ?? "false";
 export const TEST_CLICKHOUSE = {

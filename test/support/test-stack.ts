@@ -37,7 +37,10 @@ export interface TestStack {
     path: string,
     options?: { token?: string; body?: unknown; rawBody?: string; headers?: Record<string, string> },
   ): Promise<ApiResponse<T>>;
-  createThread(token: string, body?: Record<string, unknown>): Promise<{ id: string } & Record<string, unknown>>;
+  createThread(
+    token: string,
+    body?: Record<string, unknown>,
+  ): Promise<{ id: string } & Record<string, unknown>>;
   ws(token: string | undefined): Promise<WsClient>;
   /** Rows for this message id in PostgreSQL. */
   rowsInPostgres(messageId: string): Promise<number>;
@@ -65,7 +68,7 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
     CLICKHOUSE_DATABASE: TEST_CLICKHOUSE.database,
     JWT_SECRET: TEST_JWT_SECRET,
     ACCEPT_MODE: "queued",
-    LOG_LEVEL: "ERROR",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "ERROR",
     RETRY_BASE_DELAY_SECONDS: "1",
     RETRY_MAX_DELAY_SECONDS: "2",
     ...options.env,
@@ -80,7 +83,12 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
     websocketIdleTimeoutMs: 60_000,
     ...options,
     consumers: {
-      persist: { visibilityTimeoutSeconds: 2, maxReceiveCount: 3, timeoutMs: 1800, ...options.consumers?.persist },
+      persist: {
+        visibilityTimeoutSeconds: 2,
+        maxReceiveCount: 3,
+        timeoutMs: 1800,
+        ...options.consumers?.persist,
+      },
       analytics: {
         visibilityTimeoutSeconds: 2,
         maxReceiveCount: 3,
@@ -92,7 +100,11 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
     env,
   });
   const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
-  const clickhouse = createClickHouseClient({ ...TEST_CLICKHOUSE, database: env.CLICKHOUSE_DATABASE, timeoutMs: 10_000 });
+  const clickhouse = createClickHouseClient({
+    ...TEST_CLICKHOUSE,
+    database: env.CLICKHOUSE_DATABASE,
+    timeoutMs: 10_000,
+  });
   const redis = createRedisClient({
     url: env.REDIS_URL,
     cluster: env.REDIS_CLUSTER === "true",
@@ -107,7 +119,11 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
     if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
     const body = opts.rawBody ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
     if (body !== undefined) headers["content-type"] ??= "application/json";
-    const res = await fetch(`${stack.httpUrl}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+    const res = await fetch(`${stack.httpUrl}${path}`, {
+      method,
+      headers,
+      ...(body !== undefined ? { body } : {}),
+    });
     const text = await res.text();
     return { status: res.status, headers: res.headers, body: text === "" ? {} : JSON.parse(text) };
   };
@@ -131,9 +147,10 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
       return client;
     },
     async rowsInPostgres(messageId) {
-      const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM messages WHERE id = $1", [
-        messageId,
-      ]);
+      const { rows } = await pool.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM messages WHERE id = $1",
+        [messageId],
+      );
       return rows[0]?.n ?? 0;
     },
     async rowsInClickHouse(messageId) {

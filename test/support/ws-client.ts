@@ -45,7 +45,10 @@ export class WsClient {
     const seen = this.frames.find(match);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no matching frame within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.waiters.push({
         match,
         resolve: (f) => {
