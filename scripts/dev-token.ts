@@ -3,7 +3,7 @@
  * signed with JWT_SECRET (default: the local stack's secret).
  */
 import { parseArgs } from "node:util";
-import { ROLE_CLAIMS, type PrincipalRole } from "../lambdas/core/model.ts";
+import { type PrincipalRole, ROLE_CLAIMS } from "../lambdas/core/model.ts";
 import { LOCAL_DEFAULTS } from "./local-stack/stack.ts";
 import { signDevToken } from "./local-stack/tokens.ts";
 

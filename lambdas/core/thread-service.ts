@@ -1,6 +1,7 @@
 /** Threads: created and listed in PostgreSQL (they are few and must exist before messages). */
 import { BadRequestError, describeError, unavailableAs } from "./errors.ts";
 import { newId } from "./ids.ts";
+import type { MessageService } from "./message-service.ts";
 import { type Principal, type Thread, toEpochSeconds } from "./model.ts";
 import type {
   Clock,
@@ -11,9 +12,8 @@ import type {
   ThreadPage,
   ThreadRepository,
 } from "./ports.ts";
-import { isUuid } from "./validation.ts";
-import type { MessageService } from "./message-service.ts";
 import type { CreateThreadInput } from "./validation.ts";
+import { isUuid } from "./validation.ts";
 
 export interface ThreadServiceDeps {
   readonly threads: ThreadRepository;

@@ -3,18 +3,19 @@
  * so a function only connects to the tiers it uses. Handlers ask for services; nothing else
  * constructs a client.
  */
+
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { ApiGatewayManagementApiClient } from "@aws-sdk/client-apigatewaymanagementapi";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type { ClickHouseClient } from "@clickhouse/client";
-import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import type pg from "pg";
 import { ApiGatewayConnectionNotifier } from "../adapters/apigateway/api-gateway-connection-notifier.ts";
 import { JoseTokenVerifier } from "../adapters/auth/jose-token-verifier.ts";
-import { createClickHouseClient, isClickHouseOutage } from "../adapters/clickhouse/client.ts";
 import { ClickHouseMessageArchive } from "../adapters/clickhouse/clickhouse-message-archive.ts";
-import { createPgPool, isPgOutage } from "../adapters/postgres/pool.ts";
+import { createClickHouseClient, isClickHouseOutage } from "../adapters/clickhouse/client.ts";
 import { PgMessageRepository } from "../adapters/postgres/pg-message-repository.ts";
 import { PgThreadRepository } from "../adapters/postgres/pg-thread-repository.ts";
+import { createPgPool, isPgOutage } from "../adapters/postgres/pool.ts";
 import { createRedisClient, isRedisOutage, type RedisClient } from "../adapters/redis/client.ts";
 import { RedisKeys } from "../adapters/redis/keys.ts";
 import { RedisConnectionRegistry } from "../adapters/redis/redis-connection-registry.ts";

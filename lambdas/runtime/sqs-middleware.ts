@@ -7,9 +7,9 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import middy from "@middy/core";
 import type { SQSBatchResponse, SQSEvent } from "aws-lambda";
+import type { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
 import { describeError } from "../core/errors.ts";
 import type { QueueRecord, RecordFailure } from "../core/records.ts";
-import type { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
 import { logger, metrics } from "./telemetry.ts";
 
 export const toQueueRecords = (event: SQSEvent): QueueRecord[] =>

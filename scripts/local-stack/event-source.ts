@@ -7,9 +7,9 @@
  */
 import {
   DeleteMessageBatchCommand,
+  type Message,
   ReceiveMessageCommand,
   type SQSClient,
-  type Message,
 } from "@aws-sdk/client-sqs";
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import type { LocalFunction } from "./lambda-runtime.ts";

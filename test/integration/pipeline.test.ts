@@ -3,7 +3,7 @@
  * through the local stack and real servers.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestStack, startTestStack } from "../support/test-stack.ts";
+import { startTestStack, type TestStack } from "../support/test-stack.ts";
 import { waitFor } from "../support/wait.ts";
 
 let t: TestStack;

@@ -1,6 +1,6 @@
 /** The WebSocket API: connect, subscribe with catch-up, sendMessage, errors, gone connections. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestStack, startTestStack } from "../support/test-stack.ts";
+import { startTestStack, type TestStack } from "../support/test-stack.ts";
 import { waitFor } from "../support/wait.ts";
 import { RefusedError, WsClient } from "../support/ws-client.ts";
 

@@ -5,8 +5,8 @@
  */
 import type pg from "pg";
 import type { HistoryPage, HistoryQuery, JsonObject, Message, MessageRole } from "../../core/model.ts";
-import { POSTGRES_SEQ_LANE, SEQ_PER_MILLISECOND } from "../../core/sequence.ts";
 import type { CommitResult, MessageRepository, OwnedMessage } from "../../core/ports.ts";
+import { POSTGRES_SEQ_LANE, SEQ_PER_MILLISECOND } from "../../core/sequence.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 
 const COLUMNS = "id, thread_id, seq, role, user_id, content, metadata, client_message_id, created_at_ms";

@@ -12,7 +12,7 @@ import type { MessageCache, OwnedMessage, Reservation } from "../../core/ports.t
 import type { TierGuard } from "../resilience/tier-guard.ts";
 import type { RedisClient } from "./client.ts";
 import type { RedisKeys } from "./keys.ts";
-import { HISTORY, REFRESH, RESERVE, STORE, type Scripts, WARM } from "./scripts.ts";
+import { HISTORY, REFRESH, RESERVE, type Scripts, STORE, WARM } from "./scripts.ts";
 
 export interface RedisCacheOptions {
   /** Newest messages kept per thread. */

@@ -4,6 +4,8 @@
  * a pause. Outage errors become `TierUnavailableError`; data errors pass through untouched and do
  * not count against the tier.
  */
+
+import type { CircuitBreakerPolicy } from "cockatiel";
 import {
   BrokenCircuitError,
   CircuitState,
@@ -16,7 +18,6 @@ import {
   timeout,
   wrap,
 } from "cockatiel";
-import type { CircuitBreakerPolicy } from "cockatiel";
 import { describeError, type Tier, TierUnavailableError } from "../../core/errors.ts";
 
 export interface BreakerOptions {

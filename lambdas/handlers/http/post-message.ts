@@ -1,8 +1,8 @@
 /** POST /api/threads/{threadId}/messages — where a message is accepted. */
 import { parseId, parsePostMessage } from "../../core/validation.ts";
+import { recordAccept, serverTiming } from "../../runtime/accept-telemetry.ts";
 import { limits, messageService } from "../../runtime/container.ts";
 import { httpHandler } from "../../runtime/http-middleware.ts";
-import { recordAccept, serverTiming } from "../../runtime/accept-telemetry.ts";
 
 export const handler = httpHandler(
   async ({ principal, params, body, headers }) => {

@@ -1,10 +1,11 @@
 /** Analytics consumer: SQS batch of persisted messages → one ClickHouse insert. */
+
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { archiveService, retryScheduler } from "../../runtime/container.ts";
 import { Metric } from "../../runtime/metric-names.ts";
 import { quantileSample } from "../../runtime/quantiles.ts";
 import { sqsBatchHandler } from "../../runtime/sqs-middleware.ts";
 import { countMetric, metrics, timeMetric } from "../../runtime/telemetry.ts";
-import { MetricUnit } from "@aws-lambda-powertools/metrics";
 
 export const handler = sqsBatchHandler(
   archiveService,
