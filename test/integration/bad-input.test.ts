@@ -80,11 +80,12 @@ describe("authentication", () => {
       .setExpirationTime("1h")
       .sign(new TextEncoder().encode("some-other-secret-that-is-long-enough-32"));
     for (const [method, path] of routes()) {
-      for (const headers of [
+      const variants: Record<string, string>[] = [
         {},
         { authorization: "Bearer not.a.jwt" },
         { authorization: `Bearer ${forged}` },
-      ]) {
+      ];
+      for (const headers of variants) {
         const res = await t.request(method, path, {
           headers,
           ...(method === "POST" ? { body: { message: "x" } } : {}),
