@@ -11,103 +11,106 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v === "" ? undefined : v));
 
-const schema = z
-  .object({
-    APP_ENV: z.string().default("local"),
-    ACCEPT_MODE: z.enum(["queued", "sync"]).default("queued"),
+const fields = z.object({
+  APP_ENV: z.string().default("local"),
+  ACCEPT_MODE: z.enum(["queued", "sync"]).default("queued"),
 
-    REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
-    REDIS_CLUSTER: bool.default(false),
-    REDIS_KEY_PREFIX: z.string().default("chat:"),
-    /** Secrets Manager secret {username, password} for Redis AUTH (ElastiCache RBAC user). */
-    REDIS_AUTH_SECRET_ARN: optionalString,
-    REDIS_CONNECT_TIMEOUT_MS: int(1).default(1000),
-    REDIS_COMMAND_TIMEOUT_MS: int(1).default(100),
+  REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
+  REDIS_CLUSTER: bool.default(false),
+  REDIS_KEY_PREFIX: z.string().default("chat:"),
+  /** Secrets Manager secret {username, password} for Redis AUTH (ElastiCache RBAC user). */
+  REDIS_AUTH_SECRET_ARN: optionalString,
+  REDIS_CONNECT_TIMEOUT_MS: int(1).default(1000),
+  REDIS_COMMAND_TIMEOUT_MS: int(1).default(100),
 
-    DATABASE_URL: optionalString,
-    DATABASE_SECRET_ARN: optionalString,
-    DATABASE_HOST: optionalString,
-    DATABASE_NAME: z.string().default("chat"),
-    DATABASE_SSL: bool.default(false),
-    PG_POOL_MAX: int(1, 100).default(4),
-    PG_CONNECT_TIMEOUT_MS: int(1).default(2000),
-    PG_STATEMENT_TIMEOUT_MS: int(1).default(3000),
+  DATABASE_URL: optionalString,
+  DATABASE_SECRET_ARN: optionalString,
+  DATABASE_HOST: optionalString,
+  DATABASE_NAME: z.string().default("chat"),
+  DATABASE_SSL: bool.default(false),
+  PG_POOL_MAX: int(1, 100).default(4),
+  PG_CONNECT_TIMEOUT_MS: int(1).default(2000),
+  PG_STATEMENT_TIMEOUT_MS: int(1).default(3000),
 
-    PERSIST_QUEUE_URL: z.string().min(1),
-    ANALYTICS_QUEUE_URL: z.string().min(1),
-    SQS_TIMEOUT_MS: int(1).default(1000),
+  PERSIST_QUEUE_URL: z.string().min(1),
+  ANALYTICS_QUEUE_URL: z.string().min(1),
+  SQS_TIMEOUT_MS: int(1).default(500),
 
-    CLICKHOUSE_URL: z.string().default("http://127.0.0.1:8123"),
-    CLICKHOUSE_USER: z.string().default("default"),
-    CLICKHOUSE_PASSWORD: z.string().default(""),
-    CLICKHOUSE_DATABASE: z.string().default("chat"),
-    CLICKHOUSE_SECRET_ARN: optionalString,
-    CLICKHOUSE_TIMEOUT_MS: int(1).default(10000),
+  CLICKHOUSE_URL: z.string().default("http://127.0.0.1:8123"),
+  CLICKHOUSE_USER: z.string().default("default"),
+  CLICKHOUSE_PASSWORD: z.string().default(""),
+  CLICKHOUSE_DATABASE: z.string().default("chat"),
+  CLICKHOUSE_SECRET_ARN: optionalString,
+  CLICKHOUSE_TIMEOUT_MS: int(1).default(10000),
 
-    WEBSOCKET_API_ENDPOINT: optionalString,
-    WEBSOCKET_TIMEOUT_MS: int(1).default(1000),
-    FANOUT_CONCURRENCY: int(1, 256).default(16),
-    FANOUT_BUDGET_MS: int(1).default(1500),
-    REPLAY_LIMIT: int(1, 1000).default(200),
+  WEBSOCKET_API_ENDPOINT: optionalString,
+  WEBSOCKET_TIMEOUT_MS: int(1).default(1000),
+  FANOUT_CONCURRENCY: int(1, 256).default(16),
+  FANOUT_BUDGET_MS: int(1).default(1500),
+  REPLAY_LIMIT: int(1, 1000).default(200),
 
-    JWT_SECRET: optionalString,
-    JWT_JWKS_URL: optionalString,
-    JWT_ISSUER: optionalString,
-    JWT_AUDIENCE: optionalString,
-    JWT_ROLES_CLAIM: z.string().default("roles"),
-    JWT_CLOCK_TOLERANCE_SECONDS: int(0, 300).default(5),
+  JWT_SECRET: optionalString,
+  JWT_JWKS_URL: optionalString,
+  JWT_ISSUER: optionalString,
+  JWT_AUDIENCE: optionalString,
+  JWT_ROLES_CLAIM: z.string().default("roles"),
+  JWT_CLOCK_TOLERANCE_SECONDS: int(0, 300).default(5),
 
-    MAX_BODY_BYTES: int(1024).default(65536),
-    MAX_MESSAGE_BYTES: int(1).default(16384),
-    MAX_METADATA_BYTES: int(2).default(4096),
-    MAX_TITLE_LENGTH: int(1).default(200),
-    DEFAULT_PAGE_SIZE: int(1).default(50),
-    MAX_PAGE_SIZE: int(1).default(100),
+  MAX_BODY_BYTES: int(1024).default(65536),
+  MAX_MESSAGE_BYTES: int(1).default(16384),
+  MAX_METADATA_BYTES: int(2).default(4096),
+  MAX_TITLE_LENGTH: int(1).default(200),
+  DEFAULT_PAGE_SIZE: int(1).default(50),
+  MAX_PAGE_SIZE: int(1).default(100),
 
-    HISTORY_CACHE_SIZE: int(1).default(200),
-    CACHE_TTL_SECONDS: int(60).default(86400),
-    IDEMPOTENCY_TTL_SECONDS: int(60).default(86400),
-    CONNECTION_TTL_SECONDS: int(60).default(7500),
+  HISTORY_CACHE_SIZE: int(1).default(200),
+  CACHE_TTL_SECONDS: int(60).default(86400),
+  IDEMPOTENCY_TTL_SECONDS: int(60).default(86400),
+  CONNECTION_TTL_SECONDS: int(60).default(7500),
 
-    BREAKER_FAILURE_THRESHOLD: int(1).default(5),
-    BREAKER_HALF_OPEN_AFTER_MS: int(1).default(2000),
+  BREAKER_FAILURE_THRESHOLD: int(1).default(5),
+  BREAKER_HALF_OPEN_AFTER_MS: int(1).default(2000),
 
-    RETRY_BASE_DELAY_SECONDS: int(0, 43200).default(10),
-    RETRY_MAX_DELAY_SECONDS: int(0, 43200).default(900),
-    RETRY_AFTER_SECONDS: int(1).default(2),
-    OUTBOX_BATCH_SIZE: int(1, 10000).default(500),
+  RETRY_BASE_DELAY_SECONDS: int(0, 43200).default(10),
+  RETRY_MAX_DELAY_SECONDS: int(0, 43200).default(900),
+  RETRY_AFTER_SECONDS: int(1).default(2),
+  OUTBOX_BATCH_SIZE: int(1, 10000).default(500),
 
-    LOG_LEVEL: z.enum(["DEBUG", "INFO", "WARN", "ERROR", "SILENT"]).default("INFO"),
-  })
-  .superRefine((env, ctx) => {
-    if (env.JWT_SECRET === undefined && env.JWT_JWKS_URL === undefined) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["JWT_SECRET"],
-        message: "set JWT_SECRET (HS256) or JWT_JWKS_URL",
-      });
-    }
-    if (env.JWT_SECRET !== undefined && env.JWT_SECRET.length < 32) {
-      ctx.addIssue({ code: "custom", path: ["JWT_SECRET"], message: "must be at least 32 characters" });
-    }
-    if (
-      env.DATABASE_URL === undefined &&
-      (env.DATABASE_SECRET_ARN === undefined || env.DATABASE_HOST === undefined)
-    ) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["DATABASE_URL"],
-        message: "set DATABASE_URL, or DATABASE_SECRET_ARN with DATABASE_HOST",
-      });
-    }
-    if (env.RETRY_MAX_DELAY_SECONDS < env.RETRY_BASE_DELAY_SECONDS) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["RETRY_MAX_DELAY_SECONDS"],
-        message: "must be >= RETRY_BASE_DELAY_SECONDS",
-      });
-    }
-  });
+  LOG_LEVEL: z.enum(["DEBUG", "INFO", "WARN", "ERROR", "SILENT"]).default("INFO"),
+});
+
+/** Every variable the Lambdas read (the README's configuration table lists each one). */
+export const CONFIG_KEYS: readonly string[] = Object.keys(fields.shape);
+
+const schema = fields.superRefine((env, ctx) => {
+  if (env.JWT_SECRET === undefined && env.JWT_JWKS_URL === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["JWT_SECRET"],
+      message: "set JWT_SECRET (HS256) or JWT_JWKS_URL",
+    });
+  }
+  if (env.JWT_SECRET !== undefined && env.JWT_SECRET.length < 32) {
+    ctx.addIssue({ code: "custom", path: ["JWT_SECRET"], message: "must be at least 32 characters" });
+  }
+  if (
+    env.DATABASE_URL === undefined &&
+    (env.DATABASE_SECRET_ARN === undefined || env.DATABASE_HOST === undefined)
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["DATABASE_URL"],
+      message: "set DATABASE_URL, or DATABASE_SECRET_ARN with DATABASE_HOST",
+    });
+  }
+  if (env.RETRY_MAX_DELAY_SECONDS < env.RETRY_BASE_DELAY_SECONDS) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["RETRY_MAX_DELAY_SECONDS"],
+      message: "must be >= RETRY_BASE_DELAY_SECONDS",
+    });
+  }
+});
 
 export type Env = z.infer<typeof schema>;
 

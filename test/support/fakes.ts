@@ -34,7 +34,11 @@ import type {
   ThreadRepository,
   TokenVerifier,
 } from "../../lambdas/core/ports.ts";
-import { type QueueRecord, type RetryPolicy, serializeAnalyticsEnvelope } from "../../lambdas/core/records.ts";
+import {
+  type QueueRecord,
+  type RetryPolicy,
+  serializeAnalyticsEnvelope,
+} from "../../lambdas/core/records.ts";
 import { nextSeq, POSTGRES_SEQ_LANE, REDIS_SEQ_LANE } from "../../lambdas/core/sequence.ts";
 import { SubscriptionService } from "../../lambdas/core/subscription-service.ts";
 import { ThreadService } from "../../lambdas/core/thread-service.ts";
@@ -222,7 +226,11 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     super("redis");
   }
 
-  async reserve(input: { threadId: string; idempotencyKey?: string; install?: Thread }): Promise<Reservation> {
+  async reserve(input: {
+    threadId: string;
+    idempotencyKey?: string;
+    install?: Thread;
+  }): Promise<Reservation> {
     this.enter("reserve", input);
     const { threadId, idempotencyKey, install } = input;
     if (install !== undefined) this.threads.set(threadId, install);
@@ -719,7 +727,11 @@ export const makeThread = (ownerId: string, overrides: Partial<Thread> = {}): Th
   };
 };
 
-export const makeMessage = (thread: Pick<Thread, "id">, seq: number, overrides: Partial<Message> = {}): Message => {
+export const makeMessage = (
+  thread: Pick<Thread, "id">,
+  seq: number,
+  overrides: Partial<Message> = {},
+): Message => {
   const ms = overrides.created_at_ms ?? 1_750_000_000_000;
   return {
     id: newId(),
