@@ -22,6 +22,8 @@ const stack = await startLocalStack({
   httpPort: port(values["http-port"] ?? process.env.HTTP_PORT, 3000),
   wsPort: port(values["ws-port"] ?? process.env.WS_PORT, 3001),
   sqsPort: port(values["sqs-port"] ?? process.env.SQS_PORT, 9324),
+  // LocalStack (or any SQS endpoint) instead of the embedded one: see localstack/README.md.
+  ...(process.env.LOCAL_SQS_ENDPOINT ? { externalSqsEndpoint: process.env.LOCAL_SQS_ENDPOINT } : {}),
   onError: (source, error) => console.error(`[${source}]`, error instanceof Error ? error.message : error),
 });
 

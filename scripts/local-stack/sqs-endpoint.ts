@@ -3,7 +3,12 @@
  * bound to loopback, and the queues of the system: persist and analytics, each with its DLQ.
  */
 import type { AddressInfo } from "node:net";
-import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  type SQSClient,
+} from "@aws-sdk/client-sqs";
 import { buildApp } from "fauxqs";
 
 export interface QueueSpec {

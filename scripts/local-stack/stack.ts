@@ -79,6 +79,11 @@ export interface LocalStackOptions {
   readonly sqsPort?: number;
   /** Queue URLs as `http://sqs.<region>.<sqsHost>:<port>/...` (e.g. LocalStack's shape). */
   readonly sqsHost?: string;
+  /**
+   * An SQS endpoint that is already running (LocalStack's, say): no embedded endpoint is started,
+   * the queues are created there.
+   */
+  readonly externalSqsEndpoint?: string;
   readonly stage?: string;
   readonly queuePrefix?: string;
   /** Handler environment; wins over the process environment and LOCAL_DEFAULTS. */
@@ -124,8 +129,16 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
     });
   }
 
-  const sqs = await startSqsEndpoint(options.sqsPort ?? 9324, options.sqsHost);
-  const sqsClient = new SQSClient({ endpoint: sqs.endpoint, region: env.AWS_REGION, maxAttempts: 2 });
+  const sqs =
+    options.externalSqsEndpoint !== undefined
+      ? { endpoint: options.externalSqsEndpoint, close: async () => undefined }
+      : await startSqsEndpoint(options.sqsPort ?? 9324, options.sqsHost);
+  const sqsClient = new SQSClient({
+    endpoint: sqs.endpoint,
+    region: env.AWS_REGION,
+    maxAttempts: 2,
+    useQueueUrlAsEndpoint: false,
+  });
   const prefix = options.queuePrefix ?? "chat";
   const consumers = {
     persist: { ...DEFAULT_CONSUMERS.persist, ...options.consumers?.persist },
@@ -162,7 +175,10 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
   Object.assign(env, {
     PERSIST_QUEUE_URL: queues.persist.url,
     ANALYTICS_QUEUE_URL: queues.analytics.url,
-    AWS_ENDPOINT_URL_SQS: sqs.endpoint,
+    // The SDK's own endpoint variables, unless the caller chose them (e.g. AWS_ENDPOINT_URL).
+    ...(env.AWS_ENDPOINT_URL === undefined && env.AWS_ENDPOINT_URL_SQS === undefined
+      ? { AWS_ENDPOINT_URL_SQS: sqs.endpoint }
+      : {}),
     WEBSOCKET_API_ENDPOINT: managementEndpoint,
     ...(options.env ?? {}),
   });
