@@ -50,24 +50,31 @@ const arnOf = async (client: SQSClient, url: string): Promise<string> => {
   return arn;
 };
 
+/** Creates the queue, or finds it when it exists already (an endpoint whose init hooks made it). */
+const ensureQueue = async (
+  client: SQSClient,
+  name: string,
+  attributes: Record<string, string>,
+): Promise<string> => {
+  try {
+    const { QueueUrl } = await client.send(
+      new CreateQueueCommand({ QueueName: name, Attributes: attributes }),
+    );
+    return QueueUrl as string;
+  } catch (error) {
+    const code = (error as { name?: string }).name;
+    if (code !== "QueueNameExists" && code !== "QueueAlreadyExists") throw error;
+    const { QueueUrl } = await client.send(new GetQueueUrlCommand({ QueueName: name }));
+    return QueueUrl as string;
+  }
+};
+
 export const createQueueWithDlq = async (client: SQSClient, spec: QueueSpec): Promise<LocalQueue> => {
-  const dlq = await client.send(
-    new CreateQueueCommand({
-      QueueName: `${spec.name}-dlq`,
-      Attributes: { MessageRetentionPeriod: "1209600" },
-    }),
-  );
-  const dlqUrl = dlq.QueueUrl as string;
+  const dlqUrl = await ensureQueue(client, `${spec.name}-dlq`, { MessageRetentionPeriod: "1209600" });
   const dlqArn = await arnOf(client, dlqUrl);
-  const queue = await client.send(
-    new CreateQueueCommand({
-      QueueName: spec.name,
-      Attributes: {
-        VisibilityTimeout: String(spec.visibilityTimeoutSeconds),
-        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: spec.maxReceiveCount }),
-      },
-    }),
-  );
-  const url = queue.QueueUrl as string;
+  const url = await ensureQueue(client, spec.name, {
+    VisibilityTimeout: String(spec.visibilityTimeoutSeconds),
+    RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: spec.maxReceiveCount }),
+  });
   return { name: spec.name, url, arn: await arnOf(client, url), dlqUrl, dlqArn };
 };
