@@ -41,9 +41,11 @@ import type {
   MessageCache,
   MessagePublisher,
   MessageRepository,
+  RateLimiter,
   Reservation,
   ThreadRepository,
 } from "./ports.ts";
+import { admit } from "./rate-limit.ts";
 import { Stopwatch, type TierTiming } from "./timing.ts";
 import type { PostMessageInput } from "./validation.ts";
 
@@ -64,6 +66,7 @@ export interface MessageServiceDeps {
   readonly publisher: MessagePublisher;
   readonly registry: ConnectionRegistry;
   readonly fanout: Fanout;
+  readonly rateLimiter: RateLimiter;
   readonly clock: Clock;
   readonly diagnostics: Diagnostics;
 }
@@ -104,9 +107,13 @@ export class MessageService {
 
   async accept(command: AcceptCommand): Promise<AcceptResult> {
     const role = this.roleFor(command.principal, command.input.role);
-    return this.options.mode === "sync"
-      ? this.acceptSynchronously(command, role)
-      : this.acceptQueued(command, role);
+    // The budget check runs alongside the accept's first round trip; its verdict is awaited first.
+    const admitted = admit(this.deps.rateLimiter, command.principal, this.deps.diagnostics);
+    const accepted =
+      this.options.mode === "sync"
+        ? this.acceptSynchronously(command, role, admitted)
+        : this.acceptQueued(command, role, admitted);
+    return accepted;
   }
 
   private roleFor(principal: Principal, requested: MessageRole | undefined): MessageRole {
@@ -139,19 +146,28 @@ export class MessageService {
     return id === undefined ? undefined : `${command.principal.userId}:${id}`;
   }
 
-  private async acceptQueued(command: AcceptCommand, role: MessageRole): Promise<AcceptResult> {
+  private async acceptQueued(
+    command: AcceptCommand,
+    role: MessageRole,
+    admitted: Promise<void>,
+  ): Promise<AcceptResult> {
     const watch = new Stopwatch();
     const { principal, threadId } = command;
     const idempotencyKey = this.idempotencyKey(command);
 
     let reservation: Reservation | null = null;
-    try {
-      reservation = await watch.time("cache", () => this.reserveInCache(threadId, idempotencyKey));
-    } catch (error) {
-      if (error instanceof AppError) throw error;
+    const [admission, reserved] = await Promise.allSettled([
+      admitted,
+      watch.time("cache", () => this.reserveInCache(threadId, idempotencyKey)),
+    ]);
+    if (admission.status === "rejected") throw admission.reason;
+    if (reserved.status === "fulfilled") {
+      reservation = reserved.value;
+    } else {
+      if (reserved.reason instanceof AppError) throw reserved.reason;
       this.deps.diagnostics.warn("cache unavailable on accept; using PostgreSQL for seq", {
         threadId,
-        error: describeError(error),
+        error: describeError(reserved.reason),
       });
     }
 
@@ -210,9 +226,14 @@ export class MessageService {
     });
   }
 
-  private async acceptSynchronously(command: AcceptCommand, role: MessageRole): Promise<AcceptResult> {
+  private async acceptSynchronously(
+    command: AcceptCommand,
+    role: MessageRole,
+    admitted: Promise<void>,
+  ): Promise<AcceptResult> {
     const watch = new Stopwatch();
     const { principal, threadId } = command;
+    await admitted;
     const thread = await this.resolveThread(threadId);
     if (thread === null || !canAccessThread(principal, thread)) throw threadNotFound();
 

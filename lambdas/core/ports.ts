@@ -136,6 +136,12 @@ export interface AnalyticsStore {
   ping(): Promise<void>;
 }
 
+/** Per-principal request budget (Redis token bucket). */
+export interface RateLimiter {
+  /** Takes one token from `key`'s bucket. */
+  take(key: string): Promise<{ readonly allowed: boolean; readonly retryAfterSeconds: number }>;
+}
+
 export interface TokenVerifier {
   verify(token: string): Promise<Principal>;
 }

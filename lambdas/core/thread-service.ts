@@ -8,11 +8,13 @@ import type {
   Diagnostics,
   MessageCache,
   MessageRepository,
+  RateLimiter,
   ThreadCursor,
   ThreadPage,
   ThreadRepository,
 } from "./ports.ts";
 import type { CreateThreadInput } from "./validation.ts";
+import { admit } from "./rate-limit.ts";
 import { isUuid } from "./validation.ts";
 
 export interface ThreadServiceDeps {
@@ -20,6 +22,7 @@ export interface ThreadServiceDeps {
   readonly messages: MessageRepository;
   readonly cache: MessageCache;
   readonly messageService: MessageService;
+  readonly rateLimiter: RateLimiter;
   readonly clock: Clock;
   readonly diagnostics: Diagnostics;
 }
@@ -44,6 +47,7 @@ export class ThreadService {
   ) {}
 
   async create(principal: Principal, input: CreateThreadInput): Promise<Thread> {
+    await admit(this.deps.rateLimiter, principal, this.deps.diagnostics);
     const now = this.deps.clock.now();
     const thread = await this.deps.threads
       .create({

@@ -68,6 +68,10 @@ const fields = z.object({
   IDEMPOTENCY_TTL_SECONDS: int(60).default(86400),
   CONNECTION_TTL_SECONDS: int(60).default(7500),
 
+  /** Messages and new threads per second per user (token bucket); 0 switches limiting off. */
+  RATE_LIMIT_PER_SECOND: z.coerce.number().min(0).default(5),
+  RATE_LIMIT_BURST: int(1).default(30),
+
   BREAKER_FAILURE_THRESHOLD: int(1).default(5),
   BREAKER_HALF_OPEN_AFTER_MS: int(1).default(2000),
 

@@ -20,6 +20,7 @@ import { createRedisClient, isRedisOutage, type RedisClient } from "../adapters/
 import { RedisKeys } from "../adapters/redis/keys.ts";
 import { RedisConnectionRegistry } from "../adapters/redis/redis-connection-registry.ts";
 import { RedisMessageCache } from "../adapters/redis/redis-message-cache.ts";
+import { RedisRateLimiter } from "../adapters/redis/redis-rate-limiter.ts";
 import { Scripts } from "../adapters/redis/scripts.ts";
 import { TierGuard } from "../adapters/resilience/tier-guard.ts";
 import { createSqsClient, isAwsOutage } from "../adapters/sqs/client.ts";
@@ -33,6 +34,7 @@ import { checkHealth, type HealthReport } from "../core/health-service.ts";
 import { MessageService } from "../core/message-service.ts";
 import { OutboxRelay } from "../core/outbox-relay.ts";
 import { PersistService } from "../core/persist-service.ts";
+import { unlimited } from "../core/rate-limit.ts";
 import type { Clock } from "../core/ports.ts";
 import { SubscriptionService } from "../core/subscription-service.ts";
 import { ThreadService } from "../core/thread-service.ts";
@@ -211,6 +213,15 @@ export const registry = once(
     ),
 );
 
+const rateLimiter = once(async () => {
+  const cfg = config();
+  if (cfg.RATE_LIMIT_PER_SECOND === 0) return unlimited;
+  return new RedisRateLimiter(await redisScripts(), redisKeys(), redisGuard(), {
+    perSecond: cfg.RATE_LIMIT_PER_SECOND,
+    burst: cfg.RATE_LIMIT_BURST,
+  });
+});
+
 export const messageRepository = once(async () => new PgMessageRepository(await pgPool(), pgGuard()));
 export const threadRepository = once(async () => new PgThreadRepository(await pgPool(), pgGuard()));
 const publisher = once(() => new SqsMessagePublisher(sqsClient(), config().PERSIST_QUEUE_URL, sqsGuard()));
@@ -262,6 +273,7 @@ export const messageService = once(async () => {
         { concurrency: cfg.FANOUT_CONCURRENCY, budgetMs: cfg.FANOUT_BUDGET_MS },
         diagnostics,
       ),
+      rateLimiter: await rateLimiter(),
       clock,
       diagnostics,
     },
@@ -281,6 +293,7 @@ export const threadService = once(
         messages: await messageRepository(),
         cache: await cache(),
         messageService: await messageService(),
+        rateLimiter: await rateLimiter(),
         clock,
         diagnostics,
       },

@@ -1,7 +1,8 @@
 /**
  * Key layout. Every key a script touches together carries the same hash tag, so the scripts run on
  * one Redis Cluster slot (as ElastiCache Serverless requires): `{t:<thread>}` for a thread's keys,
- * `{m:<message>}` for lookups by message id, `{c:<connection>}` for a connection's keys.
+ * `{m:<message>}` for lookups by message id, `{c:<connection>}` for a connection's keys, `{rl:<user>}`
+ * for a user's rate-limit bucket.
  */
 export class RedisKeys {
   constructor(private readonly prefix: string) {}
@@ -16,4 +17,5 @@ export class RedisKeys {
   message = (messageId: string): string => `${this.prefix}{m:${messageId}}`;
   connection = (connectionId: string): string => `${this.prefix}{c:${connectionId}}`;
   connectionThreads = (connectionId: string): string => `${this.prefix}{c:${connectionId}}:threads`;
+  rateLimit = (principalId: string): string => `${this.prefix}{rl:${principalId}}`;
 }

@@ -144,7 +144,34 @@ return rows
 `,
 };
 
-export const ALL_SCRIPTS: readonly ScriptDefinition[] = [RESERVE, STORE, WARM, REFRESH, HISTORY];
+/**
+ * Token bucket. KEYS: bucket. ARGV: tokens per second, burst. Returns {allowed 0/1, seconds to wait}.
+ * Time comes from the Redis server, so every Lambda instance shares one clock.
+ */
+export const TAKE_TOKEN: ScriptDefinition = {
+  name: "chatTakeToken",
+  keys: 1,
+  lua: `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local allowed, wait = 0, (1 - tokens) / rate
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed, wait = 1, 0
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'at', string.format('%.6f', now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return {allowed, string.format('%.3f', wait)}
+`,
+};
+
+export const ALL_SCRIPTS: readonly ScriptDefinition[] = [RESERVE, STORE, WARM, REFRESH, HISTORY, TAKE_TOKEN];
 
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 
