@@ -72,8 +72,9 @@ export class ArchiveService {
         for (const b of batches) {
           inserts++;
           try {
-            await this.deps.store.insert(dedupe(b.messages));
-            archived.push(...b.messages);
+            const unique = dedupe(b.messages);
+            await this.deps.store.insert(unique);
+            archived.push(...unique);
           } catch (inner) {
             fail(b.record, inner);
           }

@@ -51,6 +51,8 @@ import type { PostMessageInput } from "./validation.ts";
 
 export type AcceptMode = "queued" | "sync";
 
+type CachedReservation = Exclude<Reservation, { kind: "unknown_thread" }>;
+
 export interface MessageServiceOptions {
   readonly mode: AcceptMode;
   /** How many of a thread's newest messages the cache keeps (and recovery loads). */
@@ -143,7 +145,8 @@ export class MessageService {
 
   private idempotencyKey(command: AcceptCommand): string | undefined {
     const id = command.input.clientMessageId;
-    return id === undefined ? undefined : `${command.principal.userId}:${id}`;
+    // Client ids cannot contain "|", so the key is unambiguous whatever the user id holds.
+    return id === undefined ? undefined : `${command.principal.userId}|${id}`;
   }
 
   private async acceptQueued(
@@ -155,27 +158,18 @@ export class MessageService {
     const { principal, threadId } = command;
     const idempotencyKey = this.idempotencyKey(command);
 
-    let reservation: Reservation | null = null;
     const [admission, reserved] = await Promise.allSettled([
       admitted,
       watch.time("cache", () => this.reserveInCache(threadId, idempotencyKey)),
     ]);
     if (admission.status === "rejected") throw admission.reason;
-    if (reserved.status === "fulfilled") {
-      reservation = reserved.value;
-    } else {
-      if (reserved.reason instanceof AppError) throw reserved.reason;
-      this.deps.diagnostics.warn("cache unavailable on accept; using PostgreSQL for seq", {
-        threadId,
-        error: describeError(reserved.reason),
-      });
-    }
+    if (reserved.status === "rejected") throw reserved.reason;
+    const reservation = reserved.value;
 
     let thread: Thread;
     let seq: number;
     let subscribers: readonly string[] = [];
     if (reservation !== null) {
-      if (reservation.kind === "unknown_thread") throw new Error("cache did not install the thread");
       if (!canAccessThread(principal, reservation.thread)) throw threadNotFound();
       if (reservation.kind === "replay") return this.replay(reservation.message, "queued", watch);
       ({ thread, seq, subscribers } = reservation);
@@ -263,13 +257,34 @@ export class MessageService {
     });
   }
 
-  private async reserveInCache(threadId: string, idempotencyKey: string | undefined): Promise<Reservation> {
-    const key = idempotencyKey !== undefined ? { idempotencyKey } : {};
-    const first = await this.deps.cache.reserve({ threadId, ...key });
-    if (first.kind !== "unknown_thread") return first;
+  /**
+   * The cache's reservation, or null when the cache cannot serve it (the accept then falls back to
+   * PostgreSQL). Failures to load the thread from PostgreSQL are not cache failures: they propagate.
+   */
+  private async reserveInCache(
+    threadId: string,
+    idempotencyKey: string | undefined,
+  ): Promise<CachedReservation | null> {
+    const attempt = (install?: Thread): Promise<Reservation | null> =>
+      this.deps.cache
+        .reserve({
+          threadId,
+          ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+          ...(install !== undefined ? { install } : {}),
+        })
+        .catch((error: unknown) => {
+          this.deps.diagnostics.warn("cache unavailable on accept; using PostgreSQL for seq", {
+            threadId,
+            error: describeError(error),
+          });
+          return null;
+        });
+    const first = await attempt();
+    if (first === null || first.kind !== "unknown_thread") return first;
     const thread = await this.loadThread(threadId);
     if (thread === null) throw threadNotFound();
-    return this.deps.cache.reserve({ threadId, ...key, install: thread });
+    const second = await attempt(thread);
+    return second === null || second.kind === "unknown_thread" ? null : second;
   }
 
   /** With the cache down, a retry is recognised by its derived id in PostgreSQL. */

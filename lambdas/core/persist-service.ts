@@ -109,15 +109,26 @@ export class PersistService {
       }
     }
 
+    // Each inserted message counts once (with its lag); every other record that succeeded repeated
+    // a message stored before, or earlier in this batch.
     const now = this.deps.clock.now();
-    const inserted = [...stored.values()].filter((r) => r.inserted);
+    const counted = new Set<string>();
+    const lagsMs: number[] = [];
+    let duplicates = 0;
+    for (const { envelope } of persisted) {
+      const id = envelope.message.id;
+      if (stored.get(id)?.inserted === true && !counted.has(id)) {
+        counted.add(id);
+        lagsMs.push(now - envelope.accepted_at_ms);
+      } else {
+        duplicates++;
+      }
+    }
     return {
       failures,
-      inserted: inserted.length,
-      duplicates: persisted.length - inserted.length,
-      lagsMs: parsed
-        .filter((p) => stored.get(p.envelope.message.id)?.inserted === true)
-        .map((p) => now - p.envelope.accepted_at_ms),
+      inserted: [...stored.values()].filter((r) => r.inserted).length,
+      duplicates,
+      lagsMs,
       statements,
     };
   }

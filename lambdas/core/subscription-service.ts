@@ -91,12 +91,9 @@ export class SubscriptionService {
       });
       for (const message of page.messages) {
         // In order, one at a time: a client applies them as they come.
-        if (
-          (await this.deps.notifier.send(
-            connection.connectionId,
-            messageCreatedFrame(message, { replay: true }),
-          )) === "gone"
-        ) {
+        const frame = messageCreatedFrame(message, { replay: true });
+        if ((await this.deps.notifier.send(connection.connectionId, frame)) === "gone") {
+          await this.disconnect(connection.connectionId);
           return { replayed, hasMore: true };
         }
         replayed++;

@@ -34,7 +34,13 @@ export const encodeThreadCursor = (t: ThreadCursor): string =>
 export const decodeThreadCursor = (cursor: string): ThreadCursor => {
   const [ms, id] = Buffer.from(cursor, "base64url").toString("utf8").split(".");
   const createdAtMs = Number(ms);
-  if (id === undefined || !isUuid(id) || !Number.isSafeInteger(createdAtMs) || createdAtMs < 0) {
+  if (
+    ms === undefined ||
+    !/^\d{1,16}$/.test(ms) ||
+    id === undefined ||
+    !isUuid(id) ||
+    !Number.isSafeInteger(createdAtMs)
+  ) {
     throw new BadRequestError("invalid_cursor", "cursor is not one this API returned");
   }
   return { created_at_ms: createdAtMs, id };

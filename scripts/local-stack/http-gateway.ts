@@ -38,6 +38,15 @@ const compile = (route: HttpRoute): CompiledRoute => {
   return { ...route, method, pattern: new RegExp(`^${source}$`), params };
 };
 
+/** Percent-decoded like API Gateway does; a malformed escape is passed on as it came. */
+const decodePathParameter = (raw: string): string => {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+};
+
 const TEXT_TYPES = /^(application\/(.+\+)?json|text\/|application\/x-www-form-urlencoded|application\/xml)/i;
 
 const joinHeaders = (req: http.IncomingMessage): Record<string, string> => {
@@ -77,6 +86,17 @@ export class HttpGateway {
       this.handle(req, res).catch(() => send(res, 500, '{"message":"Internal Server Error"}'));
     });
     this.server.keepAliveTimeout = 65_000;
+    // Requests Node cannot parse (oversized headers, bad request lines) get a JSON answer, as from
+    // API Gateway, rather than an empty one.
+    this.server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return;
+      const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
+      const status = tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request";
+      const body = JSON.stringify({ message: tooLarge ? "Request Header Fields Too Large" : "Bad Request" });
+      socket.end(
+        `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    });
   }
 
   async listen(port: number): Promise<string> {
@@ -102,7 +122,7 @@ export class HttpGateway {
       if (m === null) continue;
       const params: Record<string, string> = {};
       route.params.forEach((name, i) => {
-        params[name] = decodeURIComponent(m[i + 1] ?? "");
+        params[name] = decodePathParameter(m[i + 1] ?? "");
       });
       return { route, params };
     }

@@ -29,6 +29,7 @@ import type {
   MessageRepository,
   OwnedMessage,
   PersistEnvelope,
+  RateLimiter,
   Reservation,
   ThreadCursor,
   ThreadRepository,
@@ -698,6 +699,25 @@ export class FakeAnalyticsStore extends TierFake<keyof AnalyticsStore> implement
   }
 }
 
+// ------------------------------------------------------------------ Redis: rate limiter
+
+/** Admits every request unless told to refuse; records the keys it was asked about. */
+export class FakeRateLimiter extends TierFake<"take"> implements RateLimiter {
+  /** When set, every request is refused with this Retry-After. */
+  refuseFor: number | undefined;
+
+  constructor() {
+    super("redis");
+  }
+
+  async take(key: string): Promise<{ readonly allowed: boolean; readonly retryAfterSeconds: number }> {
+    this.enter("take", key);
+    return this.refuseFor === undefined
+      ? { allowed: true, retryAfterSeconds: 0 }
+      : { allowed: false, retryAfterSeconds: this.refuseFor };
+  }
+}
+
 // ------------------------------------------------------------------ auth
 
 export class FakeTokenVerifier implements TokenVerifier {
@@ -776,6 +796,7 @@ export const createWorld = (options: WorldOptions = {}) => {
   const analytics = new FakeAnalyticsPublisher();
   const store = new FakeAnalyticsStore();
   const verifier = new FakeTokenVerifier();
+  const rateLimiter = new FakeRateLimiter();
   const retryAfterSeconds = options.retryAfterSeconds ?? 7;
   const retry = options.retry ?? DEFAULT_RETRY;
   const fanout = new Fanout(
@@ -785,11 +806,11 @@ export const createWorld = (options: WorldOptions = {}) => {
     diagnostics,
   );
   const messageService = new MessageService(
-    { cache, messages, threads, publisher, registry, fanout, clock, diagnostics },
+    { cache, messages, threads, publisher, registry, fanout, rateLimiter, clock, diagnostics },
     { mode: options.mode ?? "queued", historyCacheSize, retryAfterSeconds },
   );
   const threadService = new ThreadService(
-    { threads, messages, cache, messageService, clock, diagnostics },
+    { threads, messages, cache, messageService, rateLimiter, clock, diagnostics },
     retryAfterSeconds,
   );
   const subscriptionService = new SubscriptionService(
@@ -812,6 +833,7 @@ export const createWorld = (options: WorldOptions = {}) => {
     analytics,
     store,
     verifier,
+    rateLimiter,
     fanout,
     messageService,
     threadService,
@@ -820,10 +842,11 @@ export const createWorld = (options: WorldOptions = {}) => {
     archiveService,
     outboxRelay,
     retryAfterSeconds,
-    /** Redis is one tier: the cache and the connection registry fail together. */
+    /** Redis is one tier: the cache, the connection registry and the rate limiter fail together. */
     redisDown(): void {
       cache.down = true;
       registry.down = true;
+      rateLimiter.down = true;
     },
     /** A thread that exists in PostgreSQL only (not cached yet). */
     seedThread(ownerId: string, overrides: Partial<Thread> = {}): Thread {

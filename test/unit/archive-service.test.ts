@@ -1,0 +1,159 @@
+import { describe, expect, it } from "vitest";
+import type { Message } from "../../lambdas/core/model.ts";
+import { type QueueRecord, serializeAnalyticsEnvelope } from "../../lambdas/core/records.ts";
+import { createWorld, makeMessage, makeThread } from "../support/fakes.ts";
+
+const thread = makeThread("alice");
+const messagesOf = (seqs: number[], createdAtMs = 1_750_000_000_000): Message[] =>
+  seqs.map((seq) => makeMessage(thread, seq, { created_at_ms: createdAtMs }));
+
+let recordNo = 0;
+const recordOf = (messages: readonly Message[], receiveCount = 1): QueueRecord => ({
+  id: `a${recordNo++}`,
+  body: serializeAnalyticsEnvelope(messages),
+  receiveCount,
+});
+
+const setup = () => createWorld({ retry: { baseDelaySeconds: 2, maxDelaySeconds: 30 } });
+
+describe("ArchiveService.process", () => {
+  it("archives every message of every record in one insert, deduplicated by id", async () => {
+    const w = setup();
+    const [m1, m2, m3] = messagesOf([1, 2, 3]) as [Message, Message, Message];
+
+    const outcome = await w.archiveService.process([recordOf([m1, m2]), recordOf([m2, m3]), recordOf([m1])]);
+
+    expect(w.store.inserts).toEqual([[m1, m2, m3]]);
+    expect(outcome).toMatchObject({ failures: [], rows: 3, inserts: 1 });
+  });
+
+  it("measures each archived message's lag from created_at_ms", async () => {
+    const w = setup();
+    const now = w.clock.now();
+    const outcome = await w.archiveService.process([
+      recordOf(messagesOf([1], now - 1500)),
+      recordOf(messagesOf([2], now - 20)),
+    ]);
+    expect(outcome.lagsMs).toEqual([1500, 20]);
+  });
+
+  it("is harmless on redelivery: the archive keeps one row per message", async () => {
+    const w = setup();
+    const records = [recordOf(messagesOf([1, 2]))];
+    await w.archiveService.process(records);
+    const again = await w.archiveService.process(records);
+    expect(again.failures).toEqual([]);
+    expect(w.store.rows.size).toBe(2);
+  });
+
+  it("fails poison records with retryDelaySeconds null and archives the rest", async () => {
+    const w = setup();
+    const good = messagesOf([1]);
+    const poison: QueueRecord[] = [
+      { id: "not-json", body: "][", receiveCount: 5 },
+      { id: "empty", body: JSON.stringify({ v: 1, messages: [] }), receiveCount: 1 },
+      { id: "bad-seq", body: JSON.stringify({ v: 1, messages: [{ ...good[0], seq: -1 }] }), receiveCount: 1 },
+    ];
+
+    const outcome = await w.archiveService.process([...poison, recordOf(good)]);
+
+    expect(outcome.failures.map((f) => [f.id, f.retryDelaySeconds])).toEqual([
+      ["not-json", null],
+      ["empty", null],
+      ["bad-seq", null],
+    ]);
+    expect(outcome).toMatchObject({ rows: 1, inserts: 1 });
+    expect(w.store.inserts).toEqual([good]);
+    expect(w.diagnostics.messages().filter((m) => m === "poison record on analytics queue")).toHaveLength(3);
+  });
+
+  it("issues no insert when every record is poison", async () => {
+    const w = setup();
+    const outcome = await w.archiveService.process([{ id: "x", body: "{}", receiveCount: 1 }]);
+    expect(outcome).toEqual({
+      failures: [{ id: "x", reason: expect.any(String), retryDelaySeconds: null }],
+      rows: 0,
+      inserts: 0,
+      lagsMs: [],
+    });
+    expect(w.store.calls).toEqual([]);
+  });
+
+  it("fails every record with a growing delay when ClickHouse is down", async () => {
+    const w = setup();
+    w.store.down = true;
+    const records = [
+      recordOf(messagesOf([1]), 1),
+      recordOf(messagesOf([2]), 3),
+      recordOf(messagesOf([3]), 8),
+    ];
+
+    const outcome = await w.archiveService.process(records);
+
+    expect(outcome.failures).toEqual(
+      records.map((r, i) => ({
+        id: r.id,
+        reason: "clickhouse unavailable: down",
+        retryDelaySeconds: [2, 8, 30][i],
+      })),
+    );
+    expect(outcome).toMatchObject({ rows: 0, inserts: 1, lagsMs: [] });
+  });
+
+  it("isolates the bad record, one insert per record, when the batch insert fails for a non-transient reason", async () => {
+    const w = setup();
+    const [m1, m2, m3, m4] = messagesOf([1, 2, 3, 4]) as [Message, Message, Message, Message];
+    w.store.rejectIds.add(m3.id);
+    const records = [recordOf([m1, m2]), recordOf([m3]), recordOf([m4])];
+
+    const outcome = await w.archiveService.process(records);
+
+    expect(outcome.failures).toEqual([
+      { id: records[1]?.id, reason: `cannot parse row ${m3.id}`, retryDelaySeconds: null },
+    ]);
+    expect(outcome).toMatchObject({ rows: 3, inserts: 4 });
+    expect(w.store.inserts).toEqual([[m1, m2], [m4]]);
+    expect(w.diagnostics.messages()).toContain("analytics insert failed; isolating the bad records");
+  });
+
+  it("counts a message repeated inside one record once, also when records are isolated", async () => {
+    const w = setup();
+    const [m1, bad] = messagesOf([1, 2]) as [Message, Message];
+    w.store.rejectIds.add(bad.id);
+
+    const outcome = await w.archiveService.process([recordOf([m1, m1]), recordOf([bad])]);
+
+    expect(w.store.inserts).toEqual([[m1]]);
+    expect(outcome.rows).toBe(1);
+    expect(outcome.lagsMs).toHaveLength(1);
+  });
+
+  it("fails a single record that fails for a non-transient reason without a second insert", async () => {
+    const w = setup();
+    const list = messagesOf([1, 2]);
+    w.store.rejectIds.add(list[1]?.id ?? "");
+    const outcome = await w.archiveService.process([recordOf(list, 4)]);
+    expect(outcome.failures).toEqual([
+      { id: expect.any(String), reason: expect.any(String), retryDelaySeconds: null },
+    ]);
+    expect(outcome).toMatchObject({ rows: 0, inserts: 1 });
+  });
+
+  it("archives what the persist consumer forwarded", async () => {
+    const w = setup();
+    const t = w.seedThread("alice");
+    const list = [makeMessage(t, 1), makeMessage(t, 2)];
+    await w.persistService.process(
+      list.map((message, i) => ({
+        id: `p${i}`,
+        body: JSON.stringify({ v: 1, message, owner_id: "alice", accepted_at_ms: message.created_at_ms }),
+        receiveCount: 1,
+      })),
+    );
+
+    const outcome = await w.archiveService.process(w.analytics.records());
+
+    expect(outcome).toMatchObject({ failures: [], rows: 2 });
+    expect([...w.store.rows.values()]).toEqual(list);
+  });
+});

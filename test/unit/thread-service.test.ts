@@ -1,0 +1,170 @@
+import { describe, expect, it } from "vitest";
+import {
+  BadRequestError,
+  NotFoundError,
+  RateLimitedError,
+  ServiceUnavailableError,
+} from "../../lambdas/core/errors.ts";
+import { decodeThreadCursor, encodeThreadCursor } from "../../lambdas/core/thread-service.ts";
+import { isUuid } from "../../lambdas/core/validation.ts";
+import { createWorld, makeMessage, service, user } from "../support/fakes.ts";
+import { caught } from "./caught.ts";
+
+const ID = "0196a0b0-1c2d-7e3f-8a4b-5c6d7e8f9a0b";
+const alice = user("alice");
+
+const b64 = (text: string): string => Buffer.from(text, "utf8").toString("base64url");
+
+const expectInvalidCursor = async (work: () => unknown): Promise<void> => {
+  const error = await caught(work);
+  expect(error).toBeInstanceOf(BadRequestError);
+  expect(error).toMatchObject({ kind: "bad_request", code: "invalid_cursor" });
+};
+
+describe("thread cursors", () => {
+  it("round-trip through encode and decode", () => {
+    const cursor = encodeThreadCursor({ created_at_ms: 1_750_000_000_123, id: ID });
+    expect(cursor).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(decodeThreadCursor(cursor)).toEqual({ created_at_ms: 1_750_000_000_123, id: ID });
+  });
+
+  it.each([
+    ["garbage", "!!!not base64!!!"],
+    ["no separator", b64("1750000000000")],
+    ["an id that is not a UUID", b64("1750000000000.abc")],
+    ["a negative timestamp", b64(`-5.${ID}`)],
+    ["a fractional timestamp", b64(`1.5.${ID}`)],
+    ["a timestamp that is not a number", b64(`soon.${ID}`)],
+    ["an unsafe integer timestamp", b64(`99999999999999999999.${ID}`)],
+    ["the empty string", ""],
+  ])("refuses %s with 400 invalid_cursor", async (_what, cursor) => {
+    await expectInvalidCursor(() => decodeThreadCursor(cursor));
+  });
+
+  it("refuses a cursor whose timestamp part is empty", async () => {
+    // Never returned by the API (encode always writes the digits), so it must not decode.
+    await expectInvalidCursor(() => decodeThreadCursor(b64(`.${ID}`)));
+  });
+});
+
+describe("ThreadService.create", () => {
+  it("creates a thread owned by the caller, stores it and caches it", async () => {
+    const w = createWorld();
+    const now = w.clock.now();
+
+    const thread = await w.threadService.create(alice, { title: "Plans", metadata: { a: 1 } });
+
+    expect(isUuid(thread.id)).toBe(true);
+    expect(thread).toEqual({
+      id: thread.id,
+      owner_id: "alice",
+      title: "Plans",
+      metadata: { a: 1 },
+      created_at: Math.floor(now / 1000),
+      created_at_ms: now,
+    });
+    expect(w.threads.rows.get(thread.id)).toEqual(thread);
+    expect(w.cache.threads.get(thread.id)).toEqual(thread);
+  });
+
+  it("still creates the thread when the cache is down, with a warning", async () => {
+    const w = createWorld();
+    w.redisDown();
+    const thread = await w.threadService.create(alice, { title: null, metadata: {} });
+    expect(w.threads.rows.get(thread.id)).toEqual(thread);
+    expect(w.diagnostics.messages()).toContain("could not cache new thread");
+  });
+
+  it("answers 503 when the thread store is down", async () => {
+    const w = createWorld();
+    w.threads.down = true;
+    const error = await caught(w.threadService.create(alice, { title: null, metadata: {} }));
+    expect(error).toBeInstanceOf(ServiceUnavailableError);
+    expect(error).toMatchObject({ retryAfterSeconds: w.retryAfterSeconds });
+  });
+
+  it("refuses a user over the request budget with 429 before creating anything", async () => {
+    const w = createWorld();
+    w.rateLimiter.refuseFor = 2.2;
+    const error = await caught(w.threadService.create(alice, { title: null, metadata: {} }));
+    expect(error).toBeInstanceOf(RateLimitedError);
+    expect(error).toMatchObject({ kind: "rate_limited", retryAfterSeconds: 3 });
+    expect(w.threads.rows.size).toBe(0);
+  });
+});
+
+describe("ThreadService.list", () => {
+  const seed = () => {
+    const w = createWorld();
+    const mine = [5, 4, 3, 2, 1].map((i) => w.seedThread("alice", { created_at_ms: 1_700_000_000_000 + i }));
+    w.seedThread("bob");
+    return { w, mine };
+  };
+
+  it("pages through the caller's threads, newest first, with an opaque cursor", async () => {
+    const { w, mine } = seed();
+
+    const first = await w.threadService.list(alice, { limit: 2 });
+    expect(first.threads).toEqual(mine.slice(0, 2));
+    expect(first.next_cursor).not.toBeNull();
+
+    const second = await w.threadService.list(alice, { limit: 2, cursor: first.next_cursor ?? "" });
+    expect(second.threads).toEqual(mine.slice(2, 4));
+
+    const last = await w.threadService.list(alice, { limit: 2, cursor: second.next_cursor ?? "" });
+    expect(last).toEqual({ threads: mine.slice(4), next_cursor: null });
+  });
+
+  it("has no next cursor when the page holds exactly the remaining threads", async () => {
+    const { w, mine } = seed();
+    expect(await w.threadService.list(alice, { limit: 5 })).toEqual({ threads: mine, next_cursor: null });
+  });
+
+  it("orders threads created in the same millisecond by id", async () => {
+    const w = createWorld();
+    const a = w.seedThread("alice", { created_at_ms: 1, id: "00000000-0000-7000-8000-00000000000a" });
+    const b = w.seedThread("alice", { created_at_ms: 1, id: "00000000-0000-7000-8000-00000000000b" });
+    const first = await w.threadService.list(alice, { limit: 1 });
+    expect(first.threads).toEqual([b]);
+    const second = await w.threadService.list(alice, { limit: 1, cursor: first.next_cursor ?? "" });
+    expect(second).toEqual({ threads: [a], next_cursor: null });
+  });
+
+  it("refuses an invalid cursor with 400 before reading the store", async () => {
+    const { w } = seed();
+    await expectInvalidCursor(() => w.threadService.list(alice, { limit: 2, cursor: "bogus" }));
+    expect(w.threads.callsTo("listByOwner")).toEqual([]);
+  });
+
+  it("answers 503 when the thread store is down", async () => {
+    const { w } = seed();
+    w.threads.down = true;
+    expect(await caught(w.threadService.list(alice, { limit: 2 }))).toBeInstanceOf(ServiceUnavailableError);
+  });
+});
+
+describe("ThreadService.get", () => {
+  it("returns the thread with its message count", async () => {
+    const w = createWorld();
+    const thread = w.seedThread("alice");
+    w.messages.put(makeMessage(thread, 1), makeMessage(thread, 2));
+    expect(await w.threadService.get(alice, thread.id)).toEqual({ ...thread, message_count: 2 });
+    expect(await w.threadService.get(service("agent"), thread.id)).toEqual({ ...thread, message_count: 2 });
+  });
+
+  it("answers thread_not_found for another user's thread", async () => {
+    const w = createWorld();
+    const thread = w.seedThread("alice");
+    const error = await caught(w.threadService.get(user("bob"), thread.id));
+    expect(error).toBeInstanceOf(NotFoundError);
+    expect(error).toMatchObject({ code: "thread_not_found" });
+    expect(w.messages.callsTo("count")).toEqual([]);
+  });
+
+  it("answers 503 when the count cannot be read", async () => {
+    const w = createWorld();
+    const thread = w.seedThread("alice");
+    w.messages.down = true;
+    expect(await caught(w.threadService.get(alice, thread.id))).toBeInstanceOf(ServiceUnavailableError);
+  });
+});
