@@ -9,14 +9,7 @@
  * Accept (sync mode, the rollback switch): one PostgreSQL statement allocates the seq and commits
  * the message before the answer, as the legacy system did; caching and fan-out follow it.
  */
-import {
-  AppError,
-  describeError,
-  ForbiddenError,
-  messageNotFound,
-  threadNotFound,
-  unavailableAs,
-} from "./errors.ts";
+import { describeError, ForbiddenError, messageNotFound, threadNotFound, unavailableAs } from "./errors.ts";
 import { messageCreatedFrame } from "./events.ts";
 import type { Fanout, FanoutResult } from "./fanout.ts";
 import { emptyFanout } from "./fanout.ts";

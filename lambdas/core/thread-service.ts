@@ -13,8 +13,8 @@ import type {
   ThreadPage,
   ThreadRepository,
 } from "./ports.ts";
-import type { CreateThreadInput } from "./validation.ts";
 import { admit } from "./rate-limit.ts";
+import type { CreateThreadInput } from "./validation.ts";
 import { isUuid } from "./validation.ts";
 
 export interface ThreadServiceDeps {

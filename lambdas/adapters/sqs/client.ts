@@ -17,6 +17,7 @@ export const createSqsClient = (options: { timeoutMs: number; maxAttempts?: numb
 /** Throttling, 5xx and network failures are outages; a 4xx is a bug or a misconfiguration. */
 export const isAwsOutage = (error: unknown): boolean => {
   if (typeof error !== "object" || error === null) return true;
+  if ((error as { senderFault?: unknown }).senderFault === true) return false;
   const { $metadata, name } = error as { $metadata?: { httpStatusCode?: number }; name?: string };
   const status = $metadata?.httpStatusCode;
   if (status === undefined) return true;

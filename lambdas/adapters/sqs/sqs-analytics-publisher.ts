@@ -5,32 +5,48 @@
 import { SendMessageBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { Message } from "../../core/model.ts";
 import type { AnalyticsPublisher } from "../../core/ports.ts";
-import { serializeAnalyticsEnvelope } from "../../core/records.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
+import { sqsBody } from "./body.ts";
 
 /** Below SQS's 256 KiB limit per message and per batch request, with room for attributes. */
 export const MAX_REQUEST_BYTES = 240 * 1024;
 const MAX_ENTRIES = 10;
 
-/** Splits messages into envelopes of at most `maxBytes` each. */
+/**
+ * Splits messages into envelope bodies of at most `maxBytes` each: `{"v":1,"messages":[...]}`, the
+ * shape core/records.ts parses, with each message encoded for SQS.
+ */
 export const packEnvelopes = (messages: readonly Message[], maxBytes = MAX_REQUEST_BYTES): string[] => {
+  const head = '{"v":1,"messages":[';
+  const tail = "]}";
   const bodies: string[] = [];
-  let current: Message[] = [];
-  let size = 0;
-  const overhead = Buffer.byteLength(serializeAnalyticsEnvelope([]));
+  let current: string[] = [];
+  let size = Buffer.byteLength(head + tail);
   for (const message of messages) {
-    const bytes = Buffer.byteLength(JSON.stringify(message)) + 1;
-    if (current.length > 0 && overhead + size + bytes > maxBytes) {
-      bodies.push(serializeAnalyticsEnvelope(current));
+    const encoded = sqsBody(message);
+    const bytes = Buffer.byteLength(encoded) + 1;
+    if (current.length > 0 && size + bytes > maxBytes) {
+      bodies.push(head + current.join(",") + tail);
       current = [];
-      size = 0;
+      size = Buffer.byteLength(head + tail);
     }
-    current.push(message);
+    current.push(encoded);
     size += bytes;
   }
-  if (current.length > 0) bodies.push(serializeAnalyticsEnvelope(current));
+  if (current.length > 0) bodies.push(head + current.join(",") + tail);
   return bodies;
 };
+
+/** SQS refused entries: the sender's fault (bad content) is not an outage; anything else is. */
+export class RejectedEntriesError extends Error {
+  override readonly name = "RejectedEntriesError";
+  constructor(
+    message: string,
+    readonly senderFault: boolean,
+  ) {
+    super(message);
+  }
+}
 
 export class SqsAnalyticsPublisher implements AnalyticsPublisher {
   constructor(

@@ -2,6 +2,7 @@
 import { GetQueueAttributesCommand, SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { MessagePublisher, PersistEnvelope } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
+import { sqsBody } from "./body.ts";
 
 export class SqsMessagePublisher implements MessagePublisher {
   constructor(
@@ -13,7 +14,7 @@ export class SqsMessagePublisher implements MessagePublisher {
   publish(envelope: PersistEnvelope): Promise<void> {
     return this.guard.run(async () => {
       await this.client.send(
-        new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: JSON.stringify(envelope) }),
+        new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: sqsBody(envelope) }),
       );
     });
   }
