@@ -130,6 +130,26 @@ describe("a message posted over HTTP", () => {
   });
 });
 
+describe("any Unicode text", () => {
+  it("travels the queued path and is stored verbatim: emoji, noncharacters, right-to-left, combining marks", async () => {
+    const thread = await t.createThread(alice);
+    const content = "héllo 👋🏽 \u{1F9D1}\u200D\u{1F4BB} \ufffe\uffff שלום e\u0301 \u0001\u001f";
+    const res = await t.request<{ id: string; durability: string; degraded: boolean }>(
+      "POST",
+      `/api/threads/${thread.id}/messages`,
+      { token: alice, body: { message: content, metadata: { "emoji 🔑": "🗝️" } } },
+    );
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ durability: "queued", degraded: false });
+    await waitFor(async () => (await t.rowsInClickHouse(res.body.id)) === 1, { what: "archived" });
+    const { rows } = await t.pg.query<{ content: string; metadata: unknown }>(
+      "SELECT content, metadata FROM messages WHERE id = $1",
+      [res.body.id],
+    );
+    expect(rows[0]).toEqual({ content, metadata: { "emoji 🔑": "🗝️" } });
+  });
+});
+
 describe("a retry with the same client_message_id", () => {
   it("returns the original message and adds nothing anywhere", async () => {
     const thread = await t.createThread(alice);
