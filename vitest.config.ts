@@ -28,6 +28,17 @@ export default defineConfig({
       },
       {
         extends: true,
+        test: {
+          name: "faults",
+          include: ["test/faults/**/*.test.ts"],
+          globalSetup: ["test/support/global-setup.ts"],
+          testTimeout: 180_000,
+          hookTimeout: 120_000,
+          maxWorkers: 2,
+        },
+      },
+      {
+        extends: true,
         test: { name: "infra", include: ["test/infra/**/*.test.ts"], testTimeout: 120_000 },
       },
     ],

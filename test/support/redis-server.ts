@@ -65,6 +65,15 @@ export class PrivateRedis {
     await waitFor(() => answers(this.port), { what: `redis-server on ${this.port}`, timeoutMs: 10_000 });
   }
 
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered. */
+  pause(): void {
+    this.process?.kill("SIGSTOP");
+  }
+
+  unpause(): void {
+    this.process?.kill("SIGCONT");
+  }
+
   async stop(): Promise<void> {
     const child = this.process;
     if (child === undefined || child.exitCode !== null) return;

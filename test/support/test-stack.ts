@@ -100,8 +100,10 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
     env,
   });
   const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
+  pool.on("error", () => undefined);
   const clickhouse = createClickHouseClient({
     ...TEST_CLICKHOUSE,
+    url: env.CLICKHOUSE_URL,
     database: env.CLICKHOUSE_DATABASE,
     timeoutMs: 10_000,
   });

@@ -1,0 +1,113 @@
+/**
+ * Redis stopped, then restarted empty, under steady load: accepting never stops (the cache is
+ * skipped and the seq comes from PostgreSQL), reads fall back to PostgreSQL, and after the restart
+ * the breaker closes, the cache fills again and seqs keep growing.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { accepted, checkLedger, LoadGenerator } from "../support/load.ts";
+import { PrivateRedis } from "../support/redis-server.ts";
+import { startTestStack, type TestStack } from "../support/test-stack.ts";
+import { waitFor } from "../support/wait.ts";
+
+let redis: PrivateRedis;
+let t: TestStack;
+
+beforeAll(async () => {
+  redis = await PrivateRedis.start();
+  t = await startTestStack({
+    env: { REDIS_URL: redis.url, RATE_LIMIT_PER_SECOND: "0", BREAKER_HALF_OPEN_AFTER_MS: "1000" },
+  });
+});
+
+afterAll(async () => {
+  await t.stop();
+  await redis.stop();
+});
+
+describe("Redis stopped mid-load", () => {
+  it("keeps accepting, serves reads from PostgreSQL, and recovers without reusing a seq", async () => {
+    const load = await LoadGenerator.withThreads(t, 8, 40);
+    load.start();
+    await load.answered(40);
+
+    await redis.stop();
+    const stoppedAt = Date.now();
+    await load.answered(80);
+
+    const during = load.since(stoppedAt);
+    expect(during.every((a) => a.status === 201)).toBe(true);
+    expect(during.filter((a) => a.body?.cache === "skipped").length).toBeGreaterThan(40);
+    expect(during.every((a) => a.body?.durability === "queued")).toBe(true);
+
+    const [first] = accepted(load.attempts);
+    const thread = load.threadList[0];
+    if (first === undefined || thread === undefined) throw new Error("no traffic");
+    await waitFor(async () => (await t.rowsInPostgres(first.messageId)) === 1, { what: "persisted" });
+    const byId = await t.request("GET", `/api/messages/${first.messageId}`, { token: thread.token });
+    expect(byId.status).toBe(200);
+    expect(byId.headers.get("x-served-from")).toBe("database");
+    const history = await t.request("GET", `/api/threads/${thread.id}/messages`, { token: thread.token });
+    expect(history.status).toBe(200);
+    expect(history.headers.get("x-served-from")).toBe("database");
+
+    await redis.resume();
+    const restartedAt = Date.now();
+    await waitFor(() => load.since(restartedAt).some((a) => a.body?.cache === "written"), {
+      what: "the cache written again",
+    });
+    await load.answered(40);
+    await load.stop();
+
+    expect(load.attempts.every((a) => a.status === 201)).toBe(true);
+    const tail = load.attempts.slice(-10);
+    expect(tail.every((a) => a.body?.cache === "written")).toBe(true);
+    const ledger = await checkLedger(t, load.attempts);
+    expect(ledger.rejected).toBe(0);
+
+    // The cache warms again: a read fills it from PostgreSQL, the next is served from Redis.
+    for (const th of load.threadList) {
+      const fromDb = await t.request<{ messages: { id: string }[] }>(
+        "GET",
+        `/api/threads/${th.id}/messages?limit=100`,
+        {
+          token: th.token,
+        },
+      );
+      const again = await t.request<{ messages: { id: string }[] }>(
+        "GET",
+        `/api/threads/${th.id}/messages?limit=100`,
+        {
+          token: th.token,
+        },
+      );
+      expect(again.headers.get("x-served-from")).toBe("cache");
+      expect(again.body.messages.map((m) => m.id)).toEqual(fromDb.body.messages.map((m) => m.id));
+      const expected = accepted(load.attempts).filter((a) => a.threadId === th.id).length;
+      expect(again.body.messages).toHaveLength(expected);
+    }
+  });
+});
+
+describe("Redis frozen mid-load", () => {
+  it("keeps accept latency within the breaker's budget instead of waiting for Redis", async () => {
+    const load = await LoadGenerator.withThreads(t, 8, 40);
+    load.start();
+    await load.answered(40);
+
+    redis.pause();
+    const pausedAt = Date.now();
+    await load.answered(120);
+    redis.unpause();
+    const during = load.since(pausedAt);
+    await load.answered(40);
+    await load.stop();
+
+    expect(Date.now() - pausedAt).toBeGreaterThan(2000);
+    expect(during.every((a) => a.status === 201)).toBe(true);
+    // Redis gave no answer for seconds; no request waited for it longer than its timeouts allow.
+    const latencies = during.map((a) => (a.endedAt as number) - a.startedAt).sort((x, y) => x - y);
+    expect(latencies.at(-1)).toBeLessThan(1000);
+    expect(latencies[Math.floor(latencies.length / 2)]).toBeLessThan(100);
+    await checkLedger(t, load.attempts);
+  });
+});

@@ -1,0 +1,56 @@
+/**
+ * A TCP proxy a fault test can cut: the handlers reach a dependency through it, and `cut()` makes
+ * that dependency unreachable (new connections refused, open ones dropped) without stopping it —
+ * for dependencies that must keep their state, like the SQS endpoint holding queued messages.
+ */
+import net from "node:net";
+
+export class TcpProxy {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(
+    readonly port: number,
+    private readonly targetPort: number,
+  ) {}
+
+  static async start(port: number, targetPort: number): Promise<TcpProxy> {
+    const proxy = new TcpProxy(port, targetPort);
+    await proxy.restore();
+    return proxy;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Forward connections again. */
+  async restore(): Promise<void> {
+    if (this.server !== undefined) return;
+    const server = net.createServer((client) => {
+      const upstream = net.connect(this.targetPort, "127.0.0.1");
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on("close", () => this.sockets.delete(s));
+        s.on("error", () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.port, "127.0.0.1", () => resolve());
+    });
+    this.server = server;
+  }
+
+  /** Refuse new connections and drop the open ones. */
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
