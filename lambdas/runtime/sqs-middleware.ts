@@ -42,6 +42,9 @@ export const sqsBatchHandler = <O extends { failures: readonly RecordFailure[] }
         // Best effort: without it the records simply return after the queue's visibility timeout.
         await scheduler()
           .delay(delayed)
+          .then(() =>
+            logger.debug("postponed failed records", { delays: delayed.map((d) => d.delaySeconds) }),
+          )
           .catch((error: unknown) =>
             logger.warn("could not postpone failed records", { error: describeError(error) }),
           );

@@ -6,7 +6,11 @@
 import { readFileSync } from "node:fs";
 import { App } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
-import { type ChatPipeline, type ChatPipelineOptions, createChatPipeline } from "../../../lib/chat-pipeline.ts";
+import {
+  type ChatPipeline,
+  type ChatPipelineOptions,
+  createChatPipeline,
+} from "../../../lib/chat-pipeline.ts";
 import { ENVIRONMENTS } from "../../../lib/config/environments.ts";
 import type { EnvironmentConfig } from "../../../lib/config/types.ts";
 
@@ -43,13 +47,3 @@ export const environment = (name: "dev" | "prod"): EnvironmentConfig => {
   if (config === undefined) throw new Error(`no environment ${name}`);
   return config;
 };
-
-/** Resources of one type, as [logicalId, resource] pairs. */
-export const resourcesOf = (
-  template: Template,
-  type: string,
-): [string, { Properties?: Record<string, unknown>; DependsOn?: string[] | string; [k: string]: unknown }][] =>
-  Object.entries(template.findResources(type)) as [
-    string,
-    { Properties?: Record<string, unknown>; DependsOn?: string[] | string },
-  ][];

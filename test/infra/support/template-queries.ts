@@ -21,7 +21,8 @@ export const resources = (template: Template, type?: string): [string, Resource]
 export const dependsOn = (r: Resource): string[] =>
   r.DependsOn === undefined ? [] : Array.isArray(r.DependsOn) ? r.DependsOn : [r.DependsOn];
 
-export const asArray = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+export const asArray = <T>(v: T | T[] | undefined): T[] =>
+  v === undefined ? [] : Array.isArray(v) ? v : [v];
 
 export interface Statement {
   readonly where: string;
@@ -41,7 +42,8 @@ export const iamStatements = (templates: readonly Template[]): Statement[] => {
   };
   for (const t of templates) {
     for (const [id, r] of resources(t)) {
-      if (r.Type === "AWS::IAM::Policy" || r.Type === "AWS::IAM::ManagedPolicy") add(id, r.Properties?.PolicyDocument);
+      if (r.Type === "AWS::IAM::Policy" || r.Type === "AWS::IAM::ManagedPolicy")
+        add(id, r.Properties?.PolicyDocument);
       if (r.Type === "AWS::IAM::Role") {
         for (const p of asArray<Json>(r.Properties?.Policies)) add(`${id}/${p.PolicyName}`, p.PolicyDocument);
       }
@@ -55,6 +57,7 @@ export interface MetricRef {
   readonly metricName: string;
   readonly dimensions: Readonly<Record<string, Json>>;
   readonly stat?: string;
+  readonly label?: string;
 }
 
 /** The metrics an alarm watches, plain or as a metric-stat query. */
@@ -102,7 +105,7 @@ export const dashboardMetrics = (body: Json): MetricRef[] => {
       const dimensions: Record<string, string> = {};
       for (let i = 0; i + 1 < rest.length; i += 2) dimensions[rest[i] as string] = rest[i + 1] as string;
       if (namespace !== undefined && metricName !== undefined) {
-        out.push({ namespace, metricName, dimensions, stat: options.stat });
+        out.push({ namespace, metricName, dimensions, stat: options.stat, label: options.label });
       }
     }
   }
@@ -114,7 +117,10 @@ export const dashboardMetrics = (body: Json): MetricRef[] => {
  * stands for in the producing template, e.g. { "Fn::GetAtt": [logicalId, "Arn"] }.
  */
 export const crossStackValue = (ref: Json, producer: Template): Json => {
-  const outputs = (producer.toJSON().Outputs ?? {}) as Record<string, { Value: Json; Export?: { Name: string } }>;
+  const outputs = (producer.toJSON().Outputs ?? {}) as Record<
+    string,
+    { Value: Json; Export?: { Name: string } }
+  >;
   const byOutput = ref?.["Fn::GetStackOutput"]?.OutputName as string | undefined;
   if (byOutput !== undefined) return outputs[byOutput]?.Value;
   const byExport = ref?.["Fn::ImportValue"] as string | undefined;

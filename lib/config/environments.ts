@@ -1,0 +1,166 @@
+/**
+ * The deployment environments. `cdk deploy -c env=<name>` selects one (see bin/app.ts).
+ *
+ * dev: cheap and destroyable: two AZs, one NAT gateway, a single-instance Aurora Serverless v2
+ * cluster, small cache limits, a week of logs; everything is deleted with its stack.
+ * prod: three AZs with a NAT gateway each, a writer and a reader in different AZs, backups for two
+ * weeks, deletion protection, termination protection on the Data stack, data retained when a
+ * stack is deleted.
+ *
+ * Replace the account ids with yours before the first deploy (docs/deploy.md).
+ */
+import type { EnvironmentConfig } from "./types.ts";
+
+export const dev: EnvironmentConfig = {
+  name: "dev",
+  account: "111111111111",
+  region: "us-east-1",
+  dataRetention: "destroy",
+  terminationProtection: false,
+  acceptMode: "queued",
+  logLevel: "INFO",
+  logRetentionDays: 7,
+  network: { maxAzs: 2, natGateways: 1, flowLogs: false },
+  database: {
+    engineVersion: "17.7",
+    minCapacity: 0.5,
+    maxCapacity: 4,
+    readers: 0,
+    backupRetentionDays: 1,
+    deletionProtection: false,
+    databaseName: "chat",
+  },
+  cache: { majorEngineVersion: "8", maxDataStorageGb: 1, maxEcpuPerSecond: 5_000, snapshotRetentionDays: 0 },
+  queues: {
+    retentionDays: 4,
+    persist: {
+      batchSize: 50,
+      maxBatchingWindowSeconds: 1,
+      maxConcurrency: 2,
+      timeoutSeconds: 30,
+      memoryMb: 512,
+      maxReceiveCount: 5,
+      pgPoolMax: 2,
+    },
+    analytics: {
+      batchSize: 200,
+      maxBatchingWindowSeconds: 5,
+      maxConcurrency: 2,
+      timeoutSeconds: 60,
+      memoryMb: 512,
+      maxReceiveCount: 5,
+      pgPoolMax: 1,
+    },
+  },
+  api: {
+    memoryMb: 512,
+    timeoutSeconds: 10,
+    pgPoolMax: 2,
+    throttleRatePerSecond: 50,
+    throttleBurst: 100,
+    webSocketStageName: "dev",
+  },
+  retry: { baseDelaySeconds: 5, maxDelaySeconds: 120 },
+  outboxRelay: { timeoutSeconds: 50, memoryMb: 256 },
+  auth: { kind: "cognito" },
+  clickhouse: { secretName: "chat-pipeline/dev/clickhouse" },
+  alarms: {
+    emails: [],
+    acceptLatencyP99Ms: 1_000,
+    persistLagP99Ms: 60_000,
+    consumerErrors: 0,
+    periodMinutes: 5,
+    evaluationPeriods: 3,
+  },
+};
+
+export const prod: EnvironmentConfig = {
+  name: "prod",
+  account: "222222222222",
+  region: "us-east-1",
+  dataRetention: "retain",
+  terminationProtection: true,
+  acceptMode: "queued",
+  logLevel: "INFO",
+  logRetentionDays: 90,
+  network: { maxAzs: 3, natGateways: 3, flowLogs: true },
+  database: {
+    engineVersion: "17.7",
+    minCapacity: 2,
+    maxCapacity: 32,
+    readers: 1,
+    backupRetentionDays: 14,
+    deletionProtection: true,
+    databaseName: "chat",
+  },
+  cache: {
+    majorEngineVersion: "8",
+    maxDataStorageGb: 20,
+    maxEcpuPerSecond: 100_000,
+    snapshotRetentionDays: 7,
+  },
+  queues: {
+    retentionDays: 14,
+    persist: {
+      batchSize: 100,
+      maxBatchingWindowSeconds: 1,
+      maxConcurrency: 10,
+      timeoutSeconds: 30,
+      memoryMb: 1024,
+      maxReceiveCount: 20,
+      pgPoolMax: 2,
+    },
+    analytics: {
+      batchSize: 500,
+      maxBatchingWindowSeconds: 10,
+      maxConcurrency: 4,
+      timeoutSeconds: 60,
+      memoryMb: 1024,
+      maxReceiveCount: 20,
+      pgPoolMax: 1,
+    },
+  },
+  api: {
+    memoryMb: 1024,
+    timeoutSeconds: 10,
+    pgPoolMax: 2,
+    throttleRatePerSecond: 1_000,
+    throttleBurst: 2_000,
+    webSocketStageName: "prod",
+  },
+  retry: { baseDelaySeconds: 10, maxDelaySeconds: 900 },
+  outboxRelay: { timeoutSeconds: 50, memoryMb: 512 },
+  auth: { kind: "cognito" },
+  clickhouse: { secretName: "chat-pipeline/prod/clickhouse" },
+  alarms: {
+    emails: [],
+    acceptLatencyP99Ms: 500,
+    persistLagP99Ms: 30_000,
+    consumerErrors: 0,
+    periodMinutes: 5,
+    evaluationPeriods: 2,
+  },
+};
+
+/** Every environment `-c env=<name>` can select, by name. */
+export const ENVIRONMENTS: Readonly<Record<string, EnvironmentConfig>> = { dev, prod };
+
+export class UnknownEnvironmentError extends Error {
+  override readonly name = "UnknownEnvironmentError";
+}
+
+/** The environment called `name`; an unknown or missing name fails with the list of known ones. */
+export const selectEnvironment = (
+  name: string | undefined,
+  environments: Readonly<Record<string, EnvironmentConfig>> = ENVIRONMENTS,
+): EnvironmentConfig => {
+  const known = Object.keys(environments).sort();
+  const selected = name === undefined ? undefined : environments[name];
+  if (selected === undefined) {
+    const what = name === undefined ? "No environment selected" : `Unknown environment "${name}"`;
+    throw new UnknownEnvironmentError(
+      `${what}. Known environments: ${known.join(", ")}. Select one with -c env=<name>, e.g. npx cdk synth -c env=${known[0] ?? "dev"}.`,
+    );
+  }
+  return selected;
+};

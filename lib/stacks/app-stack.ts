@@ -1,0 +1,168 @@
+import { CfnOutput, Duration, Stack, type StackProps, Tokenization } from "aws-cdk-lib";
+import * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
+import type { Construct } from "constructs";
+import type { EnvironmentConfig } from "../config/types.ts";
+import { Consumers } from "../constructs/consumers.ts";
+import { HttpApi } from "../constructs/http-api.ts";
+import type { Network } from "../constructs/network.ts";
+import { Observability } from "../constructs/observability.ts";
+import { OutboxRelay } from "../constructs/outbox-relay.ts";
+import type { Placement, Resources, RuntimeSettings } from "../constructs/runtime.ts";
+import { SchemaMigration } from "../constructs/schema-migration.ts";
+import { WebSocketApi } from "../constructs/websocket-api.ts";
+import type { DataStack } from "./data-stack.ts";
+import { logRetention, removalPolicy } from "./policies.ts";
+
+export interface AppStackProps extends StackProps {
+  readonly config: EnvironmentConfig;
+  readonly network: Network;
+  readonly data: DataStack;
+  /** Forces the schema-migration step to run on this deploy. @default runs when the migrations change */
+  readonly schemaMigrationRunId?: string;
+}
+
+/**
+ * Everything stateless: the functions, the HTTP and WebSocket APIs, the consumers and the outbox
+ * relay, the schema-migration step that gates them, the dashboard and the alarms.
+ */
+export class AppStack extends Stack {
+  readonly httpApi: HttpApi;
+  readonly webSocketApi: WebSocketApi;
+  readonly consumers: Consumers;
+  readonly outboxRelay: OutboxRelay;
+  readonly schemaMigration: SchemaMigration;
+  readonly observability: Observability;
+
+  constructor(scope: Construct, id: string, props: AppStackProps) {
+    super(scope, id, props);
+    const { config, network, data } = props;
+    const clickhouseSecret = secretsmanager.Secret.fromSecretNameV2(
+      this,
+      "ClickHouseSecret",
+      config.clickhouse.secretName,
+    );
+
+    const runtime: RuntimeSettings = {
+      appEnv: config.name,
+      acceptMode: config.acceptMode,
+      logLevel: config.logLevel,
+      redisUrl: data.cache.url,
+      redisAuthSecretArn: data.cache.authSecret.secretArn,
+      redisKeyPrefix: data.cache.keyPrefix,
+      databaseSecretArn: data.database.appSecret.secretArn,
+      databaseHost: data.database.proxyEndpoint,
+      databaseName: data.database.databaseName,
+      persistQueueUrl: data.queues.persist.queue.queueUrl,
+      analyticsQueueUrl: data.queues.analytics.queue.queueUrl,
+      // A secret name is a valid SecretId, and unlike a partial ARN it is unambiguous.
+      clickhouseSecretArn: clickhouseSecret.secretName,
+      jwt: data.identity.jwt,
+      retryBaseDelaySeconds: config.retry.baseDelaySeconds,
+      retryMaxDelaySeconds: config.retry.maxDelaySeconds,
+    };
+    const placement: Placement = {
+      vpc: network.vpc,
+      subnets: network.appSubnets,
+      securityGroups: [network.securityGroups.functions],
+      logRetention: logRetention(config),
+      logRemovalPolicy: removalPolicy(config),
+    };
+    const resources: Resources = {
+      redisAuthSecret: data.cache.authSecret,
+      databaseAppSecret: data.database.appSecret,
+      clickhouseSecret,
+      persistQueue: data.queues.persist.queue,
+      analyticsQueue: data.queues.analytics.queue,
+    };
+    const throttle = { rateLimit: config.api.throttleRatePerSecond, burstLimit: config.api.throttleBurst };
+    const functionSettings = {
+      memoryMb: config.api.memoryMb,
+      timeoutSeconds: config.api.timeoutSeconds,
+      pgPoolMax: config.api.pgPoolMax,
+    };
+
+    this.schemaMigration = new SchemaMigration(this, "SchemaMigration", {
+      appEnv: config.name,
+      adminSecret: data.database.adminSecret,
+      appSecret: data.database.appSecret,
+      clickhouseSecret,
+      databaseHost: data.database.cluster.clusterEndpoint.hostname,
+      databasePort: Tokenization.stringifyNumber(data.database.cluster.clusterEndpoint.port),
+      databaseName: data.database.databaseName,
+      placement: { ...placement, securityGroups: [network.securityGroups.migrations] },
+      ...(props.schemaMigrationRunId !== undefined ? { runId: props.schemaMigrationRunId } : {}),
+    });
+
+    this.webSocketApi = new WebSocketApi(this, "WebSocket", {
+      stageName: config.api.webSocketStageName,
+      throttle,
+      functionSettings,
+      placement,
+      runtime,
+      resources,
+    });
+    this.httpApi = new HttpApi(this, "Http", {
+      throttle,
+      functionSettings,
+      placement,
+      runtime,
+      resources: { ...resources, webSocketStage: this.webSocketApi.stage },
+      webSocketApiEndpoint: this.webSocketApi.callbackUrl,
+      // The health check pings ClickHouse too.
+      extraNeeds: { GetHealth: ["clickhouse"] },
+    });
+    this.consumers = new Consumers(this, "Consumers", {
+      persist: { ...config.queues.persist, source: data.queues.persist },
+      analytics: { ...config.queues.analytics, source: data.queues.analytics },
+      placement,
+      runtime,
+      resources,
+    });
+    this.outboxRelay = new OutboxRelay(this, "OutboxRelay", {
+      timeoutSeconds: config.outboxRelay.timeoutSeconds,
+      memoryMb: config.outboxRelay.memoryMb,
+      placement,
+      runtime,
+      resources,
+    });
+
+    // New handlers take traffic only once the schema they expect exists.
+    this.schemaMigration.guard(
+      ...this.httpApi.functions.values(),
+      ...this.webSocketApi.functions.values(),
+      this.consumers.functions.persist,
+      this.consumers.functions.analytics,
+      this.outboxRelay.function,
+    );
+
+    this.observability = new Observability(this, "Observability", {
+      appEnv: config.name,
+      queues: { persist: data.queues.persist, analytics: data.queues.analytics },
+      consumers: {
+        persist: this.consumers.functions.persist.function,
+        analytics: this.consumers.functions.analytics.function,
+      },
+      outboxRelay: this.outboxRelay.function.function,
+      alarmEmails: config.alarms.emails,
+      thresholds: {
+        acceptLatencyP99Ms: config.alarms.acceptLatencyP99Ms,
+        persistLagP99Ms: config.alarms.persistLagP99Ms,
+        consumerErrors: config.alarms.consumerErrors,
+        period: Duration.minutes(config.alarms.periodMinutes),
+        evaluationPeriods: config.alarms.evaluationPeriods,
+      },
+    });
+
+    new CfnOutput(this, "HttpApiUrl", { value: this.httpApi.url, description: "HTTP API base URL" });
+    new CfnOutput(this, "WebSocketUrl", { value: this.webSocketApi.url, description: "WebSocket API URL" });
+    new CfnOutput(this, "DashboardName", { value: this.observability.dashboard.dashboardName });
+    new CfnOutput(this, "AlarmTopicArn", { value: this.observability.topic.topicArn });
+    new CfnOutput(this, "PersistDlqArn", { value: data.queues.persist.deadLetterQueue.queueArn });
+    new CfnOutput(this, "AnalyticsDlqArn", { value: data.queues.analytics.deadLetterQueue.queueArn });
+    const { userPool, userPoolClient } = data.identity;
+    if (userPool !== undefined && userPoolClient !== undefined) {
+      new CfnOutput(this, "UserPoolId", { value: userPool.userPoolId });
+      new CfnOutput(this, "UserPoolClientId", { value: userPoolClient.userPoolClientId });
+    }
+  }
+}
