@@ -19,4 +19,5 @@ if [[ $node_version != v22.* ]]; then
   exit 1
 fi
 
-bash scripts/services.sh up ${SERVICES:-redis postgres clickhouse}
+# redis-cluster: the integration tests also run against a 3-master cluster (ElastiCache-like).
+bash scripts/services.sh up ${SERVICES:-redis postgres clickhouse redis-cluster}
