@@ -97,15 +97,27 @@ export class PersistService {
     }
 
     const canonical = [...stored.values()].map((r) => r.message);
+    let statementsUsed = statements;
     if (canonical.length > 0) {
       const [forwarded] = await Promise.allSettled([
         this.deps.analytics.publish(canonical),
         this.refreshCache(canonical, unique),
       ]);
       if (forwarded.status === "rejected") {
-        // Stored, but not yet on its way to ClickHouse: run these records again (the insert is a no-op).
-        for (const item of persisted) fail(item.record, forwarded.reason);
-        persisted.length = 0;
+        // The analytics queue is unreachable: the outbox relay takes the messages over, so the
+        // records are done. Only if that fails too are they run again (the insert is a no-op).
+        statementsUsed++;
+        try {
+          await this.deps.messages.addToOutbox(canonical.map((m) => m.id));
+          this.deps.diagnostics.warn("analytics queue unavailable; messages handed to the outbox", {
+            messages: canonical.length,
+            error: describeError(forwarded.reason),
+          });
+        } catch (error) {
+          for (const item of persisted)
+            fail(item.record, isTierUnavailable(error) ? error : forwarded.reason);
+          persisted.length = 0;
+        }
       }
     }
 
@@ -129,7 +141,7 @@ export class PersistService {
       inserted: [...stored.values()].filter((r) => r.inserted).length,
       duplicates,
       lagsMs,
-      statements,
+      statements: statementsUsed,
     };
   }
 

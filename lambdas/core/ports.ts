@@ -98,6 +98,8 @@ export interface MessageRepository {
   count(threadId: string): Promise<number>;
   /** Messages committed synchronously that still have to reach the analytics queue. */
   pendingOutbox(limit: number): Promise<Message[]>;
+  /** Hands stored messages to the outbox relay (the analytics queue could not take them). */
+  addToOutbox(ids: readonly string[]): Promise<void>;
   clearOutbox(ids: readonly string[]): Promise<void>;
   ping(): Promise<void>;
 }

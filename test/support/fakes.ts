@@ -595,6 +595,11 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
     });
   }
 
+  async addToOutbox(ids: readonly string[]): Promise<void> {
+    this.enter("addToOutbox", ids);
+    for (const id of ids) if (!this.outbox.includes(id)) this.outbox.push(id);
+  }
+
   async clearOutbox(ids: readonly string[]): Promise<void> {
     this.enter("clearOutbox", ids);
     const remaining = this.outbox.filter((id) => !ids.includes(id));

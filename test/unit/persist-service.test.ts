@@ -169,16 +169,28 @@ describe("PersistService.process", () => {
     expect(outcome.statements).toBe(1);
   });
 
-  it("fails the stored records with a retry delay when they cannot be forwarded to analytics", async () => {
+  it("hands the stored messages to the outbox when the analytics queue is unreachable", async () => {
+    const { w, thread } = setup();
+    w.analytics.down = true;
+    const list = messagesOf(thread, [1, 2]);
+
+    const outcome = await w.persistService.process(list.map((m) => recordOf(m)));
+
+    expect(outcome).toMatchObject({ failures: [], inserted: 2, duplicates: 0, statements: 2 });
+    expect(await w.messages.pendingOutbox(10)).toEqual(list);
+  });
+
+  it("fails the stored records with a retry delay when neither the analytics queue nor the outbox takes them", async () => {
     const { w, thread } = setup();
     w.analytics.down = true;
     const list = messagesOf(thread, [1, 2]);
     const records = list.map((m) => recordOf(m, { receiveCount: 2 }));
+    w.messages.fail("addToOutbox");
 
     const outcome = await w.persistService.process(records);
 
     expect(outcome.failures).toEqual(
-      records.map((r) => ({ id: r.id, reason: "sqs unavailable: down", retryDelaySeconds: 10 })),
+      records.map((r) => ({ id: r.id, reason: "postgres unavailable: down", retryDelaySeconds: 10 })),
     );
     expect(outcome.inserted).toBe(2);
     expect(w.messages.threadMessages(thread.id)).toEqual(list);

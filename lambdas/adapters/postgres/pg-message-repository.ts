@@ -188,6 +188,15 @@ export class PgMessageRepository implements MessageRepository {
     });
   }
 
+  addToOutbox(ids: readonly string[]): Promise<void> {
+    return this.guard.run(async () => {
+      await this.pool.query(
+        "INSERT INTO analytics_outbox (message_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+        [ids],
+      );
+    });
+  }
+
   clearOutbox(ids: readonly string[]): Promise<void> {
     return this.guard.run(async () => {
       await this.pool.query("DELETE FROM analytics_outbox WHERE message_id = ANY($1::uuid[])", [ids]);
