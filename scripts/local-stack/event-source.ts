@@ -53,7 +53,7 @@ const toRecord = (m: Message, arn: string): SQSRecord => ({
 export class SqsEventSource {
   readonly stats: EventSourceStats = { invocations: 0, records: 0, failedRecords: 0, failedInvocations: 0 };
   private running = false;
-  private readonly abort = new AbortController();
+  private abort = new AbortController();
   private loops: Promise<void>[] = [];
 
   constructor(
@@ -61,8 +61,10 @@ export class SqsEventSource {
     private readonly options: EventSourceOptions,
   ) {}
 
+  /** Starts polling (again, after a stop). */
   start(): void {
     this.running = true;
+    this.abort = new AbortController();
     this.loops = Array.from({ length: this.options.concurrency }, () => this.poll());
   }
 
