@@ -26,6 +26,8 @@ export const blackhole = async (port: number): Promise<{ close(): Promise<void> 
 export class TcpProxy {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  /** Requests reach the server, but its answers are thrown away and the client's connection dropped. */
+  dropResponses = false;
 
   private constructor(
     readonly port: number,
@@ -55,7 +57,12 @@ export class TcpProxy {
           upstream.destroy();
         });
       }
-      client.pipe(upstream).pipe(client);
+      client.pipe(upstream);
+      upstream.on("data", (chunk: Buffer) => {
+        if (this.dropResponses) client.destroy();
+        else client.write(chunk);
+      });
+      upstream.on("end", () => client.end());
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
