@@ -5,11 +5,13 @@
  */
 
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
-import { ApiGatewayManagementApiClient } from "@aws-sdk/client-apigatewaymanagementapi";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type { ClickHouseClient } from "@clickhouse/client";
 import type pg from "pg";
-import { ApiGatewayConnectionNotifier } from "../adapters/apigateway/api-gateway-connection-notifier.ts";
+import {
+  ApiGatewayConnectionNotifier,
+  createManagementApiClient,
+} from "../adapters/apigateway/api-gateway-connection-notifier.ts";
 import { JoseTokenVerifier } from "../adapters/auth/jose-token-verifier.ts";
 import { ClickHouseMessageArchive } from "../adapters/clickhouse/clickhouse-message-archive.ts";
 import { createClickHouseClient, isClickHouseOutage } from "../adapters/clickhouse/client.ts";
@@ -234,11 +236,7 @@ export const notifier = once(() => {
   if (cfg.WEBSOCKET_API_ENDPOINT === undefined) {
     throw new Error("WEBSOCKET_API_ENDPOINT is required by the HTTP and WebSocket functions");
   }
-  const client = new ApiGatewayManagementApiClient({
-    endpoint: cfg.WEBSOCKET_API_ENDPOINT,
-    maxAttempts: 1,
-    requestHandler: { connectionTimeout: cfg.WEBSOCKET_TIMEOUT_MS, requestTimeout: cfg.WEBSOCKET_TIMEOUT_MS },
-  });
+  const client = createManagementApiClient(cfg.WEBSOCKET_API_ENDPOINT, cfg.WEBSOCKET_TIMEOUT_MS);
   closers.push(async () => client.destroy());
   return new ApiGatewayConnectionNotifier(client, guard("websocket", isAwsOutage));
 });

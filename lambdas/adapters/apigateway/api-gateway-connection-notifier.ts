@@ -1,11 +1,28 @@
 /** Pushes frames to WebSocket clients through the API Gateway Management API (@connections). */
 import {
-  type ApiGatewayManagementApiClient,
+  ApiGatewayManagementApiClient,
+  type ApiGatewayManagementApiClientConfig,
   GoneException,
   PostToConnectionCommand,
 } from "@aws-sdk/client-apigatewaymanagementapi";
 import type { ConnectionNotifier, DeliveryResult } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
+
+/** One call per delivery, bounded: a slow connection is not retried within the fan-out budget. */
+export const managementApiConfig = (
+  endpoint: string,
+  timeoutMs: number,
+): ApiGatewayManagementApiClientConfig => ({
+  endpoint,
+  maxAttempts: 1,
+  requestHandler: { connectionTimeout: timeoutMs, requestTimeout: timeoutMs },
+});
+
+export const createManagementApiClient = (
+  endpoint: string,
+  timeoutMs: number,
+): ApiGatewayManagementApiClient =>
+  new ApiGatewayManagementApiClient(managementApiConfig(endpoint, timeoutMs));
 
 export class ApiGatewayConnectionNotifier implements ConnectionNotifier {
   constructor(

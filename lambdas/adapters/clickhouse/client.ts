@@ -1,5 +1,10 @@
 /** The ClickHouse HTTP client, with a request timeout and its own logging silenced (we log). */
-import { type ClickHouseClient, ClickHouseLogLevel, createClient } from "@clickhouse/client";
+import {
+  type ClickHouseClient,
+  type ClickHouseClientConfigOptions,
+  ClickHouseLogLevel,
+  createClient,
+} from "@clickhouse/client";
 
 export interface ClickHouseOptions {
   readonly url: string;
@@ -9,16 +14,18 @@ export interface ClickHouseOptions {
   readonly timeoutMs: number;
 }
 
+export const clickHouseConfig = (options: ClickHouseOptions): ClickHouseClientConfigOptions => ({
+  url: options.url,
+  username: options.username,
+  password: options.password,
+  ...(options.database !== undefined ? { database: options.database } : {}),
+  request_timeout: options.timeoutMs,
+  max_open_connections: 4,
+  log: { level: ClickHouseLogLevel.OFF },
+});
+
 export const createClickHouseClient = (options: ClickHouseOptions): ClickHouseClient =>
-  createClient({
-    url: options.url,
-    username: options.username,
-    password: options.password,
-    ...(options.database !== undefined ? { database: options.database } : {}),
-    request_timeout: options.timeoutMs,
-    max_open_connections: 4,
-    log: { level: ClickHouseLogLevel.OFF },
-  });
+  createClient(clickHouseConfig(options));
 
 /**
  * ClickHouse error codes that mean "try again later". Server errors are plain Errors carrying

@@ -19,23 +19,25 @@ export interface PgPoolOptions {
   readonly applicationName: string;
 }
 
+export const pgPoolConfig = (options: PgPoolOptions): pg.PoolConfig => ({
+  ...(options.connectionString !== undefined ? { connectionString: options.connectionString } : {}),
+  ...(options.host !== undefined ? { host: options.host } : {}),
+  ...(options.user !== undefined ? { user: options.user } : {}),
+  ...(options.password !== undefined ? { password: options.password } : {}),
+  ...(options.database !== undefined ? { database: options.database } : {}),
+  ...(options.port !== undefined ? { port: options.port } : {}),
+  ...(options.ssl ? { ssl: { rejectUnauthorized: true } } : {}),
+  max: options.max,
+  connectionTimeoutMillis: options.connectTimeoutMs,
+  idleTimeoutMillis: 30_000,
+  statement_timeout: options.statementTimeoutMs,
+  query_timeout: options.statementTimeoutMs + 500,
+  keepAlive: true,
+  application_name: options.applicationName,
+});
+
 export const createPgPool = (options: PgPoolOptions, onError: (error: Error) => void): pg.Pool => {
-  const pool = new pg.Pool({
-    ...(options.connectionString !== undefined ? { connectionString: options.connectionString } : {}),
-    ...(options.host !== undefined ? { host: options.host } : {}),
-    ...(options.user !== undefined ? { user: options.user } : {}),
-    ...(options.password !== undefined ? { password: options.password } : {}),
-    ...(options.database !== undefined ? { database: options.database } : {}),
-    ...(options.port !== undefined ? { port: options.port } : {}),
-    ...(options.ssl ? { ssl: { rejectUnauthorized: true } } : {}),
-    max: options.max,
-    connectionTimeoutMillis: options.connectTimeoutMs,
-    idleTimeoutMillis: 30_000,
-    statement_timeout: options.statementTimeoutMs,
-    query_timeout: options.statementTimeoutMs + 500,
-    keepAlive: true,
-    application_name: options.applicationName,
-  });
+  const pool = new pg.Pool(pgPoolConfig(options));
   // An idle connection dropped by the server must not crash the process.
   pool.on("error", onError);
   return pool;

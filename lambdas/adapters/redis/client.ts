@@ -4,7 +4,7 @@
  * issued while connecting wait at most that long, and are failed at once on a failed reconnect):
  * a slow or absent Redis is cut off, not waited for. The caller's TierGuard adds an outer bound.
  */
-import { Cluster, Redis } from "ioredis";
+import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 
 export type RedisClient = Redis | Cluster;
 
@@ -17,7 +17,12 @@ export interface RedisClientOptions {
 
 const reconnectDelay = (attempt: number): number => Math.min(50 * 2 ** attempt, 2000);
 
-export const createRedisClient = (options: RedisClientOptions): RedisClient => {
+/** The ioredis options for a URL: standalone, or a cluster seeded with that one node. */
+export const redisClientConfig = (
+  options: RedisClientOptions,
+):
+  | { readonly cluster: false; readonly options: RedisOptions }
+  | { readonly cluster: true; readonly nodes: ClusterNode[]; readonly options: ClusterOptions } => {
   const url = new URL(options.url);
   const tls = url.protocol === "rediss:";
   const common = {
@@ -31,21 +36,33 @@ export const createRedisClient = (options: RedisClientOptions): RedisClient => {
   };
   const port = Number(url.port || 6379);
   if (!options.cluster) {
-    return new Redis({ ...common, host: url.hostname, port, retryStrategy: reconnectDelay });
+    return {
+      cluster: false,
+      options: { ...common, host: url.hostname, port, retryStrategy: reconnectDelay },
+    };
   }
-  return new Cluster([{ host: url.hostname, port }], {
-    enableAutoPipelining: true,
-    clusterRetryStrategy: reconnectDelay,
-    slotsRefreshTimeout: options.connectTimeoutMs,
-    // TLS certificates name the configuration endpoint, not the node IPs.
-    ...(tls
-      ? {
-          dnsLookup: (address: string, callback: (err: null, address: string) => void) =>
-            callback(null, address),
-        }
-      : {}),
-    redisOptions: common,
-  });
+  return {
+    cluster: true,
+    nodes: [{ host: url.hostname, port }],
+    options: {
+      enableAutoPipelining: true,
+      clusterRetryStrategy: reconnectDelay,
+      slotsRefreshTimeout: options.connectTimeoutMs,
+      // TLS certificates name the configuration endpoint, not the node IPs.
+      ...(tls
+        ? {
+            dnsLookup: (address: string, callback: (err: null, address: string) => void) =>
+              callback(null, address),
+          }
+        : {}),
+      redisOptions: common,
+    },
+  };
+};
+
+export const createRedisClient = (options: RedisClientOptions): RedisClient => {
+  const config = redisClientConfig(options);
+  return config.cluster ? new Cluster(config.nodes, config.options) : new Redis(config.options);
 };
 
 /** Server replies that mean "Redis cannot serve now", as opposed to a bad command. */

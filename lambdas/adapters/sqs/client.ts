@@ -3,16 +3,18 @@
  * (AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL), so the same code talks to AWS, LocalStack or the
  * built-in local stack.
  */
-import { SQSClient } from "@aws-sdk/client-sqs";
+import { SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
+
+export const sqsClientConfig = (options: { timeoutMs: number; maxAttempts?: number }): SQSClientConfig => ({
+  maxAttempts: options.maxAttempts ?? 2,
+  // Send to the configured endpoint, not to the queue URL's host: LocalStack and the local stack
+  // hand out queue URLs whose host names need DNS tricks; in AWS the two are the same.
+  useQueueUrlAsEndpoint: false,
+  requestHandler: { connectionTimeout: options.timeoutMs, requestTimeout: options.timeoutMs },
+});
 
 export const createSqsClient = (options: { timeoutMs: number; maxAttempts?: number }): SQSClient =>
-  new SQSClient({
-    maxAttempts: options.maxAttempts ?? 2,
-    // Send to the configured endpoint, not to the queue URL's host: LocalStack and the local stack
-    // hand out queue URLs whose host names need DNS tricks; in AWS the two are the same.
-    useQueueUrlAsEndpoint: false,
-    requestHandler: { connectionTimeout: options.timeoutMs, requestTimeout: options.timeoutMs },
-  });
+  new SQSClient(sqsClientConfig(options));
 
 /** Throttling, 5xx and network failures are outages; a 4xx is a bug or a misconfiguration. */
 export const isAwsOutage = (error: unknown): boolean => {
