@@ -2,7 +2,7 @@
  * Queue bodies. Consumers validate what they receive: a record that does not parse is poison (it
  * will never succeed) and is left to go to the dead-letter queue.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { MESSAGE_ROLES, type Message } from "./model.ts";
 import type { PersistEnvelope } from "./ports.ts";
 

@@ -2,7 +2,7 @@
  * Input rules shared by the HTTP and WebSocket entry points. Every rejection is an AppError with a
  * stable code; nothing reaches a tier before it passes here.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { BadRequestError, type ErrorDetail, PayloadTooLargeError, ValidationError } from "./errors.ts";
 import { type JsonObject, MESSAGE_ROLES, type MessageRole } from "./model.ts";
 

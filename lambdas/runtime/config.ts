@@ -2,7 +2,7 @@
  * The one place the Lambdas read `process.env`. Parsed once, typed, and refused at cold start with
  * a message naming every bad variable. The README's configuration table lists the same variables.
  */
-import { z } from "zod";
+import * as z from "zod";
 
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);

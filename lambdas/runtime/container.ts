@@ -1,20 +1,18 @@
 /**
  * Composition root: builds each client and service once per process (Lambda cold start), lazily,
  * so a function only connects to the tiers it uses. Handlers ask for services; nothing else
- * constructs a client.
+ * constructs a client. ClickHouse lives in analytics-container.ts, so that only the functions that
+ * use it carry its client in their bundle.
  */
 
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
-import type { ClickHouseClient } from "@clickhouse/client";
 import type pg from "pg";
 import {
   ApiGatewayConnectionNotifier,
   createManagementApiClient,
 } from "../adapters/apigateway/api-gateway-connection-notifier.ts";
 import { JoseTokenVerifier } from "../adapters/auth/jose-token-verifier.ts";
-import { ClickHouseMessageArchive } from "../adapters/clickhouse/clickhouse-message-archive.ts";
-import { createClickHouseClient, isClickHouseOutage } from "../adapters/clickhouse/client.ts";
 import { PgMessageRepository } from "../adapters/postgres/pg-message-repository.ts";
 import { PgThreadRepository } from "../adapters/postgres/pg-thread-repository.ts";
 import { createPgPool, isPgOutage } from "../adapters/postgres/pool.ts";
@@ -29,10 +27,8 @@ import { createSqsClient, isAwsOutage } from "../adapters/sqs/client.ts";
 import { SqsAnalyticsPublisher } from "../adapters/sqs/sqs-analytics-publisher.ts";
 import { SqsMessagePublisher } from "../adapters/sqs/sqs-message-publisher.ts";
 import { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
-import { ArchiveService } from "../core/archive-service.ts";
 import type { Tier } from "../core/errors.ts";
 import { Fanout } from "../core/fanout.ts";
-import { checkHealth, type HealthReport } from "../core/health-service.ts";
 import { MessageService } from "../core/message-service.ts";
 import { OutboxRelay } from "../core/outbox-relay.ts";
 import { PersistService } from "../core/persist-service.ts";
@@ -45,7 +41,7 @@ import { config } from "./config.ts";
 import { Metric } from "./metric-names.ts";
 import { diagnostics, logger, metrics } from "./telemetry.ts";
 
-const once = <T>(build: () => T): (() => T) => {
+export const once = <T>(build: () => T): (() => T) => {
   let value: { v: T } | undefined;
   return () => {
     value ??= { v: build() };
@@ -53,17 +49,17 @@ const once = <T>(build: () => T): (() => T) => {
   };
 };
 
-const clock: Clock = { now: () => Date.now() };
+export const clock: Clock = { now: () => Date.now() };
 
 /** Clients opened by this process, for a clean shutdown (local stack, tests). Lambda never calls it. */
-const closers: (() => Promise<unknown>)[] = [];
+export const closers: (() => Promise<unknown>)[] = [];
 
 export const closeClients = async (): Promise<void> => {
   const pending = closers.splice(0);
   await Promise.allSettled(pending.map((close) => close()));
 };
 
-const guard = (tier: Tier, isOutage: (e: unknown) => boolean, timeoutMs?: number): TierGuard => {
+export const guard = (tier: Tier, isOutage: (e: unknown) => boolean, timeoutMs?: number): TierGuard => {
   const cfg = config();
   const g = new TierGuard(
     tier,
@@ -92,7 +88,7 @@ export const limits = once(
   }),
 );
 
-const secretJson = async (arn: string): Promise<Record<string, string | number | undefined>> => {
+export const secretJson = async (arn: string): Promise<Record<string, string | number | undefined>> => {
   const client = new SecretsManagerClient({ maxAttempts: 3, requestHandler: { requestTimeout: 3000 } });
   const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: arn }));
   client.destroy();
@@ -179,21 +175,6 @@ const sqsClient = once(() => {
 });
 const sqsGuard = once(() => guard("sqs", isAwsOutage));
 
-export const clickHouseClient = once(async (): Promise<ClickHouseClient> => {
-  const cfg = config();
-  const fromSecret =
-    cfg.CLICKHOUSE_SECRET_ARN !== undefined ? await secretJson(cfg.CLICKHOUSE_SECRET_ARN) : {};
-  const client = createClickHouseClient({
-    url: String(fromSecret.url ?? cfg.CLICKHOUSE_URL),
-    username: String(fromSecret.username ?? cfg.CLICKHOUSE_USER),
-    password: String(fromSecret.password ?? cfg.CLICKHOUSE_PASSWORD),
-    database: String(fromSecret.database ?? cfg.CLICKHOUSE_DATABASE),
-    timeoutMs: cfg.CLICKHOUSE_TIMEOUT_MS,
-  });
-  closers.push(() => client.close());
-  return client;
-});
-
 // ---------------------------------------------------------------- ports
 
 export const cache = once(
@@ -226,7 +207,9 @@ const rateLimiter = once(async () => {
 
 export const messageRepository = once(async () => new PgMessageRepository(await pgPool(), pgGuard()));
 export const threadRepository = once(async () => new PgThreadRepository(await pgPool(), pgGuard()));
-const publisher = once(() => new SqsMessagePublisher(sqsClient(), config().PERSIST_QUEUE_URL, sqsGuard()));
+export const publisher = once(
+  () => new SqsMessagePublisher(sqsClient(), config().PERSIST_QUEUE_URL, sqsGuard()),
+);
 const analyticsPublisher = once(
   () => new SqsAnalyticsPublisher(sqsClient(), config().ANALYTICS_QUEUE_URL, sqsGuard()),
 );
@@ -314,7 +297,7 @@ export const subscriptionService = once(
     ),
 );
 
-const retryPolicy = () => ({
+export const retryPolicy = () => ({
   baseDelaySeconds: config().RETRY_BASE_DELAY_SECONDS,
   maxDelaySeconds: config().RETRY_MAX_DELAY_SECONDS,
 });
@@ -333,14 +316,6 @@ export const persistService = once(
     ),
 );
 
-const archiveStore = once(
-  async () => new ClickHouseMessageArchive(await clickHouseClient(), guard("clickhouse", isClickHouseOutage)),
-);
-
-export const archiveService = once(
-  async () => new ArchiveService({ store: await archiveStore(), clock, diagnostics }, retryPolicy()),
-);
-
 export const outboxRelay = once(
   async () =>
     new OutboxRelay(
@@ -353,16 +328,3 @@ export const retryScheduler = once(() => ({
   persist: new SqsRetryScheduler(sqsClient(), config().PERSIST_QUEUE_URL),
   analytics: new SqsRetryScheduler(sqsClient(), config().ANALYTICS_QUEUE_URL),
 }));
-
-export const health = async (): Promise<HealthReport> => {
-  const [messages, archive] = await Promise.all([messageRepository(), archiveStore()]);
-  return checkHealth(
-    [
-      { name: "redis", durable: false, ping: async () => (await cache()).ping() },
-      { name: "sqs", durable: true, ping: () => publisher().ping() },
-      { name: "postgres", durable: true, ping: () => messages.ping() },
-      { name: "clickhouse", durable: false, ping: () => archive.ping() },
-    ],
-    config().ACCEPT_MODE,
-  );
-};

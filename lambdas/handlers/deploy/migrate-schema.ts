@@ -20,7 +20,7 @@ import type {
   Context,
 } from "aws-lambda";
 import pg from "pg";
-import { z } from "zod";
+import * as z from "zod";
 import { createClickHouseClient } from "../../adapters/clickhouse/client.ts";
 import { migrateClickHouse } from "../../adapters/clickhouse/migrate.ts";
 import { migratePostgres } from "../../adapters/postgres/migrate.ts";

@@ -1,5 +1,5 @@
 /** GET /api/health — each tier's status and latency; 503 when no durable tier can take messages. */
-import { health } from "../../runtime/container.ts";
+import { health } from "../../runtime/analytics-container.ts";
 import { httpHandler } from "../../runtime/http-middleware.ts";
 import { logger } from "../../runtime/telemetry.ts";
 
