@@ -1,0 +1,356 @@
+/**
+ * `npm run bench`: the three-tier accept path against the synchronous baseline (ACCEPT_MODE=sync),
+ * side by side in one run on one machine, with everything local. Writes bench-results/latest.json
+ * and bench-results/report.md (with SVG charts), and prints each target with pass/fail.
+ *
+ *   npm run bench              the full run (~6 minutes)
+ *   npm run bench -- --quick   a short run with fewer, shorter steps (~2 minutes)
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import pg from "pg";
+import { createClickHouseClient } from "../../lambdas/adapters/clickhouse/client.ts";
+import { ensureClickHouse, ensurePostgres } from "../local-stack/schema.ts";
+import { LOCAL_DEFAULTS } from "../local-stack/stack.ts";
+import { measureBundles } from "./bundles.ts";
+import type { AcceptedMessage, StepResult } from "./load-worker.ts";
+import { type BenchResult, renderReport } from "./report.ts";
+import type { StackWorkerConfig, StackWorkerReply } from "./stack-worker.ts";
+import { type Summary, summarize } from "./stats.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const { values: args } = parseArgs({
+  options: { quick: { type: "boolean", default: false }, out: { type: "string", default: "bench-results" } },
+});
+
+const PLAN = args.quick
+  ? {
+      queued: [250, 1000],
+      sync: [100, 250],
+      compareRate: 200,
+      warmupMs: 1000,
+      durationMs: 4000,
+      readRate: 100,
+    }
+  : {
+      queued: [250, 500, 1000, 1500, 2000],
+      sync: [100, 250, 500, 750, 1000],
+      compareRate: 200,
+      warmupMs: 2000,
+      durationMs: 8000,
+      readRate: 200,
+    };
+const THREADS = 200;
+const SUBSCRIBED = 50;
+const SLOWDOWN_MS = 20;
+
+const baseUrl = new URL(process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/chat_bench");
+const DATABASE_URL = baseUrl.toString();
+const DATABASE = baseUrl.pathname.slice(1);
+const CLICKHOUSE = {
+  url: process.env.CLICKHOUSE_URL ?? "http://127.0.0.1:8123",
+  username: "default",
+  password: "",
+  database: "chat_bench",
+};
+
+export interface StepReport {
+  readonly rate: number;
+  readonly slowedPostgresMs: number;
+  readonly achievedPerSecond: number;
+  readonly failed: number;
+  readonly accept: Summary;
+  readonly serverTiming: Record<string, Summary>;
+  readonly persistLag: Summary;
+  readonly analyticsLag: Summary;
+  readonly delivery: Summary;
+  readonly deliveryAfterAnswer: Summary;
+  readonly reads: Summary;
+  readonly readHitRate: number;
+  readonly postgresRoundTripsPerMessage: number;
+  readonly rowsPerClickHouseInsert: number;
+}
+
+export interface ModeReport {
+  readonly mode: "queued" | "sync";
+  readonly steps: StepReport[];
+  readonly slowed: StepReport[];
+  /** Highest rate of the ladder held with accept p99 ≤ 10 ms. */
+  readonly maxRateWithin10ms: number;
+  readonly ledger: { accepted: number; inPostgres: number; inClickHouse: number };
+}
+
+// ------------------------------------------------------------------ child processes
+
+const call = <T>(child: ChildProcess, message: unknown, type: string): Promise<T> =>
+  new Promise((resolve, reject) => {
+    const onMessage = (reply: { type: string }) => {
+      if (reply.type !== type) return;
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+      resolve(reply as T);
+    };
+    const onExit = (code: number | null) =>
+      reject(new Error(`worker exited (${code}) while waiting for ${type}`));
+    child.on("message", onMessage);
+    child.once("exit", onExit);
+    child.send(message as object);
+  });
+
+const spawnWorker = (file: string): ChildProcess =>
+  fork(path.join(import.meta.dirname, file), [], {
+    cwd: ROOT,
+    execArgv: ["--import", "tsx"],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+
+// ------------------------------------------------------------------ measurements
+
+const pgPool = new pg.Pool({ connectionString: DATABASE_URL.replace(`/${DATABASE}`, "/postgres"), max: 2 });
+const benchPool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+const clickhouse = createClickHouseClient({ ...CLICKHOUSE, timeoutMs: 60_000 });
+
+const transactions = async (): Promise<number> => {
+  const { rows } = await pgPool.query<{ n: string }>(
+    "SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = $1",
+    [DATABASE],
+  );
+  return Number(rows[0]?.n ?? 0);
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const chunks = <T>(items: readonly T[], size: number): T[][] =>
+  Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
+
+/** Persist lags (ms) of the given messages, once they are all in PostgreSQL. */
+const persistLags = async (ids: readonly string[], timeoutMs = 120_000): Promise<number[]> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lags: number[] = [];
+    for (const part of chunks(ids, 5000)) {
+      const { rows } = await benchPool.query<{ lag: number }>(
+        `SELECT (extract(epoch FROM persisted_at) * 1000 - created_at_ms)::float8 AS lag
+           FROM messages WHERE id = ANY($1::uuid[])`,
+        [part],
+      );
+      lags.push(...rows.map((r) => r.lag));
+    }
+    if (lags.length === ids.length) return lags;
+    if (Date.now() > deadline)
+      throw new Error(`only ${lags.length} of ${ids.length} messages reached PostgreSQL`);
+    await sleep(500);
+  }
+};
+
+/** Analytics lags (ms), once every message is in ClickHouse exactly once (as FINAL sees it). */
+const analyticsLags = async (ids: readonly string[], timeoutMs = 120_000): Promise<number[]> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lags: number[] = [];
+    let duplicates = 0;
+    for (const part of chunks(ids, 2000)) {
+      const result = await clickhouse.query({
+        query: `SELECT count() AS n, any(archived_at_ms - created_at_ms) AS lag FROM messages FINAL
+                 WHERE id IN (${part.map((id) => `'${id}'`).join(",")}) GROUP BY id`,
+        format: "JSONEachRow",
+      });
+      for (const row of await result.json<{ n: string; lag: string }>()) {
+        if (Number(row.n) !== 1) duplicates++;
+        lags.push(Number(row.lag));
+      }
+    }
+    if (duplicates > 0) throw new Error(`${duplicates} messages appear more than once in ClickHouse`);
+    if (lags.length === ids.length) return lags;
+    if (Date.now() > deadline)
+      throw new Error(`only ${lags.length} of ${ids.length} messages reached ClickHouse`);
+    await sleep(1000);
+  }
+};
+
+const setSlowdown = async (ms: number): Promise<void> => {
+  await benchPool.query("DROP TRIGGER IF EXISTS bench_slow_commit ON messages");
+  if (ms === 0) return;
+  // Every statement that writes messages takes `ms` longer: the synchronous accept's commit, and
+  // each batch insert of the persist consumer.
+  await benchPool.query(`CREATE OR REPLACE FUNCTION bench_slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM pg_sleep(${ms / 1000}); RETURN NULL; END $$`);
+  await benchPool.query(
+    "CREATE TRIGGER bench_slow_commit AFTER INSERT ON messages FOR EACH STATEMENT EXECUTE FUNCTION bench_slow_commit()",
+  );
+};
+
+const runStep = async (
+  load: ChildProcess,
+  stack: ChildProcess,
+  rate: number,
+  slowedPostgresMs: number,
+): Promise<{ report: StepReport; accepted: AcceptedMessage[] }> => {
+  process.stdout.write(
+    `  ${String(rate).padStart(5)} msg/s${slowedPostgresMs ? ` (PostgreSQL +${slowedPostgresMs} ms)` : ""} … `,
+  );
+  const before = await call<Extract<StackWorkerReply, { type: "stats" }>>(stack, { type: "stats" }, "stats");
+  const txBefore = await transactions();
+  const result = await call<StepResult>(
+    load,
+    { type: "step", rate, warmupMs: PLAN.warmupMs, durationMs: PLAN.durationMs, readRate: PLAN.readRate },
+    "step",
+  );
+  const ids = result.accepted.map((a) => a.id);
+  const measured = result.accepted.filter((a) => a.measured).map((a) => a.id);
+  const [persist, analytics] = [await persistLags(ids), await analyticsLags(ids)];
+  await sleep(1500); // pg_stat_database is flushed about once a second
+  const txAfter = await transactions();
+  const after = await call<Extract<StackWorkerReply, { type: "stats" }>>(stack, { type: "stats" }, "stats");
+  const measuredSet = new Set(measured);
+  const lagsOf = (lags: number[]) => lags.filter((_, i) => measuredSet.has(ids[i] as string));
+  const inserts = (after.analytics.invocations ?? 0) - (before.analytics.invocations ?? 0);
+  const report: StepReport = {
+    rate,
+    slowedPostgresMs,
+    achievedPerSecond: Math.round(result.acceptLatencies.length / result.measuredSeconds),
+    failed: result.failed,
+    accept: summarize(result.acceptLatencies),
+    serverTiming: Object.fromEntries(Object.entries(result.serverTimings).map(([k, v]) => [k, summarize(v)])),
+    persistLag: summarize(lagsOf(persist)),
+    analyticsLag: summarize(lagsOf(analytics)),
+    delivery: summarize(result.deliveryLatencies),
+    deliveryAfterAnswer: summarize(result.deliveryAfterAnswer),
+    reads: summarize(result.readLatencies),
+    readHitRate:
+      result.readHits + result.readMisses === 0
+        ? Number.NaN
+        : result.readHits / (result.readHits + result.readMisses),
+    postgresRoundTripsPerMessage: ids.length === 0 ? Number.NaN : (txAfter - txBefore) / ids.length,
+    rowsPerClickHouseInsert: inserts === 0 ? Number.NaN : ids.length / inserts,
+  };
+  console.log(
+    `accept p50 ${report.accept.p50} p99 ${report.accept.p99} max ${report.accept.max} ms, ` +
+      `${report.achievedPerSecond}/s, failed ${report.failed}, persist lag p99 ${report.persistLag.p99} ms`,
+  );
+  return { report, accepted: result.accepted };
+};
+
+const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promise<ModeReport> => {
+  console.log(`\n${mode === "queued" ? "three-tier (queued)" : "synchronous baseline (ACCEPT_MODE=sync)"}`);
+  const stack = spawnWorker("stack-worker.ts");
+  const secret = LOCAL_DEFAULTS.JWT_SECRET as string;
+  const config: StackWorkerConfig = {
+    queuePrefix: `bench-${mode}`,
+    env: {
+      ACCEPT_MODE: mode,
+      DATABASE_URL,
+      CLICKHOUSE_DATABASE: CLICKHOUSE.database,
+      REDIS_KEY_PREFIX: `bench-${mode}-${Date.now()}:`,
+      JWT_SECRET: secret,
+      RATE_LIMIT_PER_SECOND: "0",
+      LOG_LEVEL: "ERROR",
+      PG_POOL_MAX: "8",
+    },
+    consumers: {
+      persist: { batchSize: 500, maxBatchingWindowMs: 50, concurrency: 2 },
+      analytics: { batchSize: 100, maxBatchingWindowMs: 2000, concurrency: 1 },
+    },
+  };
+  const ready = await call<Extract<StackWorkerReply, { type: "ready" }>>(stack, config, "ready");
+  const load = spawnWorker("load-worker.ts");
+  await call(
+    load,
+    {
+      type: "setup",
+      httpUrl: ready.httpUrl,
+      wsUrl: ready.wsUrl,
+      secret,
+      threads: THREADS,
+      subscribedThreads: SUBSCRIBED,
+    },
+    "ready",
+  );
+
+  const steps: StepReport[] = [];
+  const slowed: StepReport[] = [];
+  const all: AcceptedMessage[] = [];
+  for (const rate of rates) {
+    const { report, accepted } = await runStep(load, stack, rate, 0);
+    steps.push(report);
+    all.push(...accepted);
+  }
+  for (const slow of [0, SLOWDOWN_MS]) {
+    await setSlowdown(slow);
+    const { report, accepted } = await runStep(load, stack, PLAN.compareRate, slow);
+    slowed.push(report);
+    all.push(...accepted);
+  }
+  await setSlowdown(0);
+
+  const ids = all.map((a) => a.id);
+  const inPostgres = (await persistLags(ids)).length;
+  const inClickHouse = (await analyticsLags(ids)).length;
+  await new Promise((resolve) => {
+    load.once("exit", resolve);
+    load.send({ type: "close" });
+  });
+  await call(stack, { type: "stop" }, "stopped");
+  const within = steps.filter((s) => s.accept.p99 <= 10 && s.failed === 0).map((s) => s.rate);
+  return {
+    mode,
+    steps,
+    slowed,
+    maxRateWithin10ms: within.length === 0 ? 0 : Math.max(...within),
+    ledger: { accepted: ids.length, inPostgres, inClickHouse },
+  };
+};
+
+const versions = async () => {
+  const [pgVersion] = (await pgPool.query<{ server_version: string }>("SHOW server_version")).rows;
+  const ch = await (await clickhouse.query({ query: "SELECT version() AS v", format: "JSONEachRow" })).json<{
+    v: string;
+  }>();
+  return { postgres: pgVersion?.server_version, clickhouse: ch[0]?.v };
+};
+
+const main = async (): Promise<void> => {
+  await ensurePostgres(DATABASE_URL, { recreate: true });
+  await ensureClickHouse(CLICKHOUSE, { recreate: true });
+  const started = new Date();
+  const queued = await runMode("queued", PLAN.queued);
+  const sync = await runMode("sync", PLAN.sync);
+  console.log("\nbundles");
+  const bundles = await measureBundles();
+  const result: BenchResult = {
+    date: started.toISOString(),
+    quick: args.quick,
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      ...(await versions()),
+    },
+    plan: { ...PLAN, threads: THREADS, subscribedThreads: SUBSCRIBED, slowdownMs: SLOWDOWN_MS },
+    modes: { queued, sync },
+    bundles,
+  };
+  const out = path.resolve(ROOT, args.out ?? "bench-results");
+  await mkdir(out, { recursive: true });
+  const { markdown, charts, targets } = renderReport(result);
+  await writeFile(path.join(out, "latest.json"), `${JSON.stringify({ ...result, targets }, null, 2)}\n`);
+  await writeFile(path.join(out, "report.md"), markdown);
+  for (const [name, svg] of Object.entries(charts)) await writeFile(path.join(out, name), svg);
+  console.log(`\ntargets`);
+  for (const t of targets) console.log(`  ${t.pass ? "PASS" : "FAIL"}  ${t.name}: ${t.value}`);
+  console.log(
+    `\nwritten: ${path.relative(ROOT, out)}/latest.json, report.md, ${Object.keys(charts).join(", ")}`,
+  );
+  await Promise.all([pgPool.end(), benchPool.end(), clickhouse.close()]);
+};
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}
