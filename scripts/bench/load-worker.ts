@@ -5,10 +5,12 @@
  * Alongside: WebSocket subscribers (delivery latency) and history readers (read latency, hit rate).
  */
 import { randomUUID } from "node:crypto";
-import http from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { Pool } from "undici";
 import WebSocket from "ws";
 import { messageIdFor } from "../../lambdas/core/ids.ts";
 import { signDevToken } from "../local-stack/tokens.ts";
+import { LOOP_RESOLUTION_MS, loopDelaySummary } from "./stats.ts";
 
 export interface SetupRequest {
   readonly type: "setup";
@@ -52,6 +54,12 @@ export interface StepResult {
   readonly readHits: number;
   readonly readMisses: number;
   readonly serverTimings: Record<string, number[]>;
+  /** How late the generator sent each measured request (ms): part of the latencies, not the system's. */
+  readonly sendLateness: number[];
+  /** The load generator's own event-loop delay (ms): its share of the measured latencies. */
+  readonly loopDelay: { p50: number; p99: number; max: number };
+  /** CPU the load generator used during the step, per request (ms). */
+  readonly cpuPerRequestMs: number;
 }
 
 interface BenchThread {
@@ -60,44 +68,28 @@ interface BenchThread {
   readonly userId: string;
 }
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+/** undici: the lightest well-kept HTTP client for Node, so the generator spends little of the CPU it measures. */
+let pool: Pool | undefined;
 const epoch = (t: number): number => performance.timeOrigin + t;
 
-const request = (
+const request = async (
   url: URL,
-  method: string,
+  method: "GET" | "POST",
   token: string,
   body?: string,
-): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> =>
-  new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      {
-        method,
-        agent,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(body !== undefined
-            ? { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
-            : {}),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString(),
-          }),
-        );
-        res.on("error", reject);
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> => {
+  pool ??= new Pool(url.origin, { connections: 256, keepAliveTimeout: 60_000 });
+  const res = await pool.request({
+    path: url.pathname + url.search,
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+    },
+    ...(body !== undefined ? { body } : {}),
   });
+  return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
+};
 
 let setup: SetupRequest;
 let threads: BenchThread[] = [];
@@ -154,7 +146,8 @@ const openLoop = async (
         void p.finally(() => inflight.delete(p));
       }
       if (sent >= total) resolve();
-      else setTimeout(tick, 1);
+      // Sleep until the next request is due (not a busy 1 ms tick, which would cost the CPU it measures).
+      else setTimeout(tick, Math.max(0, start + (sent * 1000) / rate - performance.now()));
     };
     tick();
   });
@@ -162,6 +155,9 @@ const openLoop = async (
 };
 
 const runStep = async (req: StepRequest): Promise<StepResult> => {
+  const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  loop.enable();
+  const cpu0 = process.cpuUsage();
   const accepted: AcceptedMessage[] = [];
   const acceptLatencies: number[] = [];
   const statuses: Record<string, number> = {};
@@ -174,7 +170,9 @@ const runStep = async (req: StepRequest): Promise<StepResult> => {
   let readHits = 0;
   let readMisses = 0;
 
+  const sendLateness: number[] = [];
   const writes = openLoop(req.rate, totalMs, async (i, due) => {
+    if (due >= measureFrom) sendLateness.push(performance.now() - due);
     const thread = threads[i % threads.length] as BenchThread;
     const clientMessageId = randomUUID();
     const id = messageIdFor(thread.id, thread.userId, clientMessageId);
@@ -263,6 +261,11 @@ const runStep = async (req: StepRequest): Promise<StepResult> => {
     readHits,
     readMisses,
     serverTimings,
+    sendLateness,
+    loopDelay: loopDelaySummary(loop),
+    cpuPerRequestMs:
+      ((cpu) => (cpu.user + cpu.system) / 1000)(process.cpuUsage(cpu0)) /
+      Math.max(1, Math.round((req.rate * totalMs) / 1000)),
   };
 };
 
@@ -274,7 +277,7 @@ process.on("message", async (message: SetupRequest | StepRequest | { type: "clos
     process.send?.(await runStep(message));
   } else {
     for (const ws of sockets) ws.close();
-    agent.destroy();
+    await pool?.close();
     process.exit(0);
   }
 });

@@ -28,20 +28,20 @@ const { values: args } = parseArgs({
 
 const PLAN = args.quick
   ? {
-      queued: [250, 1000],
-      sync: [100, 250],
-      compareRate: 200,
+      queued: [100, 1000],
+      sync: [100, 1000],
+      compareRate: 100,
       warmupMs: 1000,
       durationMs: 4000,
-      readRate: 100,
+      readRate: 50,
     }
   : {
-      queued: [250, 500, 1000, 1500, 2000],
-      sync: [100, 250, 500, 750, 1000],
-      compareRate: 200,
+      queued: [50, 100, 200, 300, 500, 1000],
+      sync: [50, 100, 200, 300, 500, 1000],
+      compareRate: 100,
       warmupMs: 2000,
-      durationMs: 8000,
-      readRate: 200,
+      durationMs: 10_000,
+      readRate: 50,
     };
 const THREADS = 200;
 const SUBSCRIBED = 50;
@@ -72,6 +72,11 @@ export interface StepReport {
   readonly readHitRate: number;
   readonly postgresRoundTripsPerMessage: number;
   readonly rowsPerClickHouseInsert: number;
+  /** How late the generator sent requests (its own share of the latencies). */
+  readonly sendLateness: Summary;
+  /** CPU per offered message in each process (ms; consumers include catching up after the step). */
+  readonly cpuPerMessageMs: Record<string, number>;
+  readonly loopDelayP99Ms: Record<string, number>;
 }
 
 export interface ModeReport {
@@ -120,6 +125,8 @@ const transactions = async (): Promise<number> => {
   );
   return Number(rows[0]?.n ?? 0);
 };
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -183,31 +190,53 @@ const setSlowdown = async (ms: number): Promise<void> => {
   );
 };
 
+type Stats = Extract<StackWorkerReply, { type: "stats" }>;
+
+/** The three processes of the local stack under test. */
+interface StackProcesses {
+  readonly sqs: ChildProcess;
+  readonly consumers: ChildProcess;
+  readonly api: ChildProcess;
+}
+
+const PROCESS_NAMES = ["sqs", "consumers", "api"] as const;
+
+const stackStats = async (stack: StackProcesses): Promise<Record<(typeof PROCESS_NAMES)[number], Stats>> => {
+  const [sqs, consumers, api] = await Promise.all(
+    PROCESS_NAMES.map((name) => call<Stats>(stack[name], { type: "stats" }, "stats")),
+  );
+  return { sqs: sqs as Stats, consumers: consumers as Stats, api: api as Stats };
+};
+
 const runStep = async (
   load: ChildProcess,
-  stack: ChildProcess,
+  stack: StackProcesses,
   rate: number,
   slowedPostgresMs: number,
 ): Promise<{ report: StepReport; accepted: AcceptedMessage[] }> => {
   process.stdout.write(
     `  ${String(rate).padStart(5)} msg/s${slowedPostgresMs ? ` (PostgreSQL +${slowedPostgresMs} ms)` : ""} … `,
   );
-  const before = await call<Extract<StackWorkerReply, { type: "stats" }>>(stack, { type: "stats" }, "stats");
+  const before = await stackStats(stack);
   const txBefore = await transactions();
   const result = await call<StepResult>(
     load,
     { type: "step", rate, warmupMs: PLAN.warmupMs, durationMs: PLAN.durationMs, readRate: PLAN.readRate },
     "step",
   );
+  // CPU and event-loop delay of the load itself, before waiting for persistence to catch up.
+  const during = await stackStats(stack);
   const ids = result.accepted.map((a) => a.id);
   const measured = result.accepted.filter((a) => a.measured).map((a) => a.id);
   const [persist, analytics] = [await persistLags(ids), await analyticsLags(ids)];
   await sleep(1500); // pg_stat_database is flushed about once a second
   const txAfter = await transactions();
-  const after = await call<Extract<StackWorkerReply, { type: "stats" }>>(stack, { type: "stats" }, "stats");
+  const after = await stackStats(stack);
   const measuredSet = new Set(measured);
   const lagsOf = (lags: number[]) => lags.filter((_, i) => measuredSet.has(ids[i] as string));
-  const inserts = (after.analytics.invocations ?? 0) - (before.analytics.invocations ?? 0);
+  const inserts =
+    (after.consumers.analytics.invocations ?? 0) - (before.consumers.analytics.invocations ?? 0);
+  const sent = Math.max(1, result.sent);
   const report: StepReport = {
     rate,
     slowedPostgresMs,
@@ -226,6 +255,19 @@ const runStep = async (
         : result.readHits / (result.readHits + result.readMisses),
     postgresRoundTripsPerMessage: ids.length === 0 ? Number.NaN : (txAfter - txBefore) / ids.length,
     rowsPerClickHouseInsert: inserts === 0 ? Number.NaN : ids.length / inserts,
+    sendLateness: summarize(result.sendLateness),
+    cpuPerMessageMs: {
+      api: round2((during.api.cpuMs - before.api.cpuMs) / sent),
+      sqs: round2((during.sqs.cpuMs - before.sqs.cpuMs) / sent),
+      consumers: round2((after.consumers.cpuMs - before.consumers.cpuMs) / sent),
+      loadGenerator: round2(result.cpuPerRequestMs),
+    },
+    loopDelayP99Ms: {
+      api: round2(during.api.loopDelay.p99),
+      sqs: round2(during.sqs.loopDelay.p99),
+      consumers: round2(during.consumers.loopDelay.p99),
+      loadGenerator: round2(result.loopDelay.p99),
+    },
   };
   console.log(
     `accept p50 ${report.accept.p50} p99 ${report.accept.p99} max ${report.accept.max} ms, ` +
@@ -236,9 +278,15 @@ const runStep = async (
 
 const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promise<ModeReport> => {
   console.log(`\n${mode === "queued" ? "three-tier (queued)" : "synchronous baseline (ACCEPT_MODE=sync)"}`);
-  const stack = spawnWorker("stack-worker.ts");
   const secret = LOCAL_DEFAULTS.JWT_SECRET as string;
-  const config: StackWorkerConfig = {
+  const sqs = spawnWorker("stack-worker.ts");
+  const { sqsEndpoint } = await call<Extract<StackWorkerReply, { type: "ready" }>>(
+    sqs,
+    { role: "sqs" },
+    "ready",
+  );
+  const config = {
+    sqsEndpoint,
     queuePrefix: `bench-${mode}`,
     env: {
       ACCEPT_MODE: mode,
@@ -255,7 +303,15 @@ const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promi
       analytics: { batchSize: 100, maxBatchingWindowMs: 2000, concurrency: 1 },
     },
   };
-  const ready = await call<Extract<StackWorkerReply, { type: "ready" }>>(stack, config, "ready");
+  const consumers = spawnWorker("stack-worker.ts");
+  await call(consumers, { ...config, role: "consumers" } satisfies StackWorkerConfig, "ready");
+  const api = spawnWorker("stack-worker.ts");
+  const ready = await call<Extract<StackWorkerReply, { type: "ready" }>>(
+    api,
+    { ...config, role: "api" } satisfies StackWorkerConfig,
+    "ready",
+  );
+  const stack: StackProcesses = { sqs, consumers, api };
   const load = spawnWorker("load-worker.ts");
   await call(
     load,
@@ -293,7 +349,8 @@ const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promi
     load.once("exit", resolve);
     load.send({ type: "close" });
   });
-  await call(stack, { type: "stop" }, "stopped");
+  for (const name of ["api", "consumers", "sqs"] as const)
+    await call(stack[name], { type: "stop" }, "stopped");
   const within = steps.filter((s) => s.accept.p99 <= 10 && s.failed === 0).map((s) => s.rate);
   return {
     mode,

@@ -208,6 +208,32 @@ const timingTable = (steps: readonly StepReport[]): string[] => {
   ];
 };
 
+const costTable = (steps: readonly StepReport[]): string[] => [
+  row([
+    "offered msg/s",
+    "CPU/msg: API",
+    "SQS endpoint",
+    "consumers",
+    "load generator",
+    "event-loop delay p99: API / SQS / consumers / generator",
+    "send lateness p99",
+  ]),
+  row(Array.from({ length: 7 }, () => "---")),
+  ...steps.map((s) =>
+    row([
+      `${s.rate}${s.slowedPostgresMs ? ` (PG +${s.slowedPostgresMs} ms)` : ""}`,
+      `${fmt(s.cpuPerMessageMs.api ?? Number.NaN, 2)} ms`,
+      `${fmt(s.cpuPerMessageMs.sqs ?? Number.NaN, 2)} ms`,
+      `${fmt(s.cpuPerMessageMs.consumers ?? Number.NaN, 2)} ms`,
+      `${fmt(s.cpuPerMessageMs.loadGenerator ?? Number.NaN, 2)} ms`,
+      ["api", "sqs", "consumers", "loadGenerator"]
+        .map((k) => fmt(s.loopDelayP99Ms[k] ?? Number.NaN))
+        .join(" / "),
+      `${fmt(s.sendLateness.p99)} ms`,
+    ]),
+  ),
+];
+
 export const renderReport = (
   r: BenchResult,
 ): { markdown: string; charts: Record<string, string>; targets: Target[] } => {
@@ -238,6 +264,10 @@ export const renderReport = (
     "",
     ...timingTable([...r.modes.queued.steps, ...r.modes.queued.slowed]),
     "",
+    "Where the CPU goes (per offered message, each process of the local stack) and queueing inside the processes:",
+    "",
+    ...costTable([...r.modes.queued.steps, ...r.modes.queued.slowed]),
+    "",
     "## Synchronous baseline (ACCEPT_MODE=sync)",
     "",
     ...stepTable([...r.modes.sync.steps, ...r.modes.sync.slowed]),
@@ -245,6 +275,10 @@ export const renderReport = (
     "Server-Timing of the accept path (ms):",
     "",
     ...timingTable([...r.modes.sync.steps, ...r.modes.sync.slowed]),
+    "",
+    "Where the CPU goes:",
+    "",
+    ...costTable([...r.modes.sync.steps, ...r.modes.sync.slowed]),
     "",
     "## Lambda bundles",
     "",

@@ -28,3 +28,13 @@ export const summarize = (values: readonly number[]): Summary => {
     mean: round(sorted.length === 0 ? Number.NaN : sum / sorted.length),
   };
 };
+
+/** Event-loop delay sampling: often enough for a p99, rarely enough to cost nothing. */
+export const LOOP_RESOLUTION_MS = 10;
+
+/** The histogram counts the sampling interval too: what is reported is the delay beyond it. */
+export const loopDelaySummary = (h: { percentile(p: number): number; max: number }) => ({
+  p50: Math.max(0, h.percentile(50) / 1e6 - LOOP_RESOLUTION_MS),
+  p99: Math.max(0, h.percentile(99) / 1e6 - LOOP_RESOLUTION_MS),
+  max: Math.max(0, h.max / 1e6 - LOOP_RESOLUTION_MS),
+});

@@ -92,12 +92,15 @@ export class SqsEventSource {
     const batch = await this.receive(batchSize, 1);
     if (batch.length === 0) return batch;
     const deadline = Date.now() + maxBatchingWindowMs;
+    let waited = false;
     while (this.running && batch.length < batchSize && Date.now() < deadline) {
       const more = await this.receive(batchSize - batch.length, 0);
       batch.push(...more);
       if (more.length === 0) {
-        // Short polls while the window is open; a small pause keeps them from spinning.
-        await new Promise((resolve) => setTimeout(resolve, Math.min(10, Math.max(1, deadline - Date.now()))));
+        // The queue is empty for now: wait out the window once, then take what arrived meanwhile.
+        if (waited) break;
+        waited = true;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(1, deadline - Date.now())));
       }
     }
     return batch;

@@ -27,7 +27,9 @@ export class LocalFunction<E = unknown, R = unknown> {
   ) {}
 
   private load(): Promise<Handler<E, R>> {
-    this.handler ??= import(pathToFileURL(path.join(REPO_ROOT, this.entry)).href).then((module) => {
+    const bundles = process.env.LOCAL_BUNDLES_DIR;
+    const file = bundles ? path.join(bundles, this.name, "index.mjs") : path.join(REPO_ROOT, this.entry);
+    this.handler ??= import(pathToFileURL(file).href).then((module) => {
       const handler = (module as { handler?: Handler<E, R> }).handler;
       if (typeof handler !== "function") throw new Error(`${this.entry} has no handler export`);
       return handler;

@@ -10,6 +10,7 @@ import type {
   SQSBatchResponse,
   SQSEvent,
 } from "aws-lambda";
+import { keepAliveHandler } from "../../lambdas/adapters/http-handler.ts";
 import {
   CONSUMER_FUNCTIONS,
   HTTP_FUNCTIONS,
@@ -89,6 +90,7 @@ export interface LocalStackOptions {
   /** Handler environment; wins over the process environment and LOCAL_DEFAULTS. */
   readonly env?: Readonly<Record<string, string>>;
   readonly consumers?: { persist?: Partial<ConsumerSettings>; analytics?: Partial<ConsumerSettings> };
+  /** How often the outbox relay runs (0: not in this process). */
   readonly outboxIntervalMs?: number;
   readonly migrate?: boolean;
   /** False: queues exist but nothing consumes them (a test can run consumers itself). */
@@ -138,6 +140,9 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
     region: env.AWS_REGION,
     maxAttempts: 2,
     useQueueUrlAsEndpoint: false,
+    md5: false,
+    // Long polls wait up to 1 s: the request timeout leaves room for them.
+    requestHandler: keepAliveHandler({ timeoutMs: 10_000 }),
   });
   const prefix = options.queuePrefix ?? "chat";
   const consumers = {
@@ -219,7 +224,8 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
       );
     return relaying;
   };
-  const timer = setInterval(() => void relayOutbox(), options.outboxIntervalMs ?? 5000);
+  const interval = options.outboxIntervalMs ?? 5000;
+  const timer = interval > 0 ? setInterval(() => void relayOutbox(), interval) : undefined;
 
   return {
     httpUrl,

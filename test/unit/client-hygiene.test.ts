@@ -59,15 +59,17 @@ describe("timeouts", () => {
     expect(cluster.options.slotsRefreshTimeout).toBe(1000);
   });
 
-  it("SQS and the API Gateway Management API: connection and request timeouts, few attempts", () => {
-    expect(sqsClientConfig({ timeoutMs: env.SQS_TIMEOUT_MS })).toMatchObject({
-      maxAttempts: 2,
-      requestHandler: { connectionTimeout: 500, requestTimeout: 500 },
-    });
-    expect(managementApiConfig("https://api.example/prod", env.WEBSOCKET_TIMEOUT_MS)).toMatchObject({
-      maxAttempts: 1,
-      requestHandler: { connectionTimeout: 1000, requestTimeout: 1000 },
-    });
+  it("SQS and the API Gateway Management API: connection and request timeouts, few attempts", async () => {
+    const timeouts = async (handler: unknown) => {
+      const config = await (handler as { configProvider: Promise<Record<string, unknown>> }).configProvider;
+      return { connectionTimeout: config.connectionTimeout, requestTimeout: config.requestTimeout };
+    };
+    const sqs = sqsClientConfig({ timeoutMs: env.SQS_TIMEOUT_MS });
+    expect(sqs.maxAttempts).toBe(2);
+    expect(await timeouts(sqs.requestHandler)).toEqual({ connectionTimeout: 500, requestTimeout: 500 });
+    const management = managementApiConfig("https://api.example/prod", env.WEBSOCKET_TIMEOUT_MS);
+    expect(management.maxAttempts).toBe(1);
+    expect(await timeouts(management.requestHandler)).toEqual({ connectionTimeout: 1000, requestTimeout: 1000 });
   });
 
   it("ClickHouse: a request timeout", () => {

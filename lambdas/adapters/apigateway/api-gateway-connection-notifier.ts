@@ -6,6 +6,7 @@ import {
   PostToConnectionCommand,
 } from "@aws-sdk/client-apigatewaymanagementapi";
 import type { ConnectionNotifier, DeliveryResult } from "../../core/ports.ts";
+import { keepAliveHandler } from "../http-handler.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 
 /** One call per delivery, bounded: a slow connection is not retried within the fan-out budget. */
@@ -15,7 +16,7 @@ export const managementApiConfig = (
 ): ApiGatewayManagementApiClientConfig => ({
   endpoint,
   maxAttempts: 1,
-  requestHandler: { connectionTimeout: timeoutMs, requestTimeout: timeoutMs },
+  requestHandler: keepAliveHandler({ timeoutMs, maxSockets: 64 }),
 });
 
 export const createManagementApiClient = (

@@ -20,6 +20,8 @@ export interface JoseVerifierOptions {
 }
 
 const MAX_TOKEN_LENGTH = 8192;
+/** Verified tokens remembered per execution environment (a client sends the same token again and again). */
+const CACHE_SIZE = 1000;
 
 export const rolesFrom = (payload: JWTPayload, claim: string): PrincipalRole[] => {
   const raw = payload[claim];
@@ -30,6 +32,12 @@ export const rolesFrom = (payload: JWTPayload, claim: string): PrincipalRole[] =
 export class JoseTokenVerifier implements TokenVerifier {
   private readonly key: Uint8Array | JWTVerifyGetKey;
   private readonly algorithms: string[];
+  /**
+   * token → principal and expiry. A signature check costs an HMAC or RSA operation on the crypto
+   * thread pool; the answer for a given token string cannot change before it expires (JWTs are not
+   * revocable), so it is kept, at most until `exp`. Insertion-ordered map used as an LRU.
+   */
+  private readonly verified = new Map<string, { principal: Principal; expiresAtMs: number }>();
 
   constructor(private readonly options: JoseVerifierOptions) {
     if (options.secret !== undefined) {
@@ -45,6 +53,18 @@ export class JoseTokenVerifier implements TokenVerifier {
 
   async verify(token: string): Promise<Principal> {
     if (token.length > MAX_TOKEN_LENGTH) throw new UnauthorizedError("Token too long");
+    const known = this.verified.get(token);
+    if (known !== undefined) {
+      this.verified.delete(token);
+      if (known.expiresAtMs > Date.now()) {
+        this.verified.set(token, known);
+        return known.principal;
+      }
+    }
+    return this.verifySignature(token);
+  }
+
+  private async verifySignature(token: string): Promise<Principal> {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.key as Uint8Array, {
@@ -61,6 +81,13 @@ export class JoseTokenVerifier implements TokenVerifier {
     if (typeof sub !== "string" || sub.length === 0 || sub.length > 256) {
       throw new UnauthorizedError("Token subject is missing or invalid");
     }
-    return { userId: sub, roles: rolesFrom(payload, this.options.rolesClaim) };
+    const principal: Principal = { userId: sub, roles: rolesFrom(payload, this.options.rolesClaim) };
+    // exp is required above; the clock tolerance is not extended by the cache.
+    this.verified.set(token, { principal, expiresAtMs: (payload.exp as number) * 1000 });
+    if (this.verified.size > CACHE_SIZE) {
+      const oldest = this.verified.keys().next().value;
+      if (oldest !== undefined) this.verified.delete(oldest);
+    }
+    return principal;
   }
 }
