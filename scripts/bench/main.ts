@@ -31,6 +31,7 @@ const PLAN = args.quick
       queued: [100, 1000],
       sync: [100, 1000],
       compareRate: 100,
+      compareDurationMs: 4000,
       warmupMs: 1000,
       durationMs: 4000,
       readRate: 50,
@@ -39,6 +40,8 @@ const PLAN = args.quick
       queued: [50, 100, 200, 300, 500, 1000],
       sync: [50, 100, 200, 300, 500, 1000],
       compareRate: 100,
+      // Longer: a p99 from 2,000 samples, steady enough to compare with and without the slowdown.
+      compareDurationMs: 20_000,
       warmupMs: 2000,
       durationMs: 10_000,
       readRate: 50,
@@ -213,6 +216,7 @@ const runStep = async (
   stack: StackProcesses,
   rate: number,
   slowedPostgresMs: number,
+  durationMs = PLAN.durationMs,
 ): Promise<{ report: StepReport; accepted: AcceptedMessage[] }> => {
   process.stdout.write(
     `  ${String(rate).padStart(5)} msg/s${slowedPostgresMs ? ` (PostgreSQL +${slowedPostgresMs} ms)` : ""} … `,
@@ -221,7 +225,7 @@ const runStep = async (
   const txBefore = await transactions();
   const result = await call<StepResult>(
     load,
-    { type: "step", rate, warmupMs: PLAN.warmupMs, durationMs: PLAN.durationMs, readRate: PLAN.readRate },
+    { type: "step", rate, warmupMs: PLAN.warmupMs, durationMs, readRate: PLAN.readRate },
     "step",
   );
   // CPU and event-loop delay of the load itself, before waiting for persistence to catch up.
@@ -336,7 +340,7 @@ const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promi
   }
   for (const slow of [0, SLOWDOWN_MS]) {
     await setSlowdown(slow);
-    const { report, accepted } = await runStep(load, stack, PLAN.compareRate, slow);
+    const { report, accepted } = await runStep(load, stack, PLAN.compareRate, slow, PLAN.compareDurationMs);
     slowed.push(report);
     all.push(...accepted);
   }
