@@ -4,6 +4,9 @@
  */
 export const METRICS_NAMESPACE = "ChatPipeline";
 
+/** Powertools service name (the `service` dimension of every metric). */
+export const SERVICE_NAME = "chat-pipeline";
+
 export const Metric = {
   /** Accept path, request received → answered (ms). */
   AcceptLatency: "AcceptLatency",

@@ -3,17 +3,17 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import type { Diagnostics } from "../core/ports.ts";
 import { config } from "./config.ts";
-import { METRICS_NAMESPACE, type MetricName } from "./metric-names.ts";
+import { METRICS_NAMESPACE, type MetricName, SERVICE_NAME } from "./metric-names.ts";
 
 export const logger = new Logger({
-  serviceName: "chat-pipeline",
+  serviceName: SERVICE_NAME,
   logLevel: config().LOG_LEVEL,
   persistentKeys: { env: config().APP_ENV },
 });
 
 export const metrics = new Metrics({
   namespace: METRICS_NAMESPACE,
-  serviceName: "chat-pipeline",
+  serviceName: SERVICE_NAME,
   defaultDimensions: { env: config().APP_ENV },
   // Routes that record nothing (reads of thread lists, say) are normal, not worth a warning each time.
   logger: {

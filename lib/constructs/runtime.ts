@@ -11,12 +11,12 @@ import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type { Env } from "../../lambdas/runtime/config.ts";
-import { METRICS_NAMESPACE } from "../../lambdas/runtime/metric-names.ts";
+import { METRICS_NAMESPACE, SERVICE_NAME } from "../../lambdas/runtime/metric-names.ts";
 import type { AcceptMode, LogLevel } from "../config/types.ts";
 import type { JwtSettings } from "./identity.ts";
 
-/** Powertools service name; lambdas/runtime/telemetry.ts uses the same literal. */
-export const SERVICE_NAME = "chat-pipeline";
+/** Powertools service name: the one lambdas/runtime/telemetry.ts uses. */
+export { SERVICE_NAME };
 
 /** Lambda's bundle of CA certificates, which includes the RDS ones (TLS to RDS Proxy and Aurora). */
 export const LAMBDA_CA_BUNDLE = "/var/runtime/ca-cert.pem";

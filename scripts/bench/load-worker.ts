@@ -199,7 +199,10 @@ const runStep = async (req: StepRequest): Promise<StepResult> => {
           measuredIds.add(id);
           for (const part of String(res.headers["server-timing"] ?? "").split(", ")) {
             const [name, dur] = part.split(";dur=");
-            if (name && dur) (serverTimings[name] ??= []).push(Number(dur));
+            if (!name || !dur) continue;
+            const timings = serverTimings[name] ?? [];
+            timings.push(Number(dur));
+            serverTimings[name] = timings;
           }
         }
       } else {

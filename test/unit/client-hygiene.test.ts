@@ -69,7 +69,10 @@ describe("timeouts", () => {
     expect(await timeouts(sqs.requestHandler)).toEqual({ connectionTimeout: 500, requestTimeout: 500 });
     const management = managementApiConfig("https://api.example/prod", env.WEBSOCKET_TIMEOUT_MS);
     expect(management.maxAttempts).toBe(1);
-    expect(await timeouts(management.requestHandler)).toEqual({ connectionTimeout: 1000, requestTimeout: 1000 });
+    expect(await timeouts(management.requestHandler)).toEqual({
+      connectionTimeout: 1000,
+      requestTimeout: 1000,
+    });
   });
 
   it("ClickHouse: a request timeout", () => {

@@ -24,6 +24,7 @@ import * as z from "zod";
 import { createClickHouseClient } from "../../adapters/clickhouse/client.ts";
 import { migrateClickHouse } from "../../adapters/clickhouse/migrate.ts";
 import { migratePostgres } from "../../adapters/postgres/migrate.ts";
+import { SERVICE_NAME } from "../../runtime/metric-names.ts";
 
 const PHYSICAL_RESOURCE_ID = "chat-pipeline-schema";
 /** Answer FAILED this long before the Lambda timeout rather than not at all. */
@@ -300,5 +301,5 @@ export const handler = createHandler({
   migratePostgres: postgresMigrator,
   migrateClickHouse: clickHouseMigrator,
   respond,
-  log: new Logger({ serviceName: "chat-pipeline", persistentKeys: { component: "schema-migration" } }),
+  log: new Logger({ serviceName: SERVICE_NAME, persistentKeys: { component: "schema-migration" } }),
 });
