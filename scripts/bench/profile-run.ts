@@ -1,5 +1,5 @@
 /**
- * A single load step against the two-process local stack, for profiling: prints accept latency,
+ * A single load step against the three-process local stack (as the benchmark runs it), for profiling: prints accept latency,
  * per-tier Server-Timing, CPU per message of each process and their event-loop delay.
  *   tsx scripts/bench/profile-run.ts <rate> [queued|sync]     (PROF_API=1 / PROF_QUEUES=1: --cpu-prof into /tmp/prof)
  */
