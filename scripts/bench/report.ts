@@ -122,6 +122,7 @@ export const latencyChart = (modes: readonly ModeReport[]): string => {
       (height - m.top - m.bottom);
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    "<title>Accept latency p50 and p99 by offered rate, three-tier and synchronous</title>",
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${m.left}" y="18" font-size="14">Accept latency by offered rate (log scale)</text>`,
   ];
