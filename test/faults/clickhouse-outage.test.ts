@@ -2,7 +2,6 @@
  * ClickHouse stopped under steady load: accepting and persisting are unaffected, analytics batches
  * wait and retry, and after the restart every message arrives exactly once.
  */
-import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkLedger, LoadGenerator } from "../support/load.ts";
 import { PrivateServer } from "../support/services.ts";
@@ -33,25 +32,6 @@ afterAll(async () => {
   await clickhouse.stop();
 });
 
-const dlqDepth = async (): Promise<number> => {
-  const sqs = new SQSClient({
-    endpoint: t.stack.sqsEndpoint,
-    region: "us-east-1",
-    useQueueUrlAsEndpoint: false,
-  });
-  const { Attributes } = await sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: t.stack.queues.analytics.dlqUrl,
-      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    }),
-  );
-  sqs.destroy();
-  return (
-    Number(Attributes?.ApproximateNumberOfMessages) +
-    Number(Attributes?.ApproximateNumberOfMessagesNotVisible)
-  );
-};
-
 describe("ClickHouse stopped mid-load", () => {
   it("holds analytics batches until it is back, then archives every message exactly once", async () => {
     const load = await LoadGenerator.withThreads(t, 6, 30);
@@ -78,6 +58,6 @@ describe("ClickHouse stopped mid-load", () => {
 
     expect(load.attempts.every((a) => a.status === 201)).toBe(true);
     await checkLedger(t, load.attempts, 90_000);
-    expect(await dlqDepth()).toBe(0);
+    expect(await t.queueDepth(t.stack.queues.analytics.dlqUrl)).toBe(0);
   });
 });

@@ -3,7 +3,6 @@
  * Redis, the persist consumer retries with growing delays instead of pushing good records into the
  * DLQ, and once PostgreSQL is back every message is persisted exactly once.
  */
-import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkLedger, LoadGenerator } from "../support/load.ts";
 import { PrivateServer } from "../support/services.ts";
@@ -34,25 +33,6 @@ afterAll(async () => {
   await postgres.stop();
 });
 
-const depth = async (queueUrl: string): Promise<number> => {
-  const sqs = new SQSClient({
-    endpoint: t.stack.sqsEndpoint,
-    region: "us-east-1",
-    useQueueUrlAsEndpoint: false,
-  });
-  const { Attributes } = await sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: queueUrl,
-      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    }),
-  );
-  sqs.destroy();
-  return (
-    Number(Attributes?.ApproximateNumberOfMessages) +
-    Number(Attributes?.ApproximateNumberOfMessagesNotVisible)
-  );
-};
-
 describe("PostgreSQL stopped mid-load", () => {
   it("keeps accepting through SQS and reading from Redis, then persists everything exactly once", async () => {
     const load = await LoadGenerator.withThreads(t, 6, 30);
@@ -80,8 +60,8 @@ describe("PostgreSQL stopped mid-load", () => {
       expect(res.status).toBe(200);
       expect(res.headers.get("x-served-from")).toBe("cache");
     }
-    expect(await depth(t.stack.queues.persist.url)).toBeGreaterThan(0);
-    expect(await depth(t.stack.queues.persist.dlqUrl)).toBe(0);
+    expect(await t.queueDepth(t.stack.queues.persist.url)).toBeGreaterThan(0);
+    expect(await t.queueDepth(t.stack.queues.persist.dlqUrl)).toBe(0);
 
     await postgres.start();
     await load.answered(30);
@@ -89,6 +69,6 @@ describe("PostgreSQL stopped mid-load", () => {
 
     expect(load.attempts.every((a) => a.status === 201)).toBe(true);
     await checkLedger(t, load.attempts, 90_000);
-    expect(await depth(t.stack.queues.persist.dlqUrl)).toBe(0);
+    expect(await t.queueDepth(t.stack.queues.persist.dlqUrl)).toBe(0);
   });
 });

@@ -4,7 +4,6 @@
  */
 import { randomUUID } from "node:crypto";
 import {
-  GetQueueAttributesCommand,
   ReceiveMessageCommand,
   SendMessageBatchCommand,
   SendMessageCommand,
@@ -56,19 +55,6 @@ const insertThread = async (id: string): Promise<void> => {
   );
 };
 
-const dlqDepth = async (): Promise<number> => {
-  const { Attributes } = await sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: t.stack.queues.persist.dlqUrl,
-      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    }),
-  );
-  return (
-    Number(Attributes?.ApproximateNumberOfMessages ?? 0) +
-    Number(Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
-  );
-};
-
 describe("the persist consumer", () => {
   it("retries a record that failed, and stores it exactly once when it succeeds", async () => {
     // The thread does not exist yet: the insert fails on its foreign key, the record comes back.
@@ -87,7 +73,7 @@ describe("the persist consumer", () => {
     await insertThread(threadId);
     await waitFor(async () => (await t.rowsInPostgres(record.message.id)) === 1, { what: "stored on retry" });
     await waitFor(async () => (await t.rowsInClickHouse(record.message.id)) === 1, { what: "archived" });
-    expect(await dlqDepth()).toBe(0);
+    expect(await t.queueDepth(t.stack.queues.persist.dlqUrl)).toBe(0);
   });
 
   it("sends a poison record to the DLQ without holding back the rest of its batch", async () => {
@@ -110,9 +96,12 @@ describe("the persist consumer", () => {
       async () => (await Promise.all(good.map((g) => t.rowsInPostgres(g.message.id)))).every((n) => n === 1),
       { what: "good records stored" },
     );
-    expect(await dlqDepth()).toBe(0);
+    expect(await t.queueDepth(t.stack.queues.persist.dlqUrl)).toBe(0);
 
-    await waitFor(async () => (await dlqDepth()) === 1, { what: "poison in the DLQ", timeoutMs: 20_000 });
+    await waitFor(async () => (await t.queueDepth(t.stack.queues.persist.dlqUrl)) === 1, {
+      what: "poison in the DLQ",
+      timeoutMs: 20_000,
+    });
     const { Messages } = await sqs.send(
       new ReceiveMessageCommand({ QueueUrl: t.stack.queues.persist.dlqUrl, MaxNumberOfMessages: 10 }),
     );
@@ -136,21 +125,9 @@ describe("the persist consumer", () => {
     );
     await sqs.send(new SendMessageCommand({ QueueUrl: t.stack.queues.persist.url, MessageBody: record }));
     await waitFor(async () => (await t.rowsInClickHouse(id)) === 1, { what: "archived" });
-    await waitFor(
-      async () => {
-        const { Attributes } = await sqs.send(
-          new GetQueueAttributesCommand({
-            QueueUrl: t.stack.queues.persist.url,
-            AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-          }),
-        );
-        return (
-          Attributes?.ApproximateNumberOfMessages === "0" &&
-          Attributes.ApproximateNumberOfMessagesNotVisible === "0"
-        );
-      },
-      { what: "queue drained" },
-    );
+    await waitFor(async () => (await t.queueDepth(t.stack.queues.persist.url)) === 0, {
+      what: "queue drained",
+    });
     expect(await t.rowsInPostgres(id)).toBe(1);
     expect(await t.rowsInClickHouse(id)).toBe(1);
   });

@@ -3,6 +3,7 @@
  * shared test databases. Real clients only: fetch, ws, pg, ioredis, @clickhouse/client.
  */
 import { randomBytes } from "node:crypto";
+import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { ClickHouseClient } from "@clickhouse/client";
 import pg from "pg";
 import { createClickHouseClient } from "../../lambdas/adapters/clickhouse/client.ts";
@@ -46,6 +47,8 @@ export interface TestStack {
   rowsInPostgres(messageId: string): Promise<number>;
   /** Rows for this message id in ClickHouse as a deduplicating query (FINAL) sees them. */
   rowsInClickHouse(messageId: string): Promise<number>;
+  /** Messages in the queue, visible or in flight. */
+  queueDepth(queueUrl: string): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -114,6 +117,11 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
     commandTimeoutMs: 2000,
   });
   redis.on("error", () => undefined);
+  const sqs = new SQSClient({
+    endpoint: stack.sqsEndpoint,
+    region: "us-east-1",
+    useQueueUrlAsEndpoint: false,
+  });
   const sockets: WsClient[] = [];
 
   const request: TestStack["request"] = async (method, path, opts = {}) => {
@@ -163,11 +171,25 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
       const [row] = await result.json<{ n: string }>();
       return Number(row?.n ?? 0);
     },
+    async queueDepth(queueUrl) {
+      const { Attributes } = await sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: queueUrl,
+          AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        }),
+      );
+      const visible = Attributes?.ApproximateNumberOfMessages;
+      const inFlight = Attributes?.ApproximateNumberOfMessagesNotVisible;
+      if (visible === undefined || inFlight === undefined)
+        throw new Error(`queue attributes missing for ${queueUrl}`);
+      return Number(visible) + Number(inFlight);
+    },
     async stop() {
       await Promise.all(sockets.map((s) => s.close()));
       await stack.stop();
       await Promise.all([pool.end(), clickhouse.close()]);
       redis.disconnect();
+      sqs.destroy();
       for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
       Object.assign(process.env, savedEnv);
     },
