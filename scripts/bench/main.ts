@@ -6,7 +6,6 @@
  *   npm run bench              the full run (~6 minutes)
  *   npm run bench -- --quick   a short run with fewer, shorter steps (~2 minutes)
  */
-import { type ChildProcess, fork } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -14,11 +13,10 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { createClickHouseClient } from "../../lambdas/adapters/clickhouse/client.ts";
 import { ensureClickHouse, ensurePostgres } from "../local-stack/schema.ts";
-import { LOCAL_DEFAULTS } from "../local-stack/stack.ts";
 import { measureBundles } from "./bundles.ts";
 import type { AcceptedMessage, StepResult } from "./load-worker.ts";
+import { type BenchStack, call, startBenchStack } from "./processes.ts";
 import { type BenchResult, renderReport } from "./report.ts";
-import type { StackWorkerConfig, StackWorkerReply } from "./stack-worker.ts";
 import { type Summary, summarize } from "./stats.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -90,30 +88,6 @@ export interface ModeReport {
   readonly maxRateWithin10ms: number;
   readonly ledger: { accepted: number; inPostgres: number; inClickHouse: number };
 }
-
-// ------------------------------------------------------------------ child processes
-
-const call = <T>(child: ChildProcess, message: unknown, type: string): Promise<T> =>
-  new Promise((resolve, reject) => {
-    const onMessage = (reply: { type: string }) => {
-      if (reply.type !== type) return;
-      child.off("message", onMessage);
-      child.off("exit", onExit);
-      resolve(reply as T);
-    };
-    const onExit = (code: number | null) =>
-      reject(new Error(`worker exited (${code}) while waiting for ${type}`));
-    child.on("message", onMessage);
-    child.once("exit", onExit);
-    child.send(message as object);
-  });
-
-const spawnWorker = (file: string): ChildProcess =>
-  fork(path.join(import.meta.dirname, file), [], {
-    cwd: ROOT,
-    execArgv: ["--import", "tsx"],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
 
 // ------------------------------------------------------------------ measurements
 
@@ -193,27 +167,8 @@ const setSlowdown = async (ms: number): Promise<void> => {
   );
 };
 
-type Stats = Extract<StackWorkerReply, { type: "stats" }>;
-
-/** The three processes of the local stack under test. */
-interface StackProcesses {
-  readonly sqs: ChildProcess;
-  readonly consumers: ChildProcess;
-  readonly api: ChildProcess;
-}
-
-const PROCESS_NAMES = ["sqs", "consumers", "api"] as const;
-
-const stackStats = async (stack: StackProcesses): Promise<Record<(typeof PROCESS_NAMES)[number], Stats>> => {
-  const [sqs, consumers, api] = await Promise.all(
-    PROCESS_NAMES.map((name) => call<Stats>(stack[name], { type: "stats" }, "stats")),
-  );
-  return { sqs: sqs as Stats, consumers: consumers as Stats, api: api as Stats };
-};
-
 const runStep = async (
-  load: ChildProcess,
-  stack: StackProcesses,
+  bench: BenchStack,
   rate: number,
   slowedPostgresMs: number,
   durationMs = PLAN.durationMs,
@@ -221,21 +176,21 @@ const runStep = async (
   process.stdout.write(
     `  ${String(rate).padStart(5)} msg/s${slowedPostgresMs ? ` (PostgreSQL +${slowedPostgresMs} ms)` : ""} … `,
   );
-  const before = await stackStats(stack);
+  const before = await bench.stats();
   const txBefore = await transactions();
   const result = await call<StepResult>(
-    load,
+    bench.load,
     { type: "step", rate, warmupMs: PLAN.warmupMs, durationMs, readRate: PLAN.readRate },
     "step",
   );
   // CPU and event-loop delay of the load itself, before waiting for persistence to catch up.
-  const during = await stackStats(stack);
+  const during = await bench.stats();
   const ids = result.accepted.map((a) => a.id);
   const measured = result.accepted.filter((a) => a.measured).map((a) => a.id);
   const [persist, analytics] = [await persistLags(ids), await analyticsLags(ids)];
   await sleep(1500); // pg_stat_database is flushed about once a second
   const txAfter = await transactions();
-  const after = await stackStats(stack);
+  const after = await bench.stats();
   const measuredSet = new Set(measured);
   const lagsOf = (lags: number[]) => lags.filter((_, i) => measuredSet.has(ids[i] as string));
   const inserts =
@@ -282,65 +237,26 @@ const runStep = async (
 
 const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promise<ModeReport> => {
   console.log(`\n${mode === "queued" ? "three-tier (queued)" : "synchronous baseline (ACCEPT_MODE=sync)"}`);
-  const secret = LOCAL_DEFAULTS.JWT_SECRET as string;
-  const sqs = spawnWorker("stack-worker.ts");
-  const { sqsEndpoint } = await call<Extract<StackWorkerReply, { type: "ready" }>>(
-    sqs,
-    { role: "sqs" },
-    "ready",
-  );
-  const config = {
-    sqsEndpoint,
+  const bench = await startBenchStack({
+    mode,
+    databaseUrl: DATABASE_URL,
+    clickhouseDatabase: CLICKHOUSE.database,
     queuePrefix: `bench-${mode}`,
-    env: {
-      ACCEPT_MODE: mode,
-      DATABASE_URL,
-      CLICKHOUSE_DATABASE: CLICKHOUSE.database,
-      REDIS_KEY_PREFIX: `bench-${mode}-${Date.now()}:`,
-      JWT_SECRET: secret,
-      RATE_LIMIT_PER_SECOND: "0",
-      LOG_LEVEL: "ERROR",
-      PG_POOL_MAX: "8",
-    },
-    consumers: {
-      persist: { batchSize: 500, maxBatchingWindowMs: 50, concurrency: 2 },
-      analytics: { batchSize: 100, maxBatchingWindowMs: 2000, concurrency: 1 },
-    },
-  };
-  const consumers = spawnWorker("stack-worker.ts");
-  await call(consumers, { ...config, role: "consumers" } satisfies StackWorkerConfig, "ready");
-  const api = spawnWorker("stack-worker.ts");
-  const ready = await call<Extract<StackWorkerReply, { type: "ready" }>>(
-    api,
-    { ...config, role: "api" } satisfies StackWorkerConfig,
-    "ready",
-  );
-  const stack: StackProcesses = { sqs, consumers, api };
-  const load = spawnWorker("load-worker.ts");
-  await call(
-    load,
-    {
-      type: "setup",
-      httpUrl: ready.httpUrl,
-      wsUrl: ready.wsUrl,
-      secret,
-      threads: THREADS,
-      subscribedThreads: SUBSCRIBED,
-    },
-    "ready",
-  );
+    threads: THREADS,
+    subscribedThreads: SUBSCRIBED,
+  });
 
   const steps: StepReport[] = [];
   const slowed: StepReport[] = [];
   const all: AcceptedMessage[] = [];
   for (const rate of rates) {
-    const { report, accepted } = await runStep(load, stack, rate, 0);
+    const { report, accepted } = await runStep(bench, rate, 0);
     steps.push(report);
     all.push(...accepted);
   }
   for (const slow of [0, SLOWDOWN_MS]) {
     await setSlowdown(slow);
-    const { report, accepted } = await runStep(load, stack, PLAN.compareRate, slow, PLAN.compareDurationMs);
+    const { report, accepted } = await runStep(bench, PLAN.compareRate, slow, PLAN.compareDurationMs);
     slowed.push(report);
     all.push(...accepted);
   }
@@ -349,12 +265,7 @@ const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promi
   const ids = all.map((a) => a.id);
   const inPostgres = (await persistLags(ids)).length;
   const inClickHouse = (await analyticsLags(ids)).length;
-  await new Promise((resolve) => {
-    load.once("exit", resolve);
-    load.send({ type: "close" });
-  });
-  for (const name of ["api", "consumers", "sqs"] as const)
-    await call(stack[name], { type: "stop" }, "stopped");
+  await bench.stop();
   const within = steps.filter((s) => s.accept.p99 <= 10 && s.failed === 0).map((s) => s.rate);
   return {
     mode,

@@ -1,0 +1,121 @@
+/**
+ * The benchmark's processes: the local stack split in three (SQS endpoint, consumers, APIs) and the
+ * load generator, driven over IPC. Shared by `npm run bench` and the single-step profiler.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import path from "node:path";
+import { LOCAL_DEFAULTS } from "../local-stack/stack.ts";
+import type { StackWorkerConfig, StackWorkerReply } from "./stack-worker.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+
+export type Stats = Extract<StackWorkerReply, { type: "stats" }>;
+type Ready = Extract<StackWorkerReply, { type: "ready" }>;
+
+export const PROCESS_NAMES = ["sqs", "consumers", "api"] as const;
+export type ProcessName = (typeof PROCESS_NAMES)[number];
+
+/** Sends `message` to the child and resolves with its first reply of `type`. */
+export const call = <T>(child: ChildProcess, message: unknown, type: string): Promise<T> =>
+  new Promise((resolve, reject) => {
+    const onMessage = (reply: { type: string }) => {
+      if (reply.type !== type) return;
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+      resolve(reply as T);
+    };
+    const onExit = (code: number | null) =>
+      reject(new Error(`worker exited (${code}) while waiting for ${type}`));
+    child.on("message", onMessage);
+    child.once("exit", onExit);
+    child.send(message as object);
+  });
+
+const spawnWorker = (file: string, execArgv: readonly string[] = []): ChildProcess =>
+  fork(path.join(import.meta.dirname, file), [], {
+    cwd: ROOT,
+    execArgv: ["--import", "tsx", ...execArgv],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+
+export interface BenchStackOptions {
+  readonly mode: "queued" | "sync";
+  readonly databaseUrl: string;
+  readonly clickhouseDatabase: string;
+  readonly queuePrefix: string;
+  readonly threads: number;
+  readonly subscribedThreads: number;
+  /** Extra Node options per process, e.g. `--cpu-prof`. */
+  readonly execArgv?: Partial<Record<ProcessName, readonly string[]>>;
+}
+
+export interface BenchStack {
+  readonly processes: Record<ProcessName, ChildProcess>;
+  /** The load generator, set up with its threads, tokens and WebSocket subscribers. */
+  readonly load: ChildProcess;
+  stats(): Promise<Record<ProcessName, Stats>>;
+  stop(): Promise<void>;
+}
+
+export const startBenchStack = async (options: BenchStackOptions): Promise<BenchStack> => {
+  const secret = LOCAL_DEFAULTS.JWT_SECRET as string;
+  const sqs = spawnWorker("stack-worker.ts", options.execArgv?.sqs);
+  const { sqsEndpoint } = await call<Ready>(sqs, { role: "sqs" } satisfies StackWorkerConfig, "ready");
+  const config = {
+    sqsEndpoint,
+    queuePrefix: options.queuePrefix,
+    env: {
+      ACCEPT_MODE: options.mode,
+      DATABASE_URL: options.databaseUrl,
+      CLICKHOUSE_DATABASE: options.clickhouseDatabase,
+      REDIS_KEY_PREFIX: `${options.queuePrefix}-${Date.now()}:`,
+      JWT_SECRET: secret,
+      RATE_LIMIT_PER_SECOND: "0",
+      LOG_LEVEL: "ERROR",
+      PG_POOL_MAX: "8",
+    },
+    consumers: {
+      persist: { batchSize: 500, maxBatchingWindowMs: 50, concurrency: 2 },
+      analytics: { batchSize: 100, maxBatchingWindowMs: 2000, concurrency: 1 },
+    },
+  };
+  const consumers = spawnWorker("stack-worker.ts", options.execArgv?.consumers);
+  await call(consumers, { ...config, role: "consumers" } satisfies StackWorkerConfig, "ready");
+  const api = spawnWorker("stack-worker.ts", options.execArgv?.api);
+  const ready = await call<Ready>(api, { ...config, role: "api" } satisfies StackWorkerConfig, "ready");
+  const processes = { sqs, consumers, api };
+  const load = spawnWorker("load-worker.ts");
+  await call(
+    load,
+    {
+      type: "setup",
+      httpUrl: ready.httpUrl,
+      wsUrl: ready.wsUrl,
+      secret,
+      threads: options.threads,
+      subscribedThreads: options.subscribedThreads,
+    },
+    "ready",
+  );
+  return {
+    processes,
+    load,
+    async stats() {
+      const replies = await Promise.all(
+        PROCESS_NAMES.map((name) => call<Stats>(processes[name], { type: "stats" }, "stats")),
+      );
+      return Object.fromEntries(PROCESS_NAMES.map((name, i) => [name, replies[i]])) as Record<
+        ProcessName,
+        Stats
+      >;
+    },
+    async stop() {
+      await new Promise((resolve) => {
+        load.once("exit", resolve);
+        load.send({ type: "close" });
+      });
+      for (const name of ["api", "consumers", "sqs"] as const)
+        await call(processes[name], { type: "stop" }, "stopped");
+    },
+  };
+};
