@@ -5,26 +5,18 @@
 import type { ClickHouseClient } from "@clickhouse/client";
 import { ClickHouseMessageArchive } from "../adapters/clickhouse/clickhouse-message-archive.ts";
 import { createClickHouseClient, isClickHouseOutage } from "../adapters/clickhouse/client.ts";
+import { readSecretJson } from "../adapters/secrets.ts";
 import { ArchiveService } from "../core/archive-service.ts";
 import { checkHealth, type HealthReport } from "../core/health-service.ts";
 import { config } from "./config.ts";
-import {
-  cache,
-  clock,
-  closers,
-  guard,
-  messageRepository,
-  once,
-  publisher,
-  retryPolicy,
-  secretJson,
-} from "./container.ts";
+import { cache, clock, closers, guard, messageRepository, publisher, retryPolicy } from "./container.ts";
+import { once } from "./once.ts";
 import { diagnostics } from "./telemetry.ts";
 
 export const clickHouseClient = once(async (): Promise<ClickHouseClient> => {
   const cfg = config();
   const fromSecret =
-    cfg.CLICKHOUSE_SECRET_ARN !== undefined ? await secretJson(cfg.CLICKHOUSE_SECRET_ARN) : {};
+    cfg.CLICKHOUSE_SECRET_ARN !== undefined ? await readSecretJson(cfg.CLICKHOUSE_SECRET_ARN) : {};
   const client = createClickHouseClient({
     url: String(fromSecret.url ?? cfg.CLICKHOUSE_URL),
     username: String(fromSecret.username ?? cfg.CLICKHOUSE_USER),

@@ -6,7 +6,6 @@
  */
 
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
-import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type pg from "pg";
 import {
   ApiGatewayConnectionNotifier,
@@ -23,6 +22,7 @@ import { RedisMessageCache } from "../adapters/redis/redis-message-cache.ts";
 import { RedisRateLimiter } from "../adapters/redis/redis-rate-limiter.ts";
 import { Scripts } from "../adapters/redis/scripts.ts";
 import { TierGuard } from "../adapters/resilience/tier-guard.ts";
+import { readSecretJson } from "../adapters/secrets.ts";
 import { createSqsClient, isAwsOutage } from "../adapters/sqs/client.ts";
 import { SqsAnalyticsPublisher } from "../adapters/sqs/sqs-analytics-publisher.ts";
 import { SqsMessagePublisher } from "../adapters/sqs/sqs-message-publisher.ts";
@@ -39,15 +39,8 @@ import { ThreadService } from "../core/thread-service.ts";
 import type { Limits } from "../core/validation.ts";
 import { config } from "./config.ts";
 import { Metric } from "./metric-names.ts";
+import { once } from "./once.ts";
 import { diagnostics, logger, metrics } from "./telemetry.ts";
-
-export const once = <T>(build: () => T): (() => T) => {
-  let value: { v: T } | undefined;
-  return () => {
-    value ??= { v: build() };
-    return value.v;
-  };
-};
 
 export const clock: Clock = { now: () => Date.now() };
 
@@ -88,21 +81,13 @@ export const limits = once(
   }),
 );
 
-export const secretJson = async (arn: string): Promise<Record<string, string | number | undefined>> => {
-  const client = new SecretsManagerClient({ maxAttempts: 3, requestHandler: { requestTimeout: 3000 } });
-  const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: arn }));
-  client.destroy();
-  if (SecretString === undefined) throw new Error(`secret ${arn} has no string value`);
-  return JSON.parse(SecretString) as Record<string, string | number | undefined>;
-};
-
 // ---------------------------------------------------------------- clients
 
 /** REDIS_URL, with the AUTH user and password from REDIS_AUTH_SECRET_ARN when it is set. */
 const redisUrl = async (): Promise<string> => {
   const cfg = config();
   if (cfg.REDIS_AUTH_SECRET_ARN === undefined) return cfg.REDIS_URL;
-  const secret = await secretJson(cfg.REDIS_AUTH_SECRET_ARN);
+  const secret = await readSecretJson(cfg.REDIS_AUTH_SECRET_ARN);
   const url = new URL(cfg.REDIS_URL);
   url.username = encodeURIComponent(String(secret.username ?? "default"));
   url.password = encodeURIComponent(String(secret.password ?? ""));
@@ -151,7 +136,7 @@ export const pgPool = once(async (): Promise<pg.Pool> => {
   if (cfg.DATABASE_URL !== undefined) {
     return track(createPgPool({ ...common, connectionString: cfg.DATABASE_URL }, onError));
   }
-  const secret = await secretJson(cfg.DATABASE_SECRET_ARN as string);
+  const secret = await readSecretJson(cfg.DATABASE_SECRET_ARN as string);
   return track(
     createPgPool(
       {

@@ -13,7 +13,6 @@
  */
 import { request } from "node:https";
 import { Logger } from "@aws-lambda-powertools/logger";
-import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type {
   CloudFormationCustomResourceEvent,
   CloudFormationCustomResourceResponse,
@@ -24,6 +23,7 @@ import * as z from "zod";
 import { createClickHouseClient } from "../../adapters/clickhouse/client.ts";
 import { migrateClickHouse } from "../../adapters/clickhouse/migrate.ts";
 import { migratePostgres } from "../../adapters/postgres/migrate.ts";
+import { readSecretJson } from "../../adapters/secrets.ts";
 import { SERVICE_NAME } from "../../runtime/metric-names.ts";
 
 const PHYSICAL_RESOURCE_ID = "chat-pipeline-schema";
@@ -163,17 +163,6 @@ export const clickHouseMigrator = async (target: ClickHouseTarget): Promise<numb
   }
 };
 
-const readSecret = async (secretId: string): Promise<unknown> => {
-  const client = new SecretsManagerClient({ maxAttempts: 3 });
-  try {
-    const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: secretId }));
-    if (SecretString === undefined) throw new Error(`secret ${secretId} has no string value`);
-    return JSON.parse(SecretString) as unknown;
-  } finally {
-    client.destroy();
-  }
-};
-
 /** PUT with an empty content type, as the pre-signed URL expects. */
 const respond = (responseUrl: string, body: string): Promise<void> =>
   new Promise((resolve, reject) => {
@@ -297,7 +286,7 @@ export const createHandler =
   };
 
 export const handler = createHandler({
-  readSecret,
+  readSecret: (secretId) => readSecretJson(secretId),
   migratePostgres: postgresMigrator,
   migrateClickHouse: clickHouseMigrator,
   respond,
