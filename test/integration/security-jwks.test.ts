@@ -6,6 +6,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { JoseTokenVerifier } from "../../lambdas/adapters/auth/jose-token-verifier.ts";
+import { ServiceUnavailableError, UnauthorizedError } from "../../lambdas/core/errors.ts";
 import { startTestStack, type TestStack } from "../support/test-stack.ts";
 import { RefusedError, WsClient } from "../support/ws-client.ts";
 
@@ -24,7 +26,7 @@ beforeAll(async () => {
     res.end(JSON.stringify({ keys: [publicJwk] }));
   });
   await new Promise<void>((resolve) => jwks.listen(0, "127.0.0.1", resolve));
-  const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`;
+  const jwksUrl = jwksUrlOf(jwks);
   t = await startTestStack({
     env: {
       JWT_SECRET: "",
@@ -35,6 +37,9 @@ beforeAll(async () => {
     },
   });
 });
+
+const jwksUrlOf = (server: http.Server): string =>
+  `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
 
 afterAll(async () => {
   await t.stop();
@@ -120,5 +125,64 @@ describe("RS256 tokens from a JWKS", () => {
     const [header, , signature] = (await sign({})).split(".");
     const forged = `${header}.${b64({ sub: "bob", iss: ISSUER, aud: AUDIENCE, exp, "cognito:groups": ["admin"] })}.${signature}`;
     expect(await status(forged)).toEqual({ http: 401, ws: 401 });
+  });
+});
+
+describe("when the key set cannot be fetched", () => {
+  const serve = async (handler: http.RequestListener): Promise<{ url: string; close(): Promise<void> }> => {
+    const server = http.createServer(handler);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`,
+      close: () =>
+        new Promise((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    };
+  };
+  const verifierFor = (jwksUrl: string) =>
+    new JoseTokenVerifier({
+      jwksUrl,
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      rolesClaim: "cognito:groups",
+      clockToleranceSeconds: 0,
+      timeoutMs: 300,
+    });
+
+  it("answers 'unavailable' (not 'unauthorized') when the JWKS endpoint fails, times out or is down", async () => {
+    const token = await sign({});
+    const failing = await serve((_req, res) => {
+      res.writeHead(500);
+      res.end("oops");
+    });
+    const notAKeySet = await serve((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ hello: "world" }));
+    });
+    const silent = await serve(() => undefined);
+    const down = await serve(() => undefined);
+    await down.close();
+    try {
+      for (const url of [failing.url, notAKeySet.url, silent.url, down.url]) {
+        const error = await verifierFor(url)
+          .verify(token)
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        expect(error, url).toBeInstanceOf(ServiceUnavailableError);
+        expect((error as ServiceUnavailableError).retryAfterSeconds).toBeGreaterThan(0);
+      }
+    } finally {
+      await Promise.all([failing.close(), notAKeySet.close(), silent.close()]);
+    }
+  });
+
+  it("still refuses a token whose key is not in a key set it could fetch", async () => {
+    const foreign = await generateKeyPair("RS256");
+    const token = await sign({}, { kid: "unknown-key" }, foreign.privateKey);
+    await expect(verifierFor(jwksUrlOf(jwks)).verify(token)).rejects.toBeInstanceOf(UnauthorizedError);
   });
 });

@@ -3,8 +3,8 @@
  * OIDC/Cognito JWKS (AWS). The accepted algorithms are pinned per key type, so `alg: none` and
  * HS/RS confusion are refused; exp is required, iss/aud are checked when configured.
  */
-import { createRemoteJWKSet, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
-import { UnauthorizedError } from "../../core/errors.ts";
+import { createRemoteJWKSet, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
+import { ServiceUnavailableError, UnauthorizedError } from "../../core/errors.ts";
 import { type Principal, type PrincipalRole, ROLE_CLAIMS } from "../../core/model.ts";
 import type { TokenVerifier } from "../../core/ports.ts";
 
@@ -22,6 +22,19 @@ export interface JoseVerifierOptions {
 const MAX_TOKEN_LENGTH = 8192;
 /** Verified tokens remembered per execution environment (a client sends the same token again and again). */
 const CACHE_SIZE = 1000;
+/** Seconds a client should wait when the key set cannot be fetched. */
+const KEY_SET_RETRY_AFTER_SECONDS = 2;
+
+/**
+ * The key set could not be fetched (timeout, network error, an answer other than 200 or not a key
+ * set): the token may be perfectly valid, so this is the service's failure, not the client's.
+ * A token whose key id is not in a fetched set (JWKSNoMatchingKey) is the client's.
+ */
+const keySetUnavailable = (error: unknown): boolean =>
+  !(error instanceof errors.JOSEError) ||
+  error instanceof errors.JWKSTimeout ||
+  error instanceof errors.JWKSInvalid ||
+  (error.code === errors.JOSEError.code && error.message.includes("JSON Web Key Set HTTP response"));
 
 export const rolesFrom = (payload: JWTPayload, claim: string): PrincipalRole[] => {
   const raw = payload[claim];
@@ -75,6 +88,12 @@ export class JoseTokenVerifier implements TokenVerifier {
         ...(this.options.audience !== undefined ? { audience: this.options.audience } : {}),
       }));
     } catch (error) {
+      if (typeof this.key === "function" && keySetUnavailable(error))
+        throw new ServiceUnavailableError(
+          "Token keys unavailable; retry shortly",
+          KEY_SET_RETRY_AFTER_SECONDS,
+          { cause: error },
+        );
       throw new UnauthorizedError("Invalid or expired token", { cause: error });
     }
     const sub = payload.sub;
