@@ -4,6 +4,9 @@
  */
 import * as z from "zod";
 
+/** Retry-After of a 503 (also for a tier outage that no fallback handled; see http-response.ts). */
+export const DEFAULT_RETRY_AFTER_SECONDS = 2;
+
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const optionalString = z
@@ -77,7 +80,7 @@ const fields = z.object({
 
   RETRY_BASE_DELAY_SECONDS: int(0, 43200).default(10),
   RETRY_MAX_DELAY_SECONDS: int(0, 43200).default(900),
-  RETRY_AFTER_SECONDS: int(1).default(2),
+  RETRY_AFTER_SECONDS: int(1).default(DEFAULT_RETRY_AFTER_SECONDS),
   OUTBOX_BATCH_SIZE: int(1, 10000).default(500),
 
   LOG_LEVEL: z.enum(["DEBUG", "INFO", "WARN", "ERROR", "SILENT"]).default("INFO"),

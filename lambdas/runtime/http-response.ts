@@ -1,9 +1,17 @@
 /**
- * The one place errors become HTTP responses. AppErrors keep their code and message; anything
- * else is a 500 whose body says nothing about the cause (the log has it, under the request id).
+ * The one place errors become HTTP responses. AppErrors keep their code and message; a tier that
+ * is down (and was not handled by a fallback) is a 503 with Retry-After; anything else is a 500
+ * whose body says nothing about the cause (the log has it, under the request id).
  */
 import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
-import { AppError, type ErrorKind, RateLimitedError, ServiceUnavailableError } from "../core/errors.ts";
+import {
+  AppError,
+  type ErrorKind,
+  isTierUnavailable,
+  RateLimitedError,
+  ServiceUnavailableError,
+} from "../core/errors.ts";
+import { DEFAULT_RETRY_AFTER_SECONDS } from "./config.ts";
 
 const STATUS: Record<ErrorKind, number> = {
   bad_request: 400,
@@ -53,6 +61,13 @@ export const describeFailure = (error: unknown): ErrorBody => {
       ...retryAfter,
     };
   }
+  if (isTierUnavailable(error))
+    return {
+      status: STATUS.unavailable,
+      code: "service_unavailable",
+      message: "Temporarily unavailable; retry shortly",
+      retryAfterSeconds: DEFAULT_RETRY_AFTER_SECONDS,
+    };
   return { status: 500, code: "internal_error", message: "Internal error" };
 };
 

@@ -3,10 +3,12 @@
  * HTTP route. The sender gets the accepted message back (with its request_id); the thread's other
  * subscribers get it through the fan-out.
  */
+import { describeError } from "../../core/errors.ts";
 import { messageCreatedFrame } from "../../core/events.ts";
 import { parseWsSendMessage } from "../../core/validation.ts";
 import { recordAccept } from "../../runtime/accept-telemetry.ts";
 import { limits, messageService, notifier } from "../../runtime/container.ts";
+import { logger } from "../../runtime/telemetry.ts";
 import { wsRouteHandler } from "../../runtime/ws-middleware.ts";
 
 export const handler = wsRouteHandler(async ({ connection, frame }) => {
@@ -20,13 +22,23 @@ export const handler = wsRouteHandler(async ({ connection, frame }) => {
       originConnectionId: connection.connectionId,
     }),
   );
-  await notifier().send(
-    connection.connectionId,
-    messageCreatedFrame(result.message, {
-      ack: true,
-      durability: result.durability,
-      replayed: result.replayed,
-      ...(requestId !== undefined ? { request_id: requestId } : {}),
-    }),
-  );
+  // The message is accepted whatever happens to the acknowledgement: a failed ack must not turn
+  // into an error frame (the client would think it failed). A client that missed the ack retries
+  // with the same client_message_id, or catches up with subscribe {sinceSeq}.
+  await notifier()
+    .send(
+      connection.connectionId,
+      messageCreatedFrame(result.message, {
+        ack: true,
+        durability: result.durability,
+        replayed: result.replayed,
+        ...(requestId !== undefined ? { request_id: requestId } : {}),
+      }),
+    )
+    .catch((error: unknown) =>
+      logger.warn("sendMessage acknowledgement not delivered", {
+        messageId: result.message.id,
+        error: describeError(error),
+      }),
+    );
 });
