@@ -1,6 +1,7 @@
 /** What goes on the queues: characters SQS refuses are escaped, envelopes respect the size limit. */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { batchRequests, MAX_ENTRIES, MAX_REQUEST_BYTES } from "../../lambdas/adapters/sqs/batch.ts";
 import { sqsBody } from "../../lambdas/adapters/sqs/body.ts";
 import { packEnvelopes } from "../../lambdas/adapters/sqs/sqs-analytics-publisher.ts";
 import type { Message } from "../../lambdas/core/model.ts";
@@ -69,5 +70,30 @@ describe("packEnvelopes", () => {
       expect(sqsAllowed(body)).toBe(true);
     }
     expect(bodies.flatMap((b) => parseAnalyticsEnvelope(b))).toEqual(messages);
+  });
+});
+
+describe("batchRequests", () => {
+  it("keeps every item, in order, in requests within the entry and byte limits", () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: MAX_REQUEST_BYTES }), { maxLength: 60 }), (sizes) => {
+        const requests = batchRequests(sizes, (bytes) => bytes);
+        expect(requests.flat()).toEqual(sizes);
+        for (const request of requests) {
+          expect(request.length).toBeGreaterThan(0);
+          expect(request.length).toBeLessThanOrEqual(MAX_ENTRIES);
+          expect(request.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(MAX_REQUEST_BYTES);
+        }
+      }),
+    );
+  });
+
+  it("fills requests up to the entry limit", () => {
+    expect(
+      batchRequests(
+        Array.from({ length: 25 }, () => 100),
+        (b) => b,
+      ).map((r) => r.length),
+    ).toEqual([10, 10, 5]);
   });
 });

@@ -6,11 +6,8 @@ import { SendMessageBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { Message } from "../../core/model.ts";
 import type { AnalyticsPublisher } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
+import { batchRequests, MAX_REQUEST_BYTES, RejectedEntriesError } from "./batch.ts";
 import { sqsBody } from "./body.ts";
-
-/** Below SQS's 256 KiB limit per message and per batch request, with room for attributes. */
-export const MAX_REQUEST_BYTES = 240 * 1024;
-const MAX_ENTRIES = 10;
 
 /**
  * Splits messages into envelope bodies of at most `maxBytes` each: `{"v":1,"messages":[...]}`, the
@@ -37,17 +34,6 @@ export const packEnvelopes = (messages: readonly Message[], maxBytes = MAX_REQUE
   return bodies;
 };
 
-/** SQS refused entries: the sender's fault (bad content) is not an outage; anything else is. */
-export class RejectedEntriesError extends Error {
-  override readonly name = "RejectedEntriesError";
-  constructor(
-    message: string,
-    readonly senderFault: boolean,
-  ) {
-    super(message);
-  }
-}
-
 export class SqsAnalyticsPublisher implements AnalyticsPublisher {
   constructor(
     private readonly client: SQSClient,
@@ -56,23 +42,7 @@ export class SqsAnalyticsPublisher implements AnalyticsPublisher {
   ) {}
 
   async publish(messages: readonly Message[]): Promise<void> {
-    const bodies = packEnvelopes(messages);
-    // Group envelopes into SendMessageBatch requests within the per-request size limit.
-    const requests: string[][] = [];
-    let group: string[] = [];
-    let size = 0;
-    for (const body of bodies) {
-      const bytes = Buffer.byteLength(body);
-      if (group.length > 0 && (group.length === MAX_ENTRIES || size + bytes > MAX_REQUEST_BYTES)) {
-        requests.push(group);
-        group = [];
-        size = 0;
-      }
-      group.push(body);
-      size += bytes;
-    }
-    if (group.length > 0) requests.push(group);
-
+    const requests = batchRequests(packEnvelopes(messages), (body) => Buffer.byteLength(body));
     await Promise.all(
       requests.map((entries) =>
         this.guard.run(async () => {
@@ -82,12 +52,13 @@ export class SqsAnalyticsPublisher implements AnalyticsPublisher {
               Entries: entries.map((body, i) => ({ Id: String(i), MessageBody: body })),
             }),
           );
-          if ((result.Failed ?? []).length > 0) {
-            const first = result.Failed?.[0];
-            throw new Error(
-              `analytics queue refused ${result.Failed?.length} envelope(s): ${first?.Code} ${first?.Message}`,
+          const failed = result.Failed ?? [];
+          const [first] = failed;
+          if (first !== undefined)
+            throw new RejectedEntriesError(
+              `analytics queue refused ${failed.length} envelope(s): ${first.Code} ${first.Message ?? ""}`,
+              failed.every((f) => f.SenderFault === true),
             );
-          }
         }),
       ),
     );

@@ -17,10 +17,8 @@ import {
 } from "@aws-sdk/client-sqs";
 import type { MessagePublisher, PersistEnvelope } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
+import { batchRequests, RejectedEntriesError } from "./batch.ts";
 import { sqsBody } from "./body.ts";
-import { MAX_REQUEST_BYTES, RejectedEntriesError } from "./sqs-analytics-publisher.ts";
-
-const MAX_ENTRIES = 10;
 
 interface Pending {
   readonly body: string;
@@ -50,18 +48,7 @@ export class SqsMessagePublisher implements MessagePublisher {
   private flush(): void {
     const items = this.pending;
     this.pending = [];
-    let group: Pending[] = [];
-    let size = 0;
-    for (const item of items) {
-      if (group.length === MAX_ENTRIES || (group.length > 0 && size + item.bytes > MAX_REQUEST_BYTES)) {
-        void this.send(group);
-        group = [];
-        size = 0;
-      }
-      group.push(item);
-      size += item.bytes;
-    }
-    if (group.length > 0) void this.send(group);
+    for (const group of batchRequests(items, (item) => item.bytes)) void this.send(group);
   }
 
   private async send(group: Pending[]): Promise<void> {
