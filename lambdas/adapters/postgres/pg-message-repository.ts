@@ -6,8 +6,8 @@
 import type pg from "pg";
 import type { HistoryPage, HistoryQuery, JsonObject, Message, MessageRole } from "../../core/model.ts";
 import type { CommitResult, MessageRepository, OwnedMessage } from "../../core/ports.ts";
-import { POSTGRES_SEQ_LANE, SEQ_PER_MILLISECOND } from "../../core/sequence.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
+import { NEXT_SEQ_SQL } from "./next-seq.ts";
 
 const COLUMNS = "id, thread_id, seq, role, user_id, content, metadata, client_message_id, created_at_ms";
 const M_COLUMNS = COLUMNS.split(", ")
@@ -67,8 +67,7 @@ SELECT ${M_COLUMNS}, false AS inserted FROM messages m WHERE m.id IN (SELECT id 
 const COMMIT = `
 WITH alloc AS (
   UPDATE threads
-     SET last_seq = GREATEST(last_seq + 1,
-           floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint * ${SEQ_PER_MILLISECOND} + ${POSTGRES_SEQ_LANE})
+     SET last_seq = ${NEXT_SEQ_SQL}
    WHERE id = $2::uuid AND $3::bigint IS NULL
   RETURNING last_seq
 ),

@@ -2,8 +2,8 @@
 import type pg from "pg";
 import type { JsonObject, Thread } from "../../core/model.ts";
 import type { ThreadCursor, ThreadRepository } from "../../core/ports.ts";
-import { POSTGRES_SEQ_LANE, SEQ_PER_MILLISECOND } from "../../core/sequence.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
+import { NEXT_SEQ_SQL } from "./next-seq.ts";
 
 const COLUMNS = "id, owner_id, title, metadata, created_at_ms";
 
@@ -72,8 +72,7 @@ export class PgThreadRepository implements ThreadRepository {
     return this.guard.run(async () => {
       const { rows } = await this.pool.query<ThreadRow & { last_seq: string }>(
         `UPDATE threads
-            SET last_seq = GREATEST(last_seq + 1,
-                  floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint * ${SEQ_PER_MILLISECOND} + ${POSTGRES_SEQ_LANE})
+            SET last_seq = ${NEXT_SEQ_SQL}
           WHERE id = $1 RETURNING ${COLUMNS}, last_seq`,
         [threadId],
       );
