@@ -6,12 +6,11 @@ import { describeError, isTierUnavailable } from "./errors.ts";
 import type { Message } from "./model.ts";
 import type { AnalyticsStore, Clock, Diagnostics } from "./ports.ts";
 import {
-  InvalidRecordError,
   parseAnalyticsEnvelope,
   type QueueRecord,
   type RecordFailure,
   type RetryPolicy,
-  retryDelay,
+  recordFailure,
 } from "./records.ts";
 
 export interface ArchiveOutcome {
@@ -32,14 +31,7 @@ export class ArchiveService {
   async process(records: readonly QueueRecord[]): Promise<ArchiveOutcome> {
     const failures: RecordFailure[] = [];
     const fail = (record: QueueRecord, error: unknown): void => {
-      failures.push({
-        id: record.id,
-        reason: describeError(error),
-        retryDelaySeconds:
-          error instanceof InvalidRecordError || !isTierUnavailable(error)
-            ? null
-            : retryDelay(this.retry, record.receiveCount),
-      });
+      failures.push(recordFailure(this.retry, record, error));
     };
 
     const batches: { record: QueueRecord; messages: Message[] }[] = [];

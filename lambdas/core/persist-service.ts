@@ -16,12 +16,11 @@ import type {
   PersistEnvelope,
 } from "./ports.ts";
 import {
-  InvalidRecordError,
   parsePersistEnvelope,
   type QueueRecord,
   type RecordFailure,
   type RetryPolicy,
-  retryDelay,
+  recordFailure,
 } from "./records.ts";
 
 export interface PersistDeps {
@@ -58,14 +57,7 @@ export class PersistService {
   async process(records: readonly QueueRecord[]): Promise<PersistOutcome> {
     const failures: RecordFailure[] = [];
     const fail = (record: QueueRecord, error: unknown): void => {
-      failures.push({
-        id: record.id,
-        reason: describeError(error),
-        retryDelaySeconds:
-          error instanceof InvalidRecordError || !isTierUnavailable(error)
-            ? null
-            : retryDelay(this.retry, record.receiveCount),
-      });
+      failures.push(recordFailure(this.retry, record, error));
     };
 
     const parsed: Parsed[] = [];

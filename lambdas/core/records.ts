@@ -3,6 +3,7 @@
  * will never succeed) and is left to go to the dead-letter queue.
  */
 import * as z from "zod";
+import { describeError, isTierUnavailable } from "./errors.ts";
 import { MESSAGE_ROLES, type Message } from "./model.ts";
 import type { PersistEnvelope } from "./ports.ts";
 
@@ -84,3 +85,10 @@ export interface RetryPolicy {
 
 export const retryDelay = (policy: RetryPolicy, receiveCount: number): number =>
   Math.min(policy.maxDelaySeconds, policy.baseDelaySeconds * 2 ** Math.max(0, receiveCount - 1));
+
+/** A failed record as the consumer reports it: a tier outage comes back after a growing delay; anything else is poison. */
+export const recordFailure = (policy: RetryPolicy, record: QueueRecord, error: unknown): RecordFailure => ({
+  id: record.id,
+  reason: describeError(error),
+  retryDelaySeconds: isTierUnavailable(error) ? retryDelay(policy, record.receiveCount) : null,
+});
