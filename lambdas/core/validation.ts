@@ -4,7 +4,7 @@
  */
 import * as z from "zod";
 import { BadRequestError, type ErrorDetail, PayloadTooLargeError, ValidationError } from "./errors.ts";
-import { type JsonObject, MESSAGE_ROLES, type MessageRole } from "./model.ts";
+import { type HistoryQuery, type JsonObject, MESSAGE_ROLES, type MessageRole } from "./model.ts";
 
 export interface Limits {
   /** UTF-8 bytes of a message's content. */
@@ -163,14 +163,10 @@ const historySchema = z.strictObject({
   after: cursorValue.optional(),
 });
 
-export type HistoryParams =
-  | { direction: "backward"; before?: number; limit: number }
-  | { direction: "forward"; after: number; limit: number };
-
 export const parseHistoryQuery = (
   query: Record<string, string | undefined>,
   limits: Limits,
-): HistoryParams => {
+): HistoryQuery => {
   const input = parseWith(historySchema, query, "query");
   if (input.before !== undefined && input.after !== undefined) {
     throw new BadRequestError("invalid_cursor", "use either before or after, not both");
