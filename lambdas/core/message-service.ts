@@ -274,7 +274,8 @@ export class MessageService {
         });
     const first = await attempt();
     if (first === null || first.kind !== "unknown_thread") return first;
-    const thread = await this.loadThread(threadId);
+    // RESERVE installs the thread record itself: no separate cache write here.
+    const thread = await this.fetchThread(threadId);
     if (thread === null) throw threadNotFound();
     const second = await attempt(thread);
     return second === null || second.kind === "unknown_thread" ? null : second;
@@ -378,10 +379,15 @@ export class MessageService {
     return this.loadThread(threadId);
   }
 
-  private async loadThread(threadId: string): Promise<Thread | null> {
-    const thread = await this.deps.threads
+  private fetchThread(threadId: string): Promise<Thread | null> {
+    return this.deps.threads
       .get(threadId)
       .catch(unavailableAs("Thread store unavailable", this.options.retryAfterSeconds));
+  }
+
+  /** The thread from PostgreSQL, then cached for the next lookup. */
+  private async loadThread(threadId: string): Promise<Thread | null> {
+    const thread = await this.fetchThread(threadId);
     if (thread !== null) {
       await this.deps.cache.putThread(thread).catch((error: unknown) => {
         this.deps.diagnostics.warn("could not cache thread", { threadId, error: describeError(error) });
