@@ -3,11 +3,13 @@
  * route's function with a payload-format-2.0 event, then writes its result back as API Gateway
  * does (including the "inferred" format and a 500 for a failed invocation).
  */
+
 import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import type { LocalFunction } from "./lambda-runtime.ts";
+import { readBody } from "./request-body.ts";
 
 export interface HttpRoute {
   readonly routeKey: string;
@@ -130,16 +132,11 @@ export class HttpGateway {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_REQUEST_BYTES) {
-        send(res, 413, '{"message":"Request Entity Too Large"}');
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk as Buffer);
+    const body = await readBody(req, MAX_REQUEST_BYTES);
+    if (body === undefined) {
+      send(res, 413, '{"message":"Request Entity Too Large"}');
+      req.destroy();
+      return;
     }
     const url = new URL(req.url ?? "/", "http://localhost");
     const method = (req.method ?? "GET").toUpperCase();
@@ -149,7 +146,7 @@ export class HttpGateway {
       return;
     }
     const headers = joinHeaders(req);
-    const raw = Buffer.concat(chunks);
+    const query = queryParameters(url.searchParams);
     const textual = TEXT_TYPES.test(headers["content-type"] ?? "application/json");
     const now = new Date();
     const event: APIGatewayProxyEventV2 = {
@@ -158,9 +155,7 @@ export class HttpGateway {
       rawPath: url.pathname,
       rawQueryString: url.search.slice(1),
       headers,
-      ...(queryParameters(url.searchParams)
-        ? { queryStringParameters: queryParameters(url.searchParams) }
-        : {}),
+      ...(query ? { queryStringParameters: query } : {}),
       ...(matched.route.params.length > 0 ? { pathParameters: matched.params } : {}),
       requestContext: {
         accountId: "000000000000",
@@ -180,8 +175,8 @@ export class HttpGateway {
         time: now.toISOString(),
         timeEpoch: now.getTime(),
       },
-      ...(raw.length > 0 ? { body: textual ? raw.toString("utf8") : raw.toString("base64") } : {}),
-      isBase64Encoded: raw.length > 0 && !textual,
+      ...(body.length > 0 ? { body: textual ? body.toString("utf8") : body.toString("base64") } : {}),
+      isBase64Encoded: body.length > 0 && !textual,
     };
 
     let result: unknown;

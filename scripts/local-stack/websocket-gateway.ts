@@ -9,12 +9,14 @@
  *    `x-amzn-errortype: GoneException`, which the SDK turns into GoneException.
  * Limits as in AWS: 128 KB per inbound message, 128 KB per posted payload, 10 min idle, 2 h total.
  */
+
 import { randomBytes, randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { APIGatewayProxyWebsocketEventV2 } from "aws-lambda";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { LocalFunction } from "./lambda-runtime.ts";
+import { readBody } from "./request-body.ts";
 
 const MAX_MESSAGE_BYTES = 128 * 1024;
 
@@ -215,8 +217,16 @@ export class WebSocketGateway {
       return;
     }
     const id = decodeURIComponent(m[1]);
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const data = await readBody(req, MAX_MESSAGE_BYTES);
+    if (data === undefined) {
+      res.writeHead(413, {
+        "content-type": "application/json",
+        "x-amzn-errortype": "PayloadTooLargeException",
+      });
+      res.end('{"message":"Message too long"}');
+      req.destroy();
+      return;
+    }
     const c = this.connections.get(id);
     if (c === undefined || c.socket.readyState !== c.socket.OPEN) {
       this.stats.goneAnswers++;
@@ -226,15 +236,6 @@ export class WebSocketGateway {
     }
     switch (req.method) {
       case "POST": {
-        const data = Buffer.concat(chunks);
-        if (data.length > MAX_MESSAGE_BYTES) {
-          res.writeHead(413, {
-            "content-type": "application/json",
-            "x-amzn-errortype": "PayloadTooLargeException",
-          });
-          res.end('{"message":"Message too long"}');
-          return;
-        }
         await new Promise<void>((resolve, reject) =>
           c.socket.send(data.toString("utf8"), (error) => (error ? reject(error) : resolve())),
         );

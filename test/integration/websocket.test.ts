@@ -186,3 +186,24 @@ describe("fan-out", () => {
     await waitFor(async () => (await t.redis.scard(subscribers)) === 0, { what: "subscription removed" });
   });
 });
+
+describe("the local API Gateway's limits", () => {
+  it("@connections refuses a frame over 128 KB with 413 PayloadTooLargeException", async () => {
+    const res = await fetch(`${t.stack.managementEndpoint}/@connections/${encodeURIComponent("any-id")}`, {
+      method: "POST",
+      body: "x".repeat(200 * 1024),
+    });
+    expect(res.status).toBe(413);
+    expect(res.headers.get("x-amzn-errortype")).toBe("PayloadTooLargeException");
+  });
+
+  it("the HTTP API refuses a request body over 6 MB with 413", async () => {
+    const res = await fetch(`${t.stack.httpUrl}/api/threads`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${alice}`, "content-type": "application/json" },
+      body: JSON.stringify({ title: "x".repeat(7 * 1024 * 1024) }),
+    });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toEqual({ message: "Request Entity Too Large" });
+  });
+});
