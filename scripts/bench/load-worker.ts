@@ -272,6 +272,9 @@ const runStep = async (req: StepRequest): Promise<StepResult> => {
   };
 };
 
+// The benchmark died or was interrupted: no load keeps running.
+process.once("disconnect", () => process.exit(1));
+
 process.on("message", async (message: SetupRequest | StepRequest | { type: "close" }) => {
   if (message.type === "setup") {
     await prepare(message);

@@ -246,34 +246,37 @@ const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promi
     subscribedThreads: SUBSCRIBED,
   });
 
-  const steps: StepReport[] = [];
-  const slowed: StepReport[] = [];
-  const all: AcceptedMessage[] = [];
-  for (const rate of rates) {
-    const { report, accepted } = await runStep(bench, rate, 0);
-    steps.push(report);
-    all.push(...accepted);
-  }
-  for (const slow of [0, SLOWDOWN_MS]) {
-    await setSlowdown(slow);
-    const { report, accepted } = await runStep(bench, PLAN.compareRate, slow, PLAN.compareDurationMs);
-    slowed.push(report);
-    all.push(...accepted);
-  }
-  await setSlowdown(0);
+  try {
+    const steps: StepReport[] = [];
+    const slowed: StepReport[] = [];
+    const all: AcceptedMessage[] = [];
+    for (const rate of rates) {
+      const { report, accepted } = await runStep(bench, rate, 0);
+      steps.push(report);
+      all.push(...accepted);
+    }
+    for (const slow of [0, SLOWDOWN_MS]) {
+      await setSlowdown(slow);
+      const { report, accepted } = await runStep(bench, PLAN.compareRate, slow, PLAN.compareDurationMs);
+      slowed.push(report);
+      all.push(...accepted);
+    }
+    await setSlowdown(0);
 
-  const ids = all.map((a) => a.id);
-  const inPostgres = (await persistLags(ids)).length;
-  const inClickHouse = (await analyticsLags(ids)).length;
-  await bench.stop();
-  const within = steps.filter((s) => s.accept.p99 <= 10 && s.failed === 0).map((s) => s.rate);
-  return {
-    mode,
-    steps,
-    slowed,
-    maxRateWithin10ms: within.length === 0 ? 0 : Math.max(...within),
-    ledger: { accepted: ids.length, inPostgres, inClickHouse },
-  };
+    const ids = all.map((a) => a.id);
+    const inPostgres = (await persistLags(ids)).length;
+    const inClickHouse = (await analyticsLags(ids)).length;
+    const within = steps.filter((s) => s.accept.p99 <= 10 && s.failed === 0).map((s) => s.rate);
+    return {
+      mode,
+      steps,
+      slowed,
+      maxRateWithin10ms: within.length === 0 ? 0 : Math.max(...within),
+      ledger: { accepted: ids.length, inPostgres, inClickHouse },
+    };
+  } finally {
+    await bench.stop();
+  }
 };
 
 const versions = async () => {

@@ -109,13 +109,16 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
         Stats
       >;
     },
+    /** Stops whatever is still running (also after a failed step). */
     async stop() {
-      await new Promise((resolve) => {
-        load.once("exit", resolve);
-        load.send({ type: "close" });
-      });
+      const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+      if (running(load))
+        await new Promise((resolve) => {
+          load.once("exit", resolve);
+          load.send({ type: "close" });
+        });
       for (const name of ["api", "consumers", "sqs"] as const)
-        await call(processes[name], { type: "stop" }, "stopped");
+        if (running(processes[name])) await call(processes[name], { type: "stop" }, "stopped");
     },
   };
 };

@@ -70,6 +70,9 @@ const start = async (config: StackWorkerConfig): Promise<{ stop(): Promise<void>
   return { stop: () => stack.stop(), stack };
 };
 
+// The benchmark died or was interrupted: nothing is left serving or polling.
+process.once("disconnect", () => process.exit(1));
+
 process.once("message", async (config: StackWorkerConfig) => {
   const running = await start(config);
   loopDelay.reset();
