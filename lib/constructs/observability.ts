@@ -13,9 +13,13 @@ import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import type { Tier } from "../../lambdas/core/errors.ts";
-import { METRICS_NAMESPACE, Metric, type MetricName } from "../../lambdas/runtime/metric-names.ts";
+import {
+  METRICS_NAMESPACE,
+  Metric,
+  type MetricName,
+  SERVICE_NAME,
+} from "../../lambdas/runtime/metric-names.ts";
 import { Problems } from "../shared/problems.ts";
-import { SERVICE_NAME } from "./runtime.ts";
 
 /** Every tier a circuit breaker guards (checked against the runtime's `Tier` type). */
 const TIER_SET = {

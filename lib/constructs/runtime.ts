@@ -15,9 +15,6 @@ import { METRICS_NAMESPACE, SERVICE_NAME } from "../../lambdas/runtime/metric-na
 import type { AcceptMode, LogLevel } from "../config/types.ts";
 import type { JwtSettings } from "./identity.ts";
 
-/** Powertools service name: the one lambdas/runtime/telemetry.ts uses. */
-export { SERVICE_NAME };
-
 /** Lambda's bundle of CA certificates, which includes the RDS ones (TLS to RDS Proxy and Aurora). */
 export const LAMBDA_CA_BUNDLE = "/var/runtime/ca-cert.pem";
 
@@ -42,13 +39,13 @@ export interface RuntimeSettings {
 
 type RuntimeVariables = Partial<Record<keyof Env, string>>;
 
-/** Variables read by the Powertools libraries and by Node itself. */
-interface PlatformVariables {
-  readonly POWERTOOLS_SERVICE_NAME: string;
-  readonly POWERTOOLS_METRICS_NAMESPACE: string;
-  readonly NODE_EXTRA_CA_CERTS: string;
-  readonly NODE_OPTIONS: string;
-}
+/** Variables read by the Powertools libraries and by Node itself, the same for every function. */
+export const PLATFORM_ENVIRONMENT = {
+  POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+  POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+  NODE_EXTRA_CA_CERTS: LAMBDA_CA_BUNDLE,
+  NODE_OPTIONS: "--enable-source-maps",
+} as const;
 
 /**
  * The environment of a pipeline function. Every function gets the whole configuration (the
@@ -85,13 +82,7 @@ export const functionEnvironment = (
       ? { WEBSOCKET_API_ENDPOINT: extra.webSocketApiEndpoint }
       : {}),
   };
-  const platform: PlatformVariables = {
-    POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
-    POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-    NODE_EXTRA_CA_CERTS: LAMBDA_CA_BUNDLE,
-    NODE_OPTIONS: "--enable-source-maps",
-  };
-  return { ...(runtime as Record<string, string>), ...platform };
+  return { ...(runtime as Record<string, string>), ...PLATFORM_ENVIRONMENT };
 };
 
 /** Where functions run and how long their logs live. */

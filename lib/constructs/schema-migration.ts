@@ -17,7 +17,8 @@ import { CLICKHOUSE_MIGRATIONS } from "../../lambdas/adapters/clickhouse/migrati
 import { MIGRATIONS } from "../../lambdas/adapters/postgres/migrations/index.ts";
 import { Problems } from "../shared/problems.ts";
 import { ChatFunction, REPO_ROOT } from "./chat-function.ts";
-import { LAMBDA_CA_BUNDLE, type Placement, SERVICE_NAME } from "./runtime.ts";
+import { POSTGRES_PORT } from "./database.ts";
+import { PLATFORM_ENVIRONMENT, type Placement } from "./runtime.ts";
 
 export const MIGRATION_HANDLER_ENTRY = "lambdas/handlers/deploy/migrate-schema.ts";
 
@@ -77,13 +78,11 @@ export class SchemaMigration extends Construct {
         DATABASE_ADMIN_SECRET_ARN: props.adminSecret.secretArn,
         DATABASE_APP_SECRET_ARN: props.appSecret.secretArn,
         DATABASE_HOST: props.databaseHost,
-        DATABASE_PORT: props.databasePort ?? "5432",
+        DATABASE_PORT: props.databasePort ?? String(POSTGRES_PORT),
         DATABASE_NAME: props.databaseName,
         // A secret name is a valid SecretId (unlike a partial ARN, unambiguous).
         CLICKHOUSE_SECRET_ARN: props.clickhouseSecret.secretName,
-        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
-        NODE_EXTRA_CA_CERTS: LAMBDA_CA_BUNDLE,
-        NODE_OPTIONS: "--enable-source-maps",
+        ...PLATFORM_ENVIRONMENT,
       },
       ...props.placement,
     });

@@ -171,6 +171,7 @@ describe.each(synthesized)("functions and APIs ($config.name)", (s) => {
         "DATABASE_PORT",
         "NODE_EXTRA_CA_CERTS",
         "NODE_OPTIONS",
+        "POWERTOOLS_METRICS_NAMESPACE",
         "POWERTOOLS_SERVICE_NAME",
       ].sort(),
     );
