@@ -12,6 +12,7 @@ import { Construct } from "constructs";
 import { CONSUMER_FUNCTIONS } from "../../lambdas/handlers/catalog.ts";
 import { Problems } from "../shared/problems.ts";
 import { ChatFunction } from "./chat-function.ts";
+import { requiredVisibilitySeconds } from "./queues.ts";
 import {
   functionEnvironment,
   grantNeeds,
@@ -58,9 +59,10 @@ export const validateConsumer = (s: ConsumerSettings, visibilityTimeout?: Durati
       "a batchSize above 10 needs maxBatchingWindowSeconds of at least 1",
     );
   if (visibilityTimeout !== undefined) {
+    const required = requiredVisibilitySeconds({ timeoutSeconds: timeout, maxBatchingWindowSeconds: window });
     problems.check(
-      visibilityTimeout.toSeconds() >= 6 * timeout + window,
-      `the queue's visibility timeout (${visibilityTimeout.toSeconds()} s) is below 6 × timeout + batching window (${6 * timeout + window} s)`,
+      visibilityTimeout.toSeconds() >= required,
+      `the queue's visibility timeout (${visibilityTimeout.toSeconds()} s) is below 6 × timeout + batching window (${required} s)`,
     );
   }
   return problems.list;

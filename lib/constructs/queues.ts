@@ -17,8 +17,11 @@ export interface ConsumerTiming {
 }
 
 /** AWS guidance: visibility timeout ≥ 6 × function timeout + maximum batching window. */
+export const requiredVisibilitySeconds = (consumer: ConsumerTiming): number =>
+  6 * consumer.timeoutSeconds + consumer.maxBatchingWindowSeconds;
+
 export const visibilityTimeoutFor = (consumer: ConsumerTiming): Duration =>
-  Duration.seconds(6 * consumer.timeoutSeconds + consumer.maxBatchingWindowSeconds);
+  Duration.seconds(requiredVisibilitySeconds(consumer));
 
 const MAX_VISIBILITY_SECONDS = 43_200;
 
@@ -34,7 +37,7 @@ export interface WorkQueueProps {
 
 export const validateWorkQueue = (props: WorkQueueProps): readonly string[] => {
   const problems = new Problems();
-  const visibility = 6 * props.consumer.timeoutSeconds + props.consumer.maxBatchingWindowSeconds;
+  const visibility = requiredVisibilitySeconds(props.consumer);
   problems.check(
     visibility <= MAX_VISIBILITY_SECONDS,
     `6 × consumer timeout + batching window (${visibility} s) exceeds the SQS maximum visibility timeout (${MAX_VISIBILITY_SECONDS} s)`,
@@ -84,15 +87,8 @@ export class Queues extends Construct {
 
   constructor(scope: Construct, id: string, props: QueuesProps) {
     super(scope, id);
-    const problems = new Problems();
-    problems.add(validateWorkQueue(props.persist).map((p) => `persist: ${p}`));
-    problems.add(validateWorkQueue(props.analytics).map((p) => `analytics: ${p}`));
-    problems.throwIfAny(`props of ${this.node.path}`);
+    // Each WorkQueue validates its own props (the error names its path: .../Persist, .../Analytics).
     this.persist = new WorkQueue(this, "Persist", props.persist);
     this.analytics = new WorkQueue(this, "Analytics", props.analytics);
-  }
-
-  get all(): readonly WorkQueue[] {
-    return [this.persist, this.analytics];
   }
 }
