@@ -12,6 +12,7 @@ import { validateNetwork } from "../constructs/network.ts";
 import { validateWorkQueue, visibilityTimeoutFor } from "../constructs/queues.ts";
 import { validateRouteFunctionSettings } from "../constructs/websocket-api.ts";
 import { ConfigurationError, Problems } from "../shared/problems.ts";
+import { namePrefix } from "../stacks/policies.ts";
 import type { EnvironmentConfig } from "./types.ts";
 
 const RETENTIONS = new Set(Object.values(RetentionDays).filter((v): v is number => typeof v === "number"));
@@ -39,12 +40,9 @@ export const environmentProblems = (c: EnvironmentConfig): readonly string[] => 
   );
 
   p.add(prefixed("network", validateNetwork(c.network)));
-  p.add(prefixed("database", validateDatabase({ ...c.database, namePrefix: `chat-${c.name}` })));
-  p.check(
-    c.database.readers === 0 || c.network.maxAzs >= 2,
-    "database.readers need network.maxAzs of at least 2",
-  );
-  p.add(prefixed("cache", validateCache({ ...c.cache, namePrefix: `chat-${c.name}` })));
+  // Readers need two AZs: validateNetwork already requires maxAzs ≥ 2, the Database construct checks its VPC.
+  p.add(prefixed("database", validateDatabase({ ...c.database, namePrefix: namePrefix(c) })));
+  p.add(prefixed("cache", validateCache({ ...c.cache, namePrefix: namePrefix(c) })));
 
   for (const which of ["persist", "analytics"] as const) {
     const consumer = c.queues[which];
