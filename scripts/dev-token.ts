@@ -1,10 +1,11 @@
 /**
  * `npm run token -- --sub <user> [--roles admin,service] [--ttl 3600]`: prints a development token
- * signed with JWT_SECRET (default: the local stack's secret).
+ * signed with JWT_SECRET (default: the local stack's secret), with JWT_ISSUER, JWT_AUDIENCE and
+ * JWT_ROLES_CLAIM when set, as the local stack reads them.
  */
 import { parseArgs } from "node:util";
 import { type PrincipalRole, ROLE_CLAIMS } from "../lambdas/core/model.ts";
-import { LOCAL_DEFAULTS } from "./local-stack/stack.ts";
+import { LOCAL_DEFAULTS } from "./local-stack/defaults.ts";
 import { signDevToken } from "./local-stack/tokens.ts";
 
 const { values } = parseArgs({
@@ -33,5 +34,6 @@ console.log(
     ttlSeconds: Number(values.ttl),
     ...(process.env.JWT_ISSUER !== undefined ? { issuer: process.env.JWT_ISSUER } : {}),
     ...(process.env.JWT_AUDIENCE !== undefined ? { audience: process.env.JWT_AUDIENCE } : {}),
+    ...(process.env.JWT_ROLES_CLAIM !== undefined ? { rolesClaim: process.env.JWT_ROLES_CLAIM } : {}),
   }),
 );

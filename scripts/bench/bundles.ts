@@ -15,6 +15,7 @@ import {
   WEBSOCKET_FUNCTIONS,
 } from "../../lambdas/handlers/catalog.ts";
 import { BUNDLING } from "../../lib/constructs/chat-function.ts";
+import { percentile } from "./stats.ts";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -45,11 +46,6 @@ const functions = [
   ...Object.values(CONSUMER_FUNCTIONS),
   ...Object.values(SCHEDULED_FUNCTIONS),
 ];
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
-};
 
 const build = async (id: string, entry: string): Promise<string> => {
   const outfile = path.join(OUT, id, "index.mjs");
@@ -87,7 +83,17 @@ export const measureBundles = async (): Promise<BundleReport[]> => {
     const { size } = await stat(bundle);
     const times: number[] = [];
     for (let i = 0; i < RUNS; i++) times.push(await initTime(bundle));
-    const report = { id: fn.id, bytes: size, initMs: Math.round(median(times) * 10) / 10 };
+    const report = {
+      id: fn.id,
+      bytes: size,
+      initMs:
+        Math.round(
+          percentile(
+            [...times].sort((a, b) => a - b),
+            50,
+          ) * 10,
+        ) / 10,
+    };
     console.log(`  ${fn.id.padEnd(16)} ${(size / 1024).toFixed(0).padStart(5)} KB  init ${report.initMs} ms`);
     reports.push(report);
   }

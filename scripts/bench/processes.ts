@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import path from "node:path";
-import { LOCAL_DEFAULTS } from "../local-stack/stack.ts";
+import { LOCAL_DEFAULTS } from "../local-stack/defaults.ts";
 import type { StackWorkerConfig, StackWorkerReply } from "./stack-worker.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");

@@ -37,11 +37,6 @@ export class LocalFunction<E = unknown, R = unknown> {
     return this.handler;
   }
 
-  /** Loads the module now, so that the first request does not pay for it. */
-  async warm(): Promise<void> {
-    await this.load();
-  }
-
   async invoke(event: E): Promise<R> {
     const handler = await this.load();
     const deadline = Date.now() + this.timeoutMs;

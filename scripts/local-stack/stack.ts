@@ -3,6 +3,7 @@
  * its @connections endpoint, an embedded SQS endpoint with event source mappings for the two
  * consumers, and the outbox relay on a timer — against real Redis, PostgreSQL and ClickHouse.
  */
+
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type {
   APIGatewayProxyEventV2,
@@ -17,33 +18,13 @@ import {
   SCHEDULED_FUNCTIONS,
   WEBSOCKET_FUNCTIONS,
 } from "../../lambdas/handlers/catalog.ts";
+import { LOCAL_DEFAULTS } from "./defaults.ts";
 import { SqsEventSource } from "./event-source.ts";
 import { HttpGateway } from "./http-gateway.ts";
 import { LocalFunction } from "./lambda-runtime.ts";
 import { ensureClickHouse, ensurePostgres } from "./schema.ts";
 import { createQueueWithDlq, type LocalQueue, startSqsEndpoint } from "./sqs-endpoint.ts";
 import { WebSocketGateway } from "./websocket-gateway.ts";
-
-/** What the handlers see locally unless the environment or the caller says otherwise. */
-export const LOCAL_DEFAULTS: Readonly<Record<string, string>> = {
-  APP_ENV: "local",
-  ACCEPT_MODE: "queued",
-  DATABASE_URL: "postgres://postgres@127.0.0.1:5432/chat",
-  REDIS_URL: "redis://127.0.0.1:6379",
-  CLICKHOUSE_URL: "http://127.0.0.1:8123",
-  CLICKHOUSE_DATABASE: "chat",
-  CLICKHOUSE_USER: "default",
-  CLICKHOUSE_PASSWORD: "",
-  JWT_SECRET: "local-development-secret-do-not-use-in-aws",
-  LOG_LEVEL: "WARN",
-  RETRY_BASE_DELAY_SECONDS: "1",
-  RETRY_MAX_DELAY_SECONDS: "10",
-  POWERTOOLS_METRICS_DISABLED: "true",
-  AWS_REGION: "us-east-1",
-  AWS_ACCESS_KEY_ID: "local",
-  AWS_SECRET_ACCESS_KEY: "local",
-  AWS_EC2_METADATA_DISABLED: "true",
-};
 
 export interface ConsumerSettings {
   readonly batchSize: number;

@@ -861,5 +861,3 @@ export const createWorld = (options: WorldOptions = {}) => {
     },
   };
 };
-
-export type World = ReturnType<typeof createWorld>;

@@ -28,7 +28,6 @@ export interface Attempt {
   retryAfter?: string | null;
 }
 
-export const latency = (a: Attempt): number => (a.endedAt ?? Number.NaN) - a.startedAt;
 export const accepted = (attempts: readonly Attempt[]): Attempt[] =>
   attempts.filter((a) => a.status !== undefined && a.status >= 200 && a.status < 300);
 
