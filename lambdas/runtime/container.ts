@@ -226,20 +226,28 @@ export const tokenVerifier = verifier;
 
 export const messageService = once(async () => {
   const cfg = config();
+  // Side by side: in AWS the Redis and database clients each wait for a secret at cold start.
+  const [messageCache, messages, threads, connections, limiter] = await Promise.all([
+    cache(),
+    messageRepository(),
+    threadRepository(),
+    registry(),
+    rateLimiter(),
+  ]);
   return new MessageService(
     {
-      cache: await cache(),
-      messages: await messageRepository(),
-      threads: await threadRepository(),
+      cache: messageCache,
+      messages,
+      threads,
       publisher: publisher(),
-      registry: await registry(),
+      registry: connections,
       fanout: new Fanout(
         notifier(),
-        await registry(),
+        connections,
         { concurrency: cfg.FANOUT_CONCURRENCY, budgetMs: cfg.FANOUT_BUDGET_MS },
         diagnostics,
       ),
-      rateLimiter: await rateLimiter(),
+      rateLimiter: limiter,
       clock,
       diagnostics,
     },
