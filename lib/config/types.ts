@@ -3,6 +3,7 @@
  * `validate.ts` checks them (every problem at once) before any construct is built. Nothing in
  * `lib/` reads CDK context or `process.env`: `bin/app.ts` selects an environment and passes it on.
  */
+import type { JwtSettings } from "../constructs/identity.ts";
 
 /** `queued`: accept into Redis + SQS (normal). `sync`: commit to PostgreSQL in the request (rollback flag). */
 export type AcceptMode = "queued" | "sync";
@@ -90,17 +91,7 @@ export interface ApiConfig {
  *   `cognito:groups`.
  * - `oidc`: an external OpenID Connect provider; nothing is created.
  */
-export type AuthConfig =
-  | { readonly kind: "cognito" }
-  | {
-      readonly kind: "oidc";
-      readonly issuer: string;
-      readonly jwksUrl: string;
-      /** Expected `aud`; omit to accept any audience from this issuer. */
-      readonly audience?: string;
-      /** Claim holding the roles (`admin`, `service`), an array or a space-separated string. */
-      readonly rolesClaim: string;
-    };
+export type AuthConfig = { readonly kind: "cognito" } | ({ readonly kind: "oidc" } & JwtSettings);
 
 export interface AlarmsConfig {
   /** Email addresses subscribed to the alarm topic (each must confirm the subscription). */

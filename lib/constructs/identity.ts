@@ -15,8 +15,9 @@ import { Problems } from "../shared/problems.ts";
 export interface JwtSettings {
   readonly jwksUrl: string;
   readonly issuer: string;
-  /** Expected `aud`; undefined = not checked. */
+  /** Expected `aud`; omit to accept any audience from this issuer. */
   readonly audience?: string;
+  /** Claim holding the roles (`admin`, `service`), an array or a space-separated string. */
   readonly rolesClaim: string;
 }
 
@@ -28,13 +29,7 @@ export type IdentityProps =
       /** @default RemovalPolicy.DESTROY (and no deletion protection) */
       readonly removalPolicy?: RemovalPolicy;
     }
-  | {
-      readonly kind: "oidc";
-      readonly issuer: string;
-      readonly jwksUrl: string;
-      readonly audience?: string;
-      readonly rolesClaim: string;
-    };
+  | ({ readonly kind: "oidc" } & JwtSettings);
 
 const httpsUrl = (value: string): boolean => {
   try {
