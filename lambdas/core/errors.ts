@@ -11,6 +11,7 @@ export type ErrorKind =
   | "unauthenticated"
   | "forbidden"
   | "not_found"
+  | "conflict"
   | "rate_limited"
   | "unavailable";
 
@@ -74,6 +75,21 @@ export class NotFoundError extends AppError {
   }
 }
 
+/** The request conflicts with the state of the resource (e.g. an idempotent try still in flight). */
+export class ConflictError extends AppError {
+  override readonly name = "ConflictError";
+  constructor(code: string, message: string) {
+    super("conflict", code, message);
+  }
+}
+
+/** Another try with the same client_message_id is still being accepted: retry shortly. */
+export const requestInProgress = (): ConflictError =>
+  new ConflictError(
+    "request_in_progress",
+    "A request with this client_message_id is still in progress; retry shortly",
+  );
+
 export class RateLimitedError extends AppError {
   override readonly name = "RateLimitedError";
   constructor(readonly retryAfterSeconds: number) {
@@ -81,16 +97,21 @@ export class RateLimitedError extends AppError {
   }
 }
 
-/** Neither durable tier could take the message: the client should retry (same client_message_id). */
+/**
+ * No durable tier could take the message (or serve the read): the client should retry. How long to
+ * wait is the edge's business (Retry-After from configuration). When the message may have been
+ * stored after all, `clientMessageId` is the key to retry with so that the retry cannot duplicate it.
+ */
 export class ServiceUnavailableError extends AppError {
   override readonly name = "ServiceUnavailableError";
   constructor(
     message: string,
-    readonly retryAfterSeconds: number,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; clientMessageId?: string },
   ) {
     super("unavailable", "service_unavailable", message, undefined, options);
+    this.clientMessageId = options?.clientMessageId;
   }
+  readonly clientMessageId: string | undefined;
 }
 
 export const threadNotFound = (): NotFoundError => new NotFoundError("thread_not_found", "Thread not found");
@@ -106,12 +127,18 @@ export type Tier = "redis" | "postgres" | "sqs" | "clickhouse" | "websocket";
  */
 export class TierUnavailableError extends Error {
   override readonly name = "TierUnavailableError";
+  /**
+   * Whether the call may have reached the tier and done its work (a timeout, a dropped
+   * connection); false only when it was refused before it was sent (an open circuit).
+   */
+  readonly maybeApplied: boolean;
   constructor(
     readonly tier: Tier,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; maybeApplied?: boolean },
   ) {
     super(`${tier} unavailable: ${message}`, options);
+    this.maybeApplied = options?.maybeApplied ?? true;
   }
 }
 
@@ -126,9 +153,12 @@ export const describeError = (error: unknown): string =>
  * constraint) propagates unchanged and surfaces as a 500, rather than inviting endless retries.
  */
 export const unavailableAs =
-  (message: string, retryAfterSeconds: number) =>
+  (message: string, retry?: { clientMessageId: string }) =>
   (error: unknown): never => {
     if (isTierUnavailable(error))
-      throw new ServiceUnavailableError(message, retryAfterSeconds, { cause: error });
+      throw new ServiceUnavailableError(message, {
+        cause: error,
+        ...(retry !== undefined ? { clientMessageId: retry.clientMessageId } : {}),
+      });
     throw error;
   };

@@ -2,26 +2,48 @@
  * Frames sent to WebSocket clients. API Gateway refuses frames over 128 KB; we never send one over
  * 32 KB: a message too big for a frame is announced without its body, to be fetched over HTTP.
  */
+import type { Fanout } from "./fanout.ts";
 import type { Message } from "./model.ts";
+import type { LateVisibility } from "./ports.ts";
 
 export const MAX_FRAME_BYTES = 32 * 1024;
 
 const fits = (frame: string): boolean => Buffer.byteLength(frame, "utf8") <= MAX_FRAME_BYTES;
 
-export const messageCreatedFrame = (message: Message, extra: Record<string, unknown> = {}): string => {
+/**
+ * `message.created`, with what travels beside the message: its stream position when it went live
+ * (`epoch`, `pos`, `watermark`: see model.ts StreamPosition), `replay: true` in a catch-up, or the
+ * sender's acknowledgement fields.
+ */
+export const messageCreatedFrame = (message: Message, extra: object = {}): string => {
   const full = JSON.stringify({ type: "message.created", ...extra, message });
   if (fits(full)) return full;
   const { content: _content, metadata: _metadata, ...header } = message;
   return JSON.stringify({ type: "message.created", ...extra, truncated: true, message: header });
 };
 
-export const errorFrame = (code: string, message: string, requestId?: string): string =>
-  JSON.stringify({
-    type: "error",
-    code,
-    message,
-    ...(requestId !== undefined ? { request_id: requestId } : {}),
-  });
+/** `error` with the same body as an HTTP error (`code`, `message`, …, `request_id`). */
+export const errorFrame = (body: Record<string, unknown>): string => JSON.stringify({ type: "error", ...body });
 
 export const eventFrame = (type: string, body: Record<string, unknown>, requestId?: string): string =>
   JSON.stringify({ type, ...body, ...(requestId !== undefined ? { request_id: requestId } : {}) });
+
+/**
+ * Messages made visible late (by the persist consumer or the outbox relay) go to the subscribers
+ * like any live message, each with its own pos. Only the last frame of a batch carries the
+ * watermark: it holds once every pos of the batch has arrived.
+ */
+export const announceLate = async (fanout: Fanout, late: readonly LateVisibility[]): Promise<void> => {
+  for (const batch of late) {
+    if (batch.subscribers.length === 0) continue;
+    for (const [i, { message, pos }] of batch.messages.entries()) {
+      const last = i === batch.messages.length - 1;
+      const frame = messageCreatedFrame(message, {
+        epoch: batch.position.epoch,
+        pos,
+        ...(last ? { watermark: batch.position.watermark } : {}),
+      });
+      await fanout.deliver(batch.threadId, batch.subscribers, frame);
+    }
+  }
+};

@@ -1,13 +1,20 @@
 /**
  * Messages committed synchronously (SQS-down fallback, rollback mode) never went through the
  * persist consumer; the outbox relay forwards them to the analytics queue so ClickHouse still gets
- * every message. Runs on a schedule.
+ * every message, and confirms them to the hot tier, which makes visible any that were committed
+ * while it was unreachable. Runs on a schedule.
  */
-import type { AnalyticsPublisher, MessageRepository } from "./ports.ts";
+import { bestEffort } from "./best-effort.ts";
+import type { AnalyticsPublisher, Diagnostics, MessageCache, MessageRepository } from "./ports.ts";
 
 export class OutboxRelay {
   constructor(
-    private readonly deps: { messages: MessageRepository; analytics: AnalyticsPublisher },
+    private readonly deps: {
+      messages: MessageRepository;
+      analytics: AnalyticsPublisher;
+      cache: MessageCache;
+      diagnostics: Diagnostics;
+    },
     private readonly batchSize: number,
   ) {}
 
@@ -18,6 +25,13 @@ export class OutboxRelay {
       const pending = await this.deps.messages.pendingOutbox(this.batchSize);
       if (pending.length === 0) break;
       await this.deps.analytics.publish(pending);
+      await bestEffort(
+        this.deps.diagnostics,
+        "could not confirm relayed messages to the cache",
+        { messages: pending.length },
+        () => this.deps.cache.refresh(pending),
+        [],
+      );
       await this.deps.messages.clearOutbox(pending.map((m) => m.id));
       forwarded += pending.length;
       if (pending.length < this.batchSize) break;

@@ -1,10 +1,14 @@
 /**
  * The persist consumer's work for one SQS batch: one idempotent PostgreSQL insert for the whole
- * batch, forward what is stored to the analytics queue, and fill cache holes. Records that fail are
- * reported individually, so the good ones of a batch never run again.
+ * batch, forward what is stored to the analytics queue, and confirm it to the hot tier — which
+ * then stops keeping those messages for PostgreSQL's sake, and makes visible (with the next stream
+ * position, pushed to the subscribers) any that were never made visible on the accept path.
+ * Records that fail are reported individually, so the good ones of a batch never run again.
  */
 import { describeError, isTierUnavailable } from "./errors.ts";
 import type { Message } from "./model.ts";
+import { announceLate } from "./events.ts";
+import type { Fanout } from "./fanout.ts";
 import type {
   AnalyticsPublisher,
   Clock,
@@ -27,6 +31,8 @@ export interface PersistDeps {
   readonly messages: MessageRepository;
   readonly analytics: AnalyticsPublisher;
   readonly cache: MessageCache;
+  /** Pushes messages made visible late to their subscribers (absent: subscribers catch up). */
+  readonly fanout?: Fanout;
   readonly clock: Clock;
   readonly diagnostics: Diagnostics;
 }
@@ -93,7 +99,7 @@ export class PersistService {
     if (canonical.length > 0) {
       const [forwarded] = await Promise.allSettled([
         this.deps.analytics.publish(canonical),
-        this.refreshCache(canonical, unique),
+        this.confirmToCache(canonical),
       ]);
       if (forwarded.status === "rejected") {
         // The analytics queue is unreachable: the outbox relay takes the messages over, so the
@@ -168,16 +174,14 @@ export class PersistService {
     return { stored, errors, statements: 1 + messages.length };
   }
 
-  private async refreshCache(
-    canonical: readonly Message[],
-    owners: Map<string, OwnedMessage>,
-  ): Promise<void> {
-    const entries = canonical.flatMap((message) => {
-      const owner = owners.get(message.id);
-      return owner === undefined ? [] : [{ message, ownerId: owner.ownerId }];
-    });
-    await this.deps.cache.refresh(entries).catch((error: unknown) => {
-      this.deps.diagnostics.warn("could not refresh cache after persist", { error: describeError(error) });
-    });
+  private async confirmToCache(canonical: readonly Message[]): Promise<void> {
+    try {
+      const late = await this.deps.cache.refresh(canonical);
+      if (this.deps.fanout !== undefined) await announceLate(this.deps.fanout, late);
+    } catch (error) {
+      this.deps.diagnostics.warn("could not confirm persisted messages to the cache", {
+        error: describeError(error),
+      });
+    }
   }
 }

@@ -2,41 +2,143 @@
  * The small interfaces the core depends on. Adapters (`lambdas/adapters/<tech>/`) implement them
  * over a connected client they are given; unit tests implement them in memory.
  */
-import type { HistoryPage, HistoryQuery, Message, Principal, Thread } from "./model.ts";
+import type { HistoryQuery, Message, Principal, StreamPosition, Thread } from "./model.ts";
 
-/** Hot-tier answer to "reserve a slot for a new message in this thread" (one round trip). */
+/** What the accept path asks the hot tier before a message becomes durable (one round trip). */
+export interface ReserveInput {
+  readonly threadId: string;
+  /** `<userId>|<clientMessageId>`: one message per key (the client's id, or one the server made). */
+  readonly idempotencyKey: string;
+  /** True when the client chose the key (a retry is possible); false when the server made it up. */
+  readonly clientSupplied: boolean;
+  /** Tells tries of one key apart: a retry with different content is refused. */
+  readonly fingerprint: string;
+  /** Identifies this try; a try that repeats its own call (a timeout) gets its reservation back. */
+  readonly token: string;
+  /** Only threads of this owner are reserved in (null: any thread — a service principal). */
+  readonly ownerId: string | null;
+  /** The message's `created_at_ms` if this try allocates it. */
+  readonly nowMs: number;
+}
+
+/** Hot-tier answer to "reserve a seq for this message in this thread". */
 export type Reservation =
-  /** The thread is not in the cache; the caller loads it and reserves again with `install`. */
+  /** The thread is not in the hot tier: the caller installs it and reserves again. */
   | { readonly kind: "unknown_thread" }
-  /** The idempotency key was already used: this is the original message. */
+  /** The thread exists but is not the principal's: answered like a missing one. */
+  | { readonly kind: "not_found" }
+  /** The key was used for a message with other content. */
+  | { readonly kind: "mismatch" }
+  /** Another try of the key holds the reservation and is still within its lease. */
+  | { readonly kind: "in_progress" }
+  /** The key's message is visible already: this is the original. */
   | { readonly kind: "replay"; readonly thread: Thread; readonly message: Message }
   | {
       readonly kind: "reserved";
       readonly thread: Thread;
       readonly seq: number;
-      /** Connections subscribed to the thread, read in the same round trip. */
-      readonly subscribers: readonly string[];
+      readonly createdAtMs: number;
+      /** Taken over from an earlier try whose lease ran out or whose outcome was unknown. */
+      readonly takeover: boolean;
+      /**
+       * The hot tier lost this thread's state within the idempotency window: the key may have been
+       * used before, so the durable tier must be asked before the message is made.
+       */
+      readonly verify: boolean;
     };
+
+/** How a reservation ends when its message does not become visible through `store`. */
+export type ReleaseOutcome =
+  /** Not stored anywhere: the seq and the key are free again. */
+  | { readonly kind: "abandoned" }
+  /** Perhaps stored (a send timed out): the next try of the key takes the reservation over. */
+  | { readonly kind: "unknown" }
+  /** The durable tier holds the key's original already: remember it for the next try. */
+  | { readonly kind: "replayed"; readonly message: Message };
+
+/** A message made visible in the hot tier, and whom to tell. */
+export interface Visibility {
+  readonly position: StreamPosition;
+  /** Connections following the thread, read atomically with the position. */
+  readonly subscribers: readonly string[];
+}
+
+export type StoreResult =
+  | ({ readonly kind: "visible" } & Visibility)
+  /** Another try of the key made the message visible first: this one is a replay. */
+  | { readonly kind: "replay"; readonly message: Message }
+  /** The hot tier lost the thread's state since the reservation. */
+  | { readonly kind: "lost" };
+
+/** Rows of a history page the hot tier can vouch for: those at or above its floor. */
+export interface CachedHistory {
+  /** In walk order (backward: newest first), at most the requested count, all `>= floor`. */
+  readonly rows: readonly Message[];
+  /** The hot tier holds every visible message with `seq >= floor`; below it, PostgreSQL does. */
+  readonly floor: number;
+  readonly watermark: number;
+}
+
+/** Messages made visible late (after `store` failed, or accepted while the hot tier was away). */
+export interface LateVisibility extends Visibility {
+  readonly threadId: string;
+  readonly messages: readonly { readonly message: Message; readonly pos: number }[];
+}
 
 export interface OwnedMessage {
   readonly message: Message;
   readonly ownerId: string;
 }
 
-/** Redis: recent history, thread records, idempotency keys and per-thread sequence numbers. */
+/** A thread as the durable tier knows it, to (re)install it in the hot tier. */
+export interface ThreadInstall {
+  readonly thread: Thread;
+  /** The highest seq the durable tier has seen for the thread (0: none). */
+  readonly lastSeq: number;
+  /** A brand-new thread: nothing of it can exist anywhere yet. */
+  readonly genesis: boolean;
+}
+
+/**
+ * Redis, the hot tier: per thread, its record, the seq counter, reservations not resolved yet,
+ * the newest messages (with a completeness floor), idempotency records, the stream position and
+ * the subscriber set — all under one cluster slot. Its rules are specified once, by the contract
+ * suite in test/contracts/message-cache.contract.ts, which runs against the adapter and the fake.
+ */
 export interface MessageCache {
-  reserve(input: { threadId: string; idempotencyKey?: string; install?: Thread }): Promise<Reservation>;
-  /** Caches an accepted message: thread index, lookup by id, idempotency key. */
-  store(message: Message, ctx: { ownerId: string; idempotencyKey?: string }): Promise<void>;
-  /** A page answered from the cache, or null when the cache cannot prove the page complete. */
-  history(threadId: string, query: HistoryQuery): Promise<HistoryPage | null>;
-  getMessage(id: string): Promise<OwnedMessage | null>;
+  /** Creates the thread's hot state if it has none (keeping what is there), or updates its record. */
+  install(input: ThreadInstall): Promise<void>;
   getThread(id: string): Promise<Thread | null>;
-  putThread(thread: Thread): Promise<void>;
-  /** Loads the newest messages of a thread from the durable tier; `complete` = the whole thread. */
+  reserve(input: ReserveInput): Promise<Reservation>;
+  /**
+   * Makes an accepted (durable) message visible: thread index, lookup by id, the key's record; the
+   * reservation resolves and the stream position advances. `queued`: PostgreSQL may not have it
+   * yet, so the hot tier keeps it until the persist consumer confirms.
+   */
+  store(
+    message: Message,
+    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; queued: boolean },
+  ): Promise<StoreResult>;
+  release(input: {
+    threadId: string;
+    seq: number;
+    idempotencyKey: string;
+    token: string;
+    fingerprint: string;
+    outcome: ReleaseOutcome;
+  }): Promise<void>;
+  /** Rows at or above the floor for a history query, with the floor and the watermark; null: no state. */
+  history(threadId: string, query: HistoryQuery): Promise<CachedHistory | null>;
+  /** Adds a subscriber and reads the stream position, atomically; null: no state. */
+  follow(threadId: string, connectionId: string): Promise<StreamPosition | null>;
+  /** Adds messages read from PostgreSQL below the floor; `complete`: they reach the first message. */
   warm(threadId: string, messages: readonly Message[], complete: boolean): Promise<void>;
-  /** Fills holes in thread indexes that exist already (messages persisted after a cache outage). */
-  refresh(entries: readonly OwnedMessage[]): Promise<void>;
+  /**
+   * The persist consumer (and the outbox relay) confirm messages are in PostgreSQL. Messages that
+   * were never made visible become visible now, and are returned with whom to tell.
+   */
+  refresh(messages: readonly Message[]): Promise<LateVisibility[]>;
+  getMessage(id: string): Promise<OwnedMessage | null>;
   ping(): Promise<void>;
 }
 
@@ -50,9 +152,10 @@ export interface Connection {
 export interface ConnectionRegistry {
   register(connection: Connection): Promise<void>;
   get(connectionId: string): Promise<Connection | null>;
+  /** Records that the connection follows the thread (the thread's side: `MessageCache.follow`). */
   subscribe(connectionId: string, threadId: string): Promise<void>;
+  /** Both sides: the connection's thread list and the thread's subscriber set. */
   unsubscribe(connectionId: string, threadId: string): Promise<void>;
-  subscribers(threadId: string): Promise<string[]>;
   /** Forgets a connection and all its subscriptions ($disconnect, or 410 Gone). */
   remove(connectionId: string): Promise<void>;
 }
@@ -68,6 +171,12 @@ export interface CommitResult {
   readonly message: Message;
   /** False when a message with this id was already stored (a retry). */
   readonly inserted: boolean;
+}
+
+/** A history page as PostgreSQL has it (it cannot tell a watermark: see HistoryReader). */
+export interface StoredPage {
+  readonly messages: Message[];
+  readonly next_cursor: number | null;
 }
 
 export interface ThreadCursor {
@@ -94,7 +203,8 @@ export interface MessageRepository {
    */
   commit(message: Omit<Message, "seq"> & { seq: number | null }): Promise<CommitResult | null>;
   findById(id: string): Promise<OwnedMessage | null>;
-  history(threadId: string, query: HistoryQuery): Promise<HistoryPage>;
+  /** A page in `seq` order; `below`: only messages with a lower seq (the hot tier holds the rest). */
+  history(threadId: string, query: HistoryQuery, below?: number): Promise<StoredPage>;
   count(threadId: string): Promise<number>;
   /** Messages committed synchronously that still have to reach the analytics queue. */
   pendingOutbox(limit: number): Promise<Message[]>;
@@ -107,6 +217,8 @@ export interface MessageRepository {
 export interface ThreadRepository {
   create(thread: Thread): Promise<Thread>;
   get(id: string): Promise<Thread | null>;
+  /** The thread with the highest seq PostgreSQL has seen for it, to install it in the hot tier. */
+  getForInstall(id: string): Promise<ThreadInstall | null>;
   /** Newest first; `after` is the last thread of the previous page. */
   listByOwner(ownerId: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]>;
   /** Allocates the next seq in PostgreSQL (used while the cache is down). Null: no such thread. */

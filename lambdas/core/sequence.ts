@@ -22,3 +22,11 @@ export const nextSeq = (last: number, nowMs: number, lane: number): number =>
 
 /** The wall-clock millisecond a seq was allocated in (for diagnostics). */
 export const seqMillis = (seq: number): number => Math.floor(seq / SEQ_PER_MILLISECOND);
+
+/**
+ * The highest seq that is settled by the passage of time alone: every message accepted more than
+ * `persistBoundMs` ago is in PostgreSQL (the persist bound, docs/architecture.md), and a seq is at
+ * least `allocation millisecond × 1000`. Used as the watermark where the hot tier cannot tell.
+ */
+export const settledByTime = (nowMs: number, persistBoundMs: number): number =>
+  Math.max(0, (nowMs - persistBoundMs) * SEQ_PER_MILLISECOND - 1);

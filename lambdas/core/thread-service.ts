@@ -1,7 +1,7 @@
 /** Threads: created and listed in PostgreSQL (they are few and must exist before messages). */
-import { BadRequestError, describeError, unavailableAs } from "./errors.ts";
+import { bestEffort } from "./best-effort.ts";
+import { BadRequestError, unavailableAs } from "./errors.ts";
 import { newId } from "./ids.ts";
-import type { MessageService } from "./message-service.ts";
 import { type Principal, type Thread, toEpochSeconds } from "./model.ts";
 import type {
   Clock,
@@ -14,6 +14,7 @@ import type {
   ThreadRepository,
 } from "./ports.ts";
 import { admit } from "./rate-limit.ts";
+import type { ThreadAccess } from "./thread-access.ts";
 import type { CreateThreadInput } from "./validation.ts";
 import { isUuid } from "./validation.ts";
 
@@ -21,7 +22,7 @@ export interface ThreadServiceDeps {
   readonly threads: ThreadRepository;
   readonly messages: MessageRepository;
   readonly cache: MessageCache;
-  readonly messageService: MessageService;
+  readonly access: ThreadAccess;
   readonly rateLimiter: RateLimiter;
   readonly clock: Clock;
   readonly diagnostics: Diagnostics;
@@ -47,10 +48,7 @@ export const decodeThreadCursor = (cursor: string): ThreadCursor => {
 };
 
 export class ThreadService {
-  constructor(
-    private readonly deps: ThreadServiceDeps,
-    private readonly retryAfterSeconds: number,
-  ) {}
+  constructor(private readonly deps: ThreadServiceDeps) {}
 
   async create(principal: Principal, input: CreateThreadInput): Promise<Thread> {
     await admit(this.deps.rateLimiter, principal, this.deps.diagnostics);
@@ -64,13 +62,15 @@ export class ThreadService {
         created_at: toEpochSeconds(now),
         created_at_ms: now,
       })
-      .catch(unavailableAs("Thread store unavailable", this.retryAfterSeconds));
-    await this.deps.cache.putThread(thread).catch((error: unknown) => {
-      this.deps.diagnostics.warn("could not cache new thread", {
-        threadId: thread.id,
-        error: describeError(error),
-      });
-    });
+      .catch(unavailableAs("Thread store unavailable"));
+    // A new thread: its hot state starts complete (nothing of it can exist anywhere else yet).
+    await bestEffort(
+      this.deps.diagnostics,
+      "could not cache new thread",
+      { threadId: thread.id },
+      () => this.deps.cache.install({ thread, lastSeq: 0, genesis: true }),
+      undefined,
+    );
     return thread;
   }
 
@@ -78,7 +78,7 @@ export class ThreadService {
     const after = page.cursor === undefined ? undefined : decodeThreadCursor(page.cursor);
     const rows = await this.deps.threads
       .listByOwner(principal.userId, { limit: page.limit + 1, ...(after ? { after } : {}) })
-      .catch(unavailableAs("Thread store unavailable", this.retryAfterSeconds));
+      .catch(unavailableAs("Thread store unavailable"));
     const threads = rows.slice(0, page.limit);
     const last = threads.at(-1);
     return {
@@ -88,10 +88,10 @@ export class ThreadService {
   }
 
   async get(principal: Principal, threadId: string): Promise<Thread & { message_count: number }> {
-    const thread = await this.deps.messageService.accessibleThread(principal, threadId);
+    const thread = await this.deps.access.accessible(principal, threadId);
     const count = await this.deps.messages
       .count(threadId)
-      .catch(unavailableAs("Thread store unavailable", this.retryAfterSeconds));
+      .catch(unavailableAs("Thread store unavailable"));
     return { ...thread, message_count: count };
   }
 }

@@ -69,6 +69,13 @@ const fields = z.object({
   HISTORY_CACHE_SIZE: int(1).default(200),
   CACHE_TTL_SECONDS: int(60).default(86400),
   IDEMPOTENCY_TTL_SECONDS: int(60).default(86400),
+  /**
+   * The persist bound: every accepted message is in PostgreSQL within this long (it must outlast
+   * the consumer's retry delays and a PostgreSQL outage you want to ride out; docs/architecture.md).
+   */
+  PERSIST_BOUND_SECONDS: int(1).default(3600),
+  /** How long a try holds its client_message_id before a retry may take the accept over. */
+  ACCEPT_LEASE_SECONDS: int(1).default(15),
   CONNECTION_TTL_SECONDS: int(60).default(7500),
 
   /** Messages and new threads per second per user (token bucket); 0 switches limiting off. */

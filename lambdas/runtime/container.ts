@@ -28,13 +28,16 @@ import { SqsAnalyticsPublisher } from "../adapters/sqs/sqs-analytics-publisher.t
 import { SqsMessagePublisher } from "../adapters/sqs/sqs-message-publisher.ts";
 import { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
 import type { Tier } from "../core/errors.ts";
+import { Acceptor } from "../core/acceptor.ts";
+import { CommitWriter, type DurableWriter, QueueFirstWriter } from "../core/durable-writers.ts";
 import { Fanout } from "../core/fanout.ts";
-import { MessageService } from "../core/message-service.ts";
+import { HistoryReader } from "../core/history-reader.ts";
 import { OutboxRelay } from "../core/outbox-relay.ts";
 import { PersistService } from "../core/persist-service.ts";
 import type { Clock } from "../core/ports.ts";
 import { unlimited } from "../core/rate-limit.ts";
 import { SubscriptionService } from "../core/subscription-service.ts";
+import { ThreadAccess } from "../core/thread-access.ts";
 import { ThreadService } from "../core/thread-service.ts";
 import type { Limits } from "../core/validation.ts";
 import { config } from "./config.ts";
@@ -162,14 +165,16 @@ const sqsGuard = once(() => guard("sqs", isAwsOutage));
 
 // ---------------------------------------------------------------- ports
 
-export const cache = once(
-  async () =>
-    new RedisMessageCache(await redisClient(), await redisScripts(), redisKeys(), redisGuard(), {
-      historySize: config().HISTORY_CACHE_SIZE,
-      ttlSeconds: config().CACHE_TTL_SECONDS,
-      idempotencyTtlSeconds: config().IDEMPOTENCY_TTL_SECONDS,
-    }),
-);
+export const cache = once(async () => {
+  const cfg = config();
+  return new RedisMessageCache(await redisClient(), await redisScripts(), redisKeys(), redisGuard(), clock, {
+    historySize: cfg.HISTORY_CACHE_SIZE,
+    ttlSeconds: cfg.CACHE_TTL_SECONDS,
+    idempotencyTtlSeconds: cfg.IDEMPOTENCY_TTL_SECONDS,
+    persistBoundMs: cfg.PERSIST_BOUND_SECONDS * 1000,
+    leaseMs: cfg.ACCEPT_LEASE_SECONDS * 1000,
+  });
+});
 
 export const registry = once(
   async () =>
@@ -224,55 +229,80 @@ export const tokenVerifier = verifier;
 
 // ---------------------------------------------------------------- services
 
-export const messageService = once(async () => {
-  const cfg = config();
+const fanout = once(
+  async () =>
+    new Fanout(
+      notifier(),
+      await registry(),
+      { concurrency: config().FANOUT_CONCURRENCY, budgetMs: config().FANOUT_BUDGET_MS },
+      diagnostics,
+    ),
+);
+
+export const threadAccess = once(async () => {
   // Side by side: in AWS the Redis and database clients each wait for a secret at cold start.
-  const [messageCache, messages, threads, connections, limiter] = await Promise.all([
+  const [messageCache, threads, messages] = await Promise.all([
+    cache(),
+    threadRepository(),
+    messageRepository(),
+  ]);
+  return new ThreadAccess({ cache: messageCache, threads, messages, diagnostics }, config().HISTORY_CACHE_SIZE);
+});
+
+export const historyReader = once(
+  async () =>
+    new HistoryReader(
+      {
+        cache: await cache(),
+        messages: await messageRepository(),
+        access: await threadAccess(),
+        clock,
+        diagnostics,
+      },
+      config().PERSIST_BOUND_SECONDS * 1000,
+    ),
+);
+
+/** The one difference between the accept modes: where a message becomes durable. */
+const durableWriter = once(async (): Promise<DurableWriter> => {
+  const messages = await messageRepository();
+  return config().ACCEPT_MODE === "sync"
+    ? new CommitWriter(messages)
+    : new QueueFirstWriter({ publisher: publisher(), messages, threads: await threadRepository(), diagnostics });
+});
+
+export const acceptor = once(async () => {
+  const [messageCache, messages, access, writer, push, limiter] = await Promise.all([
     cache(),
     messageRepository(),
-    threadRepository(),
-    registry(),
+    threadAccess(),
+    durableWriter(),
+    fanout(),
     rateLimiter(),
   ]);
-  return new MessageService(
-    {
-      cache: messageCache,
-      messages,
-      threads,
-      publisher: publisher(),
-      registry: connections,
-      fanout: new Fanout(
-        notifier(),
-        connections,
-        { concurrency: cfg.FANOUT_CONCURRENCY, budgetMs: cfg.FANOUT_BUDGET_MS },
-        diagnostics,
-      ),
-      rateLimiter: limiter,
-      clock,
-      diagnostics,
-    },
-    {
-      mode: cfg.ACCEPT_MODE,
-      historyCacheSize: cfg.HISTORY_CACHE_SIZE,
-      retryAfterSeconds: cfg.RETRY_AFTER_SECONDS,
-    },
-  );
+  return new Acceptor({
+    cache: messageCache,
+    messages,
+    access,
+    writer,
+    fanout: push,
+    rateLimiter: limiter,
+    clock,
+    diagnostics,
+  });
 });
 
 export const threadService = once(
   async () =>
-    new ThreadService(
-      {
-        threads: await threadRepository(),
-        messages: await messageRepository(),
-        cache: await cache(),
-        messageService: await messageService(),
-        rateLimiter: await rateLimiter(),
-        clock,
-        diagnostics,
-      },
-      config().RETRY_AFTER_SECONDS,
-    ),
+    new ThreadService({
+      threads: await threadRepository(),
+      messages: await messageRepository(),
+      cache: await cache(),
+      access: await threadAccess(),
+      rateLimiter: await rateLimiter(),
+      clock,
+      diagnostics,
+    }),
 );
 
 export const subscriptionService = once(
@@ -280,13 +310,15 @@ export const subscriptionService = once(
     new SubscriptionService(
       {
         registry: await registry(),
+        cache: await cache(),
         notifier: notifier(),
         verifier: verifier(),
-        messageService: await messageService(),
+        access: await threadAccess(),
+        reader: await historyReader(),
         clock,
         diagnostics,
       },
-      { replayLimit: config().REPLAY_LIMIT, retryAfterSeconds: config().RETRY_AFTER_SECONDS },
+      { replayLimit: config().REPLAY_LIMIT },
     ),
 );
 
@@ -302,6 +334,8 @@ export const persistService = once(
         messages: await messageRepository(),
         analytics: analyticsPublisher(),
         cache: await cache(),
+        // Where the WebSocket API is known, messages made visible late are pushed live.
+        ...(config().WEBSOCKET_API_ENDPOINT !== undefined ? { fanout: await fanout() } : {}),
         clock,
         diagnostics,
       },
@@ -312,7 +346,7 @@ export const persistService = once(
 export const outboxRelay = once(
   async () =>
     new OutboxRelay(
-      { messages: await messageRepository(), analytics: analyticsPublisher() },
+      { messages: await messageRepository(), analytics: analyticsPublisher(), cache: await cache(), diagnostics },
       config().OUTBOX_BATCH_SIZE,
     ),
 );

@@ -79,7 +79,10 @@ type HttpMiddleware = middy.MiddlewareObj<HttpEvent, APIGatewayProxyStructuredRe
 const httpErrors = (): HttpMiddleware => ({
   onError: (request) => {
     const { error } = request;
-    const response = errorResponse(error, request.event.requestContext.requestId);
+    const response = errorResponse(error, {
+      requestId: request.event.requestContext.requestId,
+      unavailableRetryAfterSeconds: config().RETRY_AFTER_SECONDS,
+    });
     if ((response.statusCode ?? 500) >= 500) {
       logger.error("request failed", { error: error as Error, status: response.statusCode });
     } else {

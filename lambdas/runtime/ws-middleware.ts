@@ -14,7 +14,7 @@ import type { Connection } from "../core/ports.ts";
 import type { SubscriptionService } from "../core/subscription-service.ts";
 import { config } from "./config.ts";
 import { subscriptionService } from "./container.ts";
-import { describeFailure, errorResponse } from "./http-response.ts";
+import { describeFailure, errorBody, errorResponse } from "./http-response.ts";
 import { logger, metrics } from "./telemetry.ts";
 
 /** The $connect event carries the query string, which the v2 WebSocket type leaves out. */
@@ -73,10 +73,10 @@ export const wsRouteHandler = (route: WsRoute) =>
       logger.appendKeys({ userId: connection.principal.userId });
       await route({ connection, frame, requestId, subscriptions });
     } catch (error) {
-      const failure = describeFailure(error);
+      const failure = describeFailure(error, config().RETRY_AFTER_SECONDS);
       if (failure.status >= 500) logger.error("websocket request failed", { error: error as Error });
       else logger.info("websocket request rejected", { code: failure.code });
-      await subscriptions.reject(connectionId, errorFrame(failure.code, failure.message, requestId));
+      await subscriptions.reject(connectionId, errorFrame(errorBody(failure, requestId)));
     }
     return { statusCode: 200 };
   });
@@ -87,7 +87,10 @@ export const wsConnectHandler = (connect: (connectionId: string, event: WsConnec
       await connect(event.requestContext.connectionId, event);
       return { statusCode: 200 };
     } catch (error) {
-      const response = errorResponse(error, event.requestContext.requestId);
+      const response = errorResponse(error, {
+        requestId: event.requestContext.requestId,
+        unavailableRetryAfterSeconds: config().RETRY_AFTER_SECONDS,
+      });
       if ((response.statusCode ?? 500) >= 500)
         logger.error("websocket connect failed", { error: error as Error });
       return response;

@@ -22,8 +22,6 @@ export interface JoseVerifierOptions {
 const MAX_TOKEN_LENGTH = 8192;
 /** Verified tokens remembered per execution environment (a client sends the same token again and again). */
 const CACHE_SIZE = 1000;
-/** Seconds a client should wait when the key set cannot be fetched. */
-const KEY_SET_RETRY_AFTER_SECONDS = 2;
 
 /**
  * The key set could not be fetched (timeout, network error, an answer other than 200 or not a key
@@ -89,11 +87,7 @@ export class JoseTokenVerifier implements TokenVerifier {
       }));
     } catch (error) {
       if (typeof this.key === "function" && keySetUnavailable(error))
-        throw new ServiceUnavailableError(
-          "Token keys unavailable; retry shortly",
-          KEY_SET_RETRY_AFTER_SECONDS,
-          { cause: error },
-        );
+        throw new ServiceUnavailableError("Token keys unavailable; retry shortly", { cause: error });
       throw new UnauthorizedError("Invalid or expired token", { cause: error });
     }
     const sub = payload.sub;

@@ -4,8 +4,8 @@
  * what was kept. Each method is one statement: one round trip, no explicit transaction.
  */
 import type pg from "pg";
-import type { HistoryPage, HistoryQuery, JsonObject, Message, MessageRole } from "../../core/model.ts";
-import type { CommitResult, MessageRepository, OwnedMessage } from "../../core/ports.ts";
+import type { HistoryQuery, JsonObject, Message, MessageRole } from "../../core/model.ts";
+import type { CommitResult, MessageRepository, OwnedMessage, StoredPage } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 import { NEXT_SEQ_SQL } from "./next-seq.ts";
 
@@ -125,7 +125,16 @@ export class PgMessageRepository implements MessageRepository {
         message.seq,
       ]);
       const row = rows.find((r) => r.inserted) ?? rows[0];
-      return row === undefined ? null : { message: toMessage(row), inserted: row.inserted };
+      if (row !== undefined) return { message: toMessage(row), inserted: row.inserted };
+      // Nothing inserted and nothing seen: either the thread does not exist, or a concurrent commit
+      // of the same id won the conflict after this statement took its snapshot (ON CONFLICT waited
+      // for it, then skipped). A new statement sees the winner.
+      const { rows: after } = await this.pool.query<Row>(
+        `SELECT ${COLUMNS}, false AS inserted FROM messages WHERE id = $1`,
+        [message.id],
+      );
+      const winner = after[0];
+      return winner === undefined ? null : { message: toMessage(winner), inserted: false };
     });
   }
 
@@ -140,27 +149,23 @@ export class PgMessageRepository implements MessageRepository {
     });
   }
 
-  history(threadId: string, query: HistoryQuery): Promise<HistoryPage> {
+  history(threadId: string, query: HistoryQuery, below?: number): Promise<StoredPage> {
     return this.guard.run(async () => {
       const fetch = query.limit + 1;
       if (query.direction === "forward") {
         const { rows } = await this.pool.query<MessageRow>(
-          `SELECT ${COLUMNS} FROM messages WHERE thread_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3`,
-          [threadId, query.after, fetch],
+          `SELECT ${COLUMNS} FROM messages WHERE thread_id = $1 AND seq > $2 AND seq < $3
+            ORDER BY seq ASC LIMIT $4`,
+          [threadId, query.after, below ?? Number.MAX_SAFE_INTEGER, fetch],
         );
         const page = rows.slice(0, query.limit).map(toMessage);
         return { messages: page, next_cursor: rows.length > query.limit ? (page.at(-1)?.seq ?? null) : null };
       }
-      const { rows } =
-        query.before === undefined
-          ? await this.pool.query<MessageRow>(
-              `SELECT ${COLUMNS} FROM messages WHERE thread_id = $1 ORDER BY seq DESC LIMIT $2`,
-              [threadId, fetch],
-            )
-          : await this.pool.query<MessageRow>(
-              `SELECT ${COLUMNS} FROM messages WHERE thread_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
-              [threadId, query.before, fetch],
-            );
+      const top = Math.min(query.before ?? Number.MAX_SAFE_INTEGER, below ?? Number.MAX_SAFE_INTEGER);
+      const { rows } = await this.pool.query<MessageRow>(
+        `SELECT ${COLUMNS} FROM messages WHERE thread_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
+        [threadId, top, fetch],
+      );
       const page = rows.slice(0, query.limit).reverse().map(toMessage);
       return { messages: page, next_cursor: rows.length > query.limit ? (page[0]?.seq ?? null) : null };
     });

@@ -1,7 +1,7 @@
 /** Threads in PostgreSQL. */
 import type pg from "pg";
 import type { JsonObject, Thread } from "../../core/model.ts";
-import type { ThreadCursor, ThreadRepository } from "../../core/ports.ts";
+import type { ThreadCursor, ThreadInstall, ThreadRepository } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 import { NEXT_SEQ_SQL } from "./next-seq.ts";
 
@@ -48,6 +48,20 @@ export class PgThreadRepository implements ThreadRepository {
     return this.guard.run(async () => {
       const { rows } = await this.pool.query<ThreadRow>(`SELECT ${COLUMNS} FROM threads WHERE id = $1`, [id]);
       return rows[0] === undefined ? null : toThread(rows[0]);
+    });
+  }
+
+  getForInstall(id: string): Promise<ThreadInstall | null> {
+    return this.guard.run(async () => {
+      // The highest seq of a stored message, or one PostgreSQL allocated itself (cache-down lane).
+      const { rows } = await this.pool.query<ThreadRow & { last: string }>(
+        `SELECT ${COLUMNS}, GREATEST(last_seq,
+                COALESCE((SELECT max(seq) FROM messages WHERE thread_id = t.id), 0)) AS last
+           FROM threads t WHERE id = $1`,
+        [id],
+      );
+      const row = rows[0];
+      return row === undefined ? null : { thread: toThread(row), lastSeq: Number(row.last), genesis: false };
     });
   }
 

@@ -7,13 +7,22 @@
 export class RedisKeys {
   constructor(private readonly prefix: string) {}
 
-  threadMeta = (threadId: string): string => `${this.prefix}{t:${threadId}}:meta`;
-  threadSeq = (threadId: string): string => `${this.prefix}{t:${threadId}}:seq`;
-  threadMessages = (threadId: string): string => `${this.prefix}{t:${threadId}}:msgs`;
-  /** Lowest seq from which the thread index is known to be complete (0 = whole thread). */
-  threadFloor = (threadId: string): string => `${this.prefix}{t:${threadId}}:floor`;
+  /**
+   * The thread's hot state, a hash: `meta` (the thread record), `seq` (last allocated), `pos` and
+   * `ep` (stream position and epoch), `floor` (the index holds every visible message from here),
+   * `hu`/`hf` (until when the watermark is held at most at `hf`, after a restore), `idu` (until
+   * when unknown idempotency keys are checked against PostgreSQL).
+   */
+  threadState = (threadId: string): string => `${this.prefix}{t:${threadId}}:st`;
+  /** The newest messages, score = seq. */
+  threadMessages = (threadId: string): string => `${this.prefix}{t:${threadId}}:ix`;
+  /** Reserved seqs not resolved yet, score = seq, member = `<seq>:<deadline ms>`. */
+  threadPending = (threadId: string): string => `${this.prefix}{t:${threadId}}:pend`;
+  /** Visible messages PostgreSQL may not have yet, score = seq, member = `<seq>:<deadline ms>`. */
+  threadUnpersisted = (threadId: string): string => `${this.prefix}{t:${threadId}}:unp`;
   threadSubscribers = (threadId: string): string => `${this.prefix}{t:${threadId}}:subs`;
-  idempotency = (threadId: string, key: string): string => `${this.prefix}{t:${threadId}}:idem:${key}`;
+  /** A key's record: `{s:"p",…}` while a try holds it, `{s:"c",m:<message>}` once visible. */
+  idempotency = (threadId: string, key: string): string => `${this.prefix}{t:${threadId}}:ik:${key}`;
   message = (messageId: string): string => `${this.prefix}{m:${messageId}}`;
   connection = (connectionId: string): string => `${this.prefix}{c:${connectionId}}`;
   connectionThreads = (connectionId: string): string => `${this.prefix}{c:${connectionId}}:threads`;

@@ -1,7 +1,8 @@
 /**
  * WebSocket connection registry. A connection's record and its thread list share the `{c:<id>}`
- * hash tag; a thread's subscriber set lives with the thread (`{t:<id>}`), so the accept path reads
- * it in the same round trip as the seq. Entries expire: API Gateway closes a connection after 2 h.
+ * hash tag. A thread's subscriber set lives with the thread (`{t:<id>}`): it is joined by
+ * `MessageCache.follow` and read by `MessageCache.store`, each atomically with the thread's stream
+ * position; this registry only leaves it. Entries expire: API Gateway closes a connection after 2 h.
  */
 import type { Principal } from "../../core/model.ts";
 import type { Connection, ConnectionRegistry } from "../../core/ports.ts";
@@ -34,13 +35,10 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
   }
 
   subscribe(connectionId: string, threadId: string): Promise<void> {
-    const subs = this.keys.threadSubscribers(threadId);
     const threads = this.keys.connectionThreads(connectionId);
     return this.guard.run(async () => {
-      await Promise.all([
-        this.client.sadd(subs, connectionId).then(() => this.client.expire(subs, this.ttlSeconds)),
-        this.client.sadd(threads, threadId).then(() => this.client.expire(threads, this.ttlSeconds)),
-      ]);
+      await this.client.sadd(threads, threadId);
+      await this.client.expire(threads, this.ttlSeconds);
     });
   }
 
@@ -51,10 +49,6 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
         this.client.srem(this.keys.connectionThreads(connectionId), threadId),
       ]);
     });
-  }
-
-  subscribers(threadId: string): Promise<string[]> {
-    return this.guard.run(() => this.client.smembers(this.keys.threadSubscribers(threadId)));
   }
 
   remove(connectionId: string): Promise<void> {

@@ -1,30 +1,47 @@
 /**
- * The hot tier. Per thread: its record, a sorted set of the newest messages (score = seq) with a
- * floor below which it is not known to be complete, the seq counter, idempotency keys and the
- * subscriber set, all under one hash tag. Per message: a lookup key by id.
+ * The hot tier. Per thread, under one hash tag: its state (record, seq counter, stream position,
+ * index floor, restore hold), the newest messages, reservations not resolved yet, messages
+ * PostgreSQL may not have yet, idempotency records and the subscriber set. Per message: a lookup
+ * key by id. Every multi-key step is one Lua script (scripts.ts) on the thread's slot.
  *
- * A history page is answered from Redis only when the index provably holds every message of the
- * page; otherwise the caller reads PostgreSQL. Redis may lose everything at any time.
+ * A history row is served from here only at or above the floor, where the index provably holds
+ * every visible message; the watermark tells what a client may keep as its resume cursor.
+ * Redis may lose everything at any time: a state created anew says so (new epoch, restore hold).
  */
-import type { HistoryPage, HistoryQuery, Message, Thread } from "../../core/model.ts";
+import { fingerprintOf, idempotencyKey, newEpoch } from "../../core/ids.ts";
+import type { HistoryQuery, Message, StreamPosition, Thread } from "../../core/model.ts";
 import { serializeMessage, serializeThread } from "../../core/model.ts";
-import type { MessageCache, OwnedMessage, Reservation } from "../../core/ports.ts";
+import type {
+  CachedHistory,
+  Clock,
+  LateVisibility,
+  MessageCache,
+  OwnedMessage,
+  ReleaseOutcome,
+  Reservation,
+  ReserveInput,
+  StoreResult,
+  ThreadInstall,
+} from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 import type { RedisClient } from "./client.ts";
 import type { RedisKeys } from "./keys.ts";
-import { HISTORY, REFRESH, RESERVE, type Scripts, STORE, WARM } from "./scripts.ts";
+import { FOLLOW, HISTORY, INSTALL, REFRESH, RELEASE, RESERVE, type Scripts, STORE, WARM } from "./scripts.ts";
 
 export interface RedisCacheOptions {
-  /** Newest messages kept per thread. */
+  /** Newest messages kept per thread (more while PostgreSQL has not confirmed them). */
   readonly historySize: number;
   readonly ttlSeconds: number;
   readonly idempotencyTtlSeconds: number;
+  /** Every accepted message is in PostgreSQL within this long (docs/architecture.md). */
+  readonly persistBoundMs: number;
+  /** How long a try holds its key before another try may take the reservation over. */
+  readonly leaseMs: number;
 }
 
 const seqArg = (seq: number): string => seq.toFixed(0);
 
-const pairs = (messages: readonly Message[]): string[] =>
-  messages.flatMap((m) => [seqArg(m.seq), serializeMessage(m)]);
+type Row = string[];
 
 export class RedisMessageCache implements MessageCache {
   constructor(
@@ -32,117 +49,257 @@ export class RedisMessageCache implements MessageCache {
     private readonly scripts: Scripts,
     private readonly keys: RedisKeys,
     private readonly guard: TierGuard,
+    private readonly clock: Clock,
     private readonly options: RedisCacheOptions,
   ) {}
 
-  reserve(input: { threadId: string; idempotencyKey?: string; install?: Thread }): Promise<Reservation> {
-    const { threadId, idempotencyKey, install } = input;
+  install({ thread, lastSeq, genesis }: ThreadInstall): Promise<void> {
+    const o = this.options;
+    return this.guard.run(async () => {
+      await this.scripts.run(
+        INSTALL,
+        [this.keys.threadState(thread.id)],
+        [
+          serializeThread(thread),
+          seqArg(lastSeq),
+          genesis ? "1" : "0",
+          newEpoch(),
+          this.clock.now(),
+          o.persistBoundMs,
+          o.ttlSeconds,
+          o.idempotencyTtlSeconds * 1000,
+        ],
+      );
+    });
+  }
+
+  getThread(id: string): Promise<Thread | null> {
+    return this.guard.run(async () => {
+      const raw = await this.client.hget(this.keys.threadState(id), "meta");
+      return raw === null ? null : (JSON.parse(raw) as Thread);
+    });
+  }
+
+  reserve(input: ReserveInput): Promise<Reservation> {
     const k = this.keys;
+    const o = this.options;
+    const now = this.clock.now();
     return this.guard.run(async () => {
       const reply = (await this.scripts.run(
         RESERVE,
         [
-          k.threadMeta(threadId),
-          k.threadSeq(threadId),
-          k.threadSubscribers(threadId),
-          k.idempotency(threadId, idempotencyKey ?? "-"),
+          k.threadState(input.threadId),
+          k.threadPending(input.threadId),
+          k.idempotency(input.threadId, input.idempotencyKey),
         ],
         [
-          install ? serializeThread(install) : "",
-          this.options.ttlSeconds,
-          idempotencyKey !== undefined ? "1" : "0",
+          input.ownerId ?? "",
+          input.token,
+          input.fingerprint,
+          input.nowMs,
+          now,
+          now + o.leaseMs,
+          now + o.persistBoundMs,
+          o.ttlSeconds,
+          o.idempotencyTtlSeconds,
+          input.clientSupplied ? "1" : "0",
         ],
-      )) as [number, string?, string?, string[]?];
-      const [kind, meta, value, subscribers] = reply;
-      if (kind === 0 || meta === undefined || value === undefined) return { kind: "unknown_thread" };
-      const thread = JSON.parse(meta) as Thread;
-      if (kind === 2) return { kind: "replay", thread, message: JSON.parse(value) as Message };
-      return { kind: "reserved", thread, seq: Number(value), subscribers: subscribers ?? [] };
+      )) as [number, ...string[]];
+      const [kind, meta, a, b, takeover, verify] = reply;
+      switch (kind) {
+        case 0:
+          return { kind: "unknown_thread" };
+        case 4:
+          return { kind: "not_found" };
+        case 5:
+          return { kind: "mismatch" };
+        case 3:
+          return { kind: "in_progress" };
+        case 2:
+          return { kind: "replay", thread: JSON.parse(meta as string), message: JSON.parse(a as string) };
+        default:
+          return {
+            kind: "reserved",
+            thread: JSON.parse(meta as string) as Thread,
+            seq: Number(a),
+            createdAtMs: Number(b),
+            takeover: takeover === "1",
+            verify: verify === "1",
+          };
+      }
     });
   }
 
-  store(message: Message, ctx: { ownerId: string; idempotencyKey?: string }): Promise<void> {
+  store(
+    message: Message,
+    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; queued: boolean },
+  ): Promise<StoreResult> {
     const k = this.keys;
+    const o = this.options;
     const json = serializeMessage(message);
-    const { historySize, ttlSeconds, idempotencyTtlSeconds } = this.options;
+    const threadId = message.thread_id;
+    const now = this.clock.now();
     return this.guard.run(async () => {
-      await Promise.all([
+      const [reply] = await Promise.all([
         this.scripts.run(
           STORE,
           [
-            k.threadMessages(message.thread_id),
-            k.threadFloor(message.thread_id),
-            k.idempotency(message.thread_id, ctx.idempotencyKey ?? "-"),
+            k.threadState(threadId),
+            k.threadMessages(threadId),
+            k.threadPending(threadId),
+            k.threadUnpersisted(threadId),
+            k.threadSubscribers(threadId),
+            k.idempotency(threadId, ctx.idempotencyKey),
           ],
           [
             seqArg(message.seq),
             json,
-            historySize,
-            ttlSeconds,
-            idempotencyTtlSeconds,
-            ctx.idempotencyKey ? "1" : "0",
+            ctx.queued ? "1" : "0",
+            o.historySize,
+            o.ttlSeconds,
+            o.idempotencyTtlSeconds,
+            now,
+            now + o.persistBoundMs,
+            ctx.fingerprint,
           ],
-        ),
-        this.client.set(
-          k.message(message.id),
-          JSON.stringify({ o: ctx.ownerId, m: message }),
-          "EX",
-          ttlSeconds,
-        ),
+        ) as Promise<[number, ...unknown[]]>,
+        this.client.set(k.message(message.id), JSON.stringify({ o: ctx.ownerId, m: message }), "EX", o.ttlSeconds),
       ]);
+      const [kind, a, b, c, d] = reply;
+      if (kind === 0) return { kind: "lost" };
+      if (kind === 2) return { kind: "replay", message: JSON.parse(a as string) as Message };
+      return {
+        kind: "visible",
+        position: { pos: Number(a), watermark: Number(b), epoch: String(c) },
+        subscribers: (d as string[] | undefined) ?? [],
+      };
     });
   }
 
-  history(threadId: string, query: HistoryQuery): Promise<HistoryPage | null> {
+  release(input: {
+    threadId: string;
+    seq: number;
+    idempotencyKey: string;
+    token: string;
+    fingerprint: string;
+    outcome: ReleaseOutcome;
+  }): Promise<void> {
+    const { outcome } = input;
+    const code = outcome.kind === "abandoned" ? "a" : outcome.kind === "unknown" ? "u" : "r";
+    return this.guard.run(async () => {
+      await this.scripts.run(
+        RELEASE,
+        [this.keys.threadPending(input.threadId), this.keys.idempotency(input.threadId, input.idempotencyKey)],
+        [
+          seqArg(input.seq),
+          input.token,
+          code,
+          this.clock.now() + this.options.persistBoundMs,
+          outcome.kind === "replayed" ? serializeMessage(outcome.message) : "",
+          this.options.idempotencyTtlSeconds,
+          input.fingerprint,
+        ],
+      );
+    });
+  }
+
+  history(threadId: string, query: HistoryQuery): Promise<CachedHistory | null> {
     const backward = query.direction === "backward";
-    const bound = backward
-      ? query.before === undefined
-        ? "+inf"
-        : `(${seqArg(query.before)}`
-      : `(${seqArg(query.after)}`;
+    const cursor = backward ? (query.before === undefined ? "" : seqArg(query.before)) : seqArg(query.after);
     return this.guard.run(async () => {
       const reply = (await this.scripts.run(
         HISTORY,
-        [this.keys.threadMessages(threadId), this.keys.threadFloor(threadId)],
-        [backward ? "b" : "f", bound, query.limit + 1],
-      )) as string[];
+        [this.keys.threadState(threadId), this.keys.threadMessages(threadId), this.keys.threadPending(threadId)],
+        [backward ? "b" : "f", cursor, query.limit + 1, this.clock.now()],
+      )) as Row;
       if (reply.length === 0) return null;
-      const floor = Number(reply[0]);
-      const rows: { seq: number; json: string }[] = [];
-      for (let i = 1; i + 1 < reply.length; i += 2) {
-        rows.push({ json: reply[i] as string, seq: Number(reply[i + 1]) });
-      }
-      return backward ? this.backwardPage(rows, floor, query.limit) : this.forwardPage(rows, floor, query);
+      const [floor, watermark, ...rows] = reply;
+      return {
+        floor: Number(floor),
+        watermark: Number(watermark),
+        rows: rows.map((json) => JSON.parse(json) as Message),
+      };
     });
   }
 
-  /** Rows newest first. Complete if limit+1 rows lie at or above the floor, or the whole thread is here. */
-  private backwardPage(
-    rows: { seq: number; json: string }[],
-    floor: number,
-    limit: number,
-  ): HistoryPage | null {
-    const known = rows.filter((r) => r.seq >= floor);
-    if (known.length > limit) {
-      const page = known.slice(0, limit).reverse();
-      return { messages: page.map((r) => JSON.parse(r.json) as Message), next_cursor: page[0]?.seq ?? null };
-    }
-    if (floor !== 0) return null;
-    return { messages: known.reverse().map((r) => JSON.parse(r.json) as Message), next_cursor: null };
+  follow(threadId: string, connectionId: string): Promise<StreamPosition | null> {
+    return this.guard.run(async () => {
+      const reply = (await this.scripts.run(
+        FOLLOW,
+        [
+          this.keys.threadState(threadId),
+          this.keys.threadSubscribers(threadId),
+          this.keys.threadPending(threadId),
+        ],
+        [connectionId, this.options.ttlSeconds, this.clock.now()],
+      )) as [number, string?, string?, string?];
+      const [found, epoch, pos, watermark] = reply;
+      if (found === 0) return null;
+      return { epoch: String(epoch), pos: Number(pos), watermark: Number(watermark) };
+    });
   }
 
-  /** Rows oldest first. Complete if nothing can hide between the cursor and the floor. */
-  private forwardPage(
-    rows: { seq: number; json: string }[],
-    floor: number,
-    query: { after: number; limit: number },
-  ): HistoryPage | null {
-    if (floor > query.after + 1) return null;
-    const page = rows.slice(0, query.limit);
-    return {
-      messages: page.map((r) => JSON.parse(r.json) as Message),
-      next_cursor: rows.length > query.limit ? (page.at(-1)?.seq ?? null) : null,
-    };
+  warm(threadId: string, messages: readonly Message[], complete: boolean): Promise<void> {
+    if (messages.length === 0 && !complete) return Promise.resolve();
+    const lowest = messages.length === 0 ? 0 : Math.min(...messages.map((m) => m.seq));
+    return this.guard.run(async () => {
+      await this.scripts.run(
+        WARM,
+        [
+          this.keys.threadState(threadId),
+          this.keys.threadMessages(threadId),
+          this.keys.threadPending(threadId),
+          this.keys.threadUnpersisted(threadId),
+        ],
+        [
+          complete ? "0" : seqArg(lowest),
+          this.options.historySize,
+          this.options.ttlSeconds,
+          this.clock.now(),
+          ...messages.flatMap((m) => [seqArg(m.seq), serializeMessage(m)]),
+        ],
+      );
+    });
+  }
+
+  refresh(messages: readonly Message[]): Promise<LateVisibility[]> {
+    const byThread = new Map<string, Message[]>();
+    for (const message of messages) {
+      const list = byThread.get(message.thread_id) ?? [];
+      list.push(message);
+      byThread.set(message.thread_id, list);
+    }
+    const k = this.keys;
+    const o = this.options;
+    const now = this.clock.now();
+    return this.guard.run(async () => {
+      const replies = await Promise.all(
+        [...byThread].map(async ([threadId, list]) => {
+          const reply = (await this.scripts.run(
+            REFRESH,
+            [
+              k.threadState(threadId),
+              k.threadMessages(threadId),
+              k.threadPending(threadId),
+              k.threadUnpersisted(threadId),
+              k.threadSubscribers(threadId),
+              ...list.map((m) =>
+                k.idempotency(threadId, idempotencyKey(m.user_id, m.client_message_id ?? `id:${m.id}`)),
+              ),
+            ],
+            [
+              o.historySize,
+              o.ttlSeconds,
+              o.idempotencyTtlSeconds,
+              now,
+              ...list.flatMap((m) => [seqArg(m.seq), serializeMessage(m), fingerprintOf(m)]),
+            ],
+          )) as unknown[];
+          return lateFrom(threadId, list, reply);
+        }),
+      );
+      return replies.filter((r): r is LateVisibility => r !== null);
+    });
   }
 
   getMessage(id: string): Promise<OwnedMessage | null> {
@@ -154,64 +311,29 @@ export class RedisMessageCache implements MessageCache {
     });
   }
 
-  getThread(id: string): Promise<Thread | null> {
-    return this.guard.run(async () => {
-      const raw = await this.client.get(this.keys.threadMeta(id));
-      return raw === null ? null : (JSON.parse(raw) as Thread);
-    });
-  }
-
-  putThread(thread: Thread): Promise<void> {
-    return this.guard.run(async () => {
-      await this.client.set(
-        this.keys.threadMeta(thread.id),
-        serializeThread(thread),
-        "EX",
-        this.options.ttlSeconds,
-      );
-    });
-  }
-
-  warm(threadId: string, messages: readonly Message[], complete: boolean): Promise<void> {
-    if (messages.length === 0) return Promise.resolve();
-    const lowest = Math.min(...messages.map((m) => m.seq));
-    return this.guard.run(async () => {
-      await this.scripts.run(
-        WARM,
-        [this.keys.threadMessages(threadId), this.keys.threadFloor(threadId)],
-        [
-          complete ? "0" : seqArg(lowest),
-          this.options.historySize,
-          this.options.ttlSeconds,
-          ...pairs(messages),
-        ],
-      );
-    });
-  }
-
-  refresh(entries: readonly OwnedMessage[]): Promise<void> {
-    const byThread = new Map<string, Message[]>();
-    for (const { message } of entries) {
-      const list = byThread.get(message.thread_id) ?? [];
-      list.push(message);
-      byThread.set(message.thread_id, list);
-    }
-    return this.guard.run(async () => {
-      await Promise.all(
-        [...byThread].map(([threadId, messages]) =>
-          this.scripts.run(
-            REFRESH,
-            [this.keys.threadMessages(threadId), this.keys.threadFloor(threadId)],
-            [this.options.historySize, this.options.ttlSeconds, ...pairs(messages)],
-          ),
-        ),
-      );
-    });
-  }
-
   ping(): Promise<void> {
     return this.guard.run(async () => {
       await this.client.ping();
     });
   }
 }
+
+/** REFRESH's reply: {1, epoch, watermark, subscribers, seq, pos, ...} for what it made visible. */
+const lateFrom = (threadId: string, list: readonly Message[], reply: unknown[]): LateVisibility | null => {
+  if (reply.length < 4) return null;
+  const [, epoch, watermark, subscribers, ...pairs] = reply as [number, string, string, string[], ...string[]];
+  const bySeq = new Map(list.map((m) => [seqArg(m.seq), m]));
+  const made: { message: Message; pos: number }[] = [];
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    const message = bySeq.get(pairs[i] as string);
+    if (message !== undefined) made.push({ message, pos: Number(pairs[i + 1]) });
+  }
+  if (made.length === 0) return null;
+  const last = made.at(-1) as { pos: number };
+  return {
+    threadId,
+    messages: made,
+    subscribers,
+    position: { epoch, watermark: Number(watermark), pos: last.pos },
+  };
+};

@@ -1,146 +1,345 @@
 /**
- * Lua scripts: each runs atomically on the one cluster slot its keys share. Numbers are passed and
- * returned as strings formatted with %.0f: Lua's tostring would round a 16-digit seq.
+ * Lua scripts: each runs atomically on the one cluster slot its keys share (`{t:<thread>}`).
+ * Numbers cross the boundary as strings formatted with %.0f: Lua's tostring would round a
+ * 16-digit seq. Times (`now`, deadlines) come from the caller's clock; the seq's clock component
+ * comes from the Redis server (TIME), so seqs stay monotonic whatever the callers' clocks say.
+ *
+ * The rules these scripts implement are specified by the contract suite
+ * (test/contracts/message-cache.contract.ts), which runs against this adapter and the fake.
  */
 import type { RedisClient } from "./client.ts";
 
 export interface ScriptDefinition {
   readonly name: string;
-  readonly keys: number;
+  /** How many KEYS it takes; "varying": the caller passes the count first. */
+  readonly keys: number | "varying";
   readonly lua: string;
 }
 
 /**
- * KEYS: meta, seq, subs, idem. ARGV: thread JSON to install ("" = read), ttl, use idem ("1"/"0").
- * Returns {0} unknown thread | {2, meta, original} replay | {1, meta, seq, subscribers}.
- * The seq is max(last + 1, now_ms * 1000): see core/sequence.ts.
+ * Shared helpers. `live_min`: the lowest entry of a `<seq>:<deadline>` set whose deadline has not
+ * passed (expired entries are dropped on the way). `watermark`: every seq at or below it is
+ * resolved — visible, or abandoned — and, while a restore's hold lasts, at most the hold floor.
+ * `trim`: keeps the newest `maxLen` messages but never drops one PostgreSQL may lack, nor raises
+ * the floor over a seq that is still pending.
  */
-export const RESERVE: ScriptDefinition = {
-  name: "chatReserve",
-  keys: 4,
-  lua: `
-local meta
-if ARGV[1] ~= '' then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  meta = ARGV[1]
-else
-  meta = redis.call('GET', KEYS[1])
-  if not meta then return {0} end
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
-if ARGV[3] == '1' then
-  local original = redis.call('GET', KEYS[4])
-  if original then return {2, meta, original} end
-end
-local t = redis.call('TIME')
-local clock = tonumber(t[1]) * 1000000 + math.floor(tonumber(t[2]) / 1000) * 1000
-local nxt = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
-if clock > nxt then nxt = clock end
-local seq = string.format('%.0f', nxt)
-redis.call('SET', KEYS[2], seq, 'EX', ARGV[2])
-return {1, meta, seq, redis.call('SMEMBERS', KEYS[3])}
-`,
-};
-
-/** Shared tail: keep the newest ARGV-given maxLen entries and raise the floor past what was dropped. */
-const TRIM = (maxLenArg: string, ttlArg: string): string => `
-local n = redis.call('ZCARD', KEYS[1])
-local maxLen = tonumber(${maxLenArg})
-if n > maxLen then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - maxLen - 1)
-  local low = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  local floor = redis.call('GET', KEYS[2])
-  if (not floor) or tonumber(low[2]) > tonumber(floor) then
-    redis.call('SET', KEYS[2], string.format('%.0f', tonumber(low[2])))
+const LIB = `
+local function fmt(n) return string.format('%.0f', n) end
+local function live_min(key, now)
+  while true do
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if #first == 0 then return nil end
+    local deadline = tonumber(string.match(first[1], ':(%d+)$'))
+    if deadline ~= nil and deadline >= now then return tonumber(first[2]) end
+    redis.call('ZREM', key, first[1])
   end
 end
-redis.call('EXPIRE', KEYS[1], ${ttlArg})
-redis.call('EXPIRE', KEYS[2], ${ttlArg})
+local function watermark(st, pend, now)
+  local low = live_min(pend, now)
+  local w
+  if low == nil then w = tonumber(redis.call('HGET', st, 'seq') or '0') else w = low - 1 end
+  local hold = redis.call('HMGET', st, 'hu', 'hf')
+  if now < tonumber(hold[1] or '0') then
+    local hf = tonumber(hold[2] or '0')
+    if hf < w then w = hf end
+  end
+  return w
+end
+local function trim(st, msgs, pend, unp, maxLen, now)
+  local n = redis.call('ZCARD', msgs)
+  if n <= maxLen then return end
+  local keep = tonumber(redis.call('ZRANGE', msgs, n - maxLen, n - maxLen, 'WITHSCORES')[2])
+  local p = live_min(pend, now)
+  if p ~= nil and p < keep then keep = p end
+  local u = live_min(unp, now)
+  if u ~= nil and u < keep then keep = u end
+  redis.call('ZREMRANGEBYSCORE', msgs, '-inf', '(' .. fmt(keep))
+  local floor = tonumber(redis.call('HGET', st, 'floor') or '0')
+  if keep > floor then redis.call('HSET', st, 'floor', fmt(keep)) end
+end
+local function server_clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + math.floor(tonumber(t[2]) / 1000) * 1000
+end
 `;
 
 /**
- * KEYS: msgs, floor, idem. ARGV: seq, message JSON, maxLen, ttl, idem ttl, use idem.
- * A fresh index is complete from this message on: the floor starts here.
+ * KEYS: st. ARGV: thread JSON, last seq PostgreSQL has seen, genesis ("1"/"0"), new epoch id, now,
+ * persist bound (ms), ttl (s), idempotency window (ms). Creates the hot state when there is none;
+ * otherwise only updates the thread record. A restored state (not genesis) starts its index floor
+ * above everything allocated before, and holds the watermark at "settled by time" for one persist
+ * bound: messages that were on the persist queue when the state was lost cannot be skipped.
+ */
+export const INSTALL: ScriptDefinition = {
+  name: "chatInstall",
+  keys: 1,
+  lua: `${LIB}
+local st = KEYS[1]
+if redis.call('EXISTS', st) == 1 then
+  redis.call('HSET', st, 'meta', ARGV[1])
+  redis.call('EXPIRE', st, ARGV[7])
+  return 0
+end
+local last = tonumber(ARGV[2])
+local now = tonumber(ARGV[5])
+if ARGV[3] == '1' then
+  redis.call('HSET', st, 'meta', ARGV[1], 'seq', fmt(last), 'pos', '0', 'ep', ARGV[4], 'floor', '0',
+    'hu', '0', 'hf', '0', 'idu', '0')
+else
+  local floor = last + 1
+  local clock = server_clock()
+  if clock > floor then floor = clock end
+  local bound = tonumber(ARGV[6])
+  local window = tonumber(ARGV[8])
+  local idu = now + bound
+  if math.floor(last / 1000) > now - window then idu = now + window end
+  local hf = (now - bound) * 1000 - 1
+  if hf < 0 then hf = 0 end
+  redis.call('HSET', st, 'meta', ARGV[1], 'seq', fmt(floor - 1), 'pos', '0', 'ep', ARGV[4],
+    'floor', fmt(floor), 'hu', fmt(now + bound), 'hf', fmt(hf), 'idu', fmt(idu))
+end
+redis.call('EXPIRE', st, ARGV[7])
+return 1
+`,
+};
+
+/**
+ * KEYS: st, pend, idem. ARGV: owner ("" = any), token, fingerprint, created_at_ms, now, lease
+ * deadline, pending deadline, ttl, idempotency ttl, client supplied ("1"/"0").
+ * Returns {0} unknown thread | {4} not the owner's | {5} key used for other content | {3} in
+ * progress | {2, meta, message} replay | {1, meta, seq, created_at_ms, takeover, verify}.
+ * The seq is max(last + 1, server ms * 1000): see core/sequence.ts.
+ */
+export const RESERVE: ScriptDefinition = {
+  name: "chatReserve",
+  keys: 3,
+  lua: `${LIB}
+local st, pend, idem = KEYS[1], KEYS[2], KEYS[3]
+local meta = redis.call('HGET', st, 'meta')
+if not meta then return {0} end
+if ARGV[1] ~= '' and cjson.decode(meta).owner_id ~= ARGV[1] then return {4} end
+local now = tonumber(ARGV[5])
+redis.call('EXPIRE', st, ARGV[8])
+local raw = redis.call('GET', idem)
+if raw then
+  local rec = cjson.decode(raw)
+  if rec.h ~= ARGV[3] then return {5} end
+  if rec.s == 'c' then return {2, meta, rec.m} end
+  if rec.t == ARGV[2] then return {1, meta, rec.q, rec.c, '0', '0'} end
+  if rec.u == '1' or tonumber(rec.d) < now then
+    rec.t = ARGV[2]
+    rec.d = ARGV[6]
+    rec.u = '0'
+    redis.call('SET', idem, cjson.encode(rec), 'KEEPTTL')
+    redis.call('ZREMRANGEBYSCORE', pend, rec.q, rec.q)
+    redis.call('ZADD', pend, rec.q, rec.q .. ':' .. ARGV[7])
+    return {1, meta, rec.q, rec.c, '1', '0'}
+  end
+  return {3}
+end
+local nxt = tonumber(redis.call('HGET', st, 'seq') or '0') + 1
+local clock = server_clock()
+if clock > nxt then nxt = clock end
+local seq = fmt(nxt)
+redis.call('HSET', st, 'seq', seq)
+redis.call('ZADD', pend, seq, seq .. ':' .. ARGV[7])
+redis.call('EXPIRE', pend, ARGV[8])
+redis.call('SET', idem, cjson.encode({s = 'p', t = ARGV[2], q = seq, c = ARGV[4], h = ARGV[3], d = ARGV[6], u = '0'}),
+  'EX', ARGV[9])
+local verify = '0'
+if ARGV[10] == '1' and now < tonumber(redis.call('HGET', st, 'idu') or '0') then verify = '1' end
+return {1, meta, seq, ARGV[4], '0', verify}
+`,
+};
+
+/**
+ * KEYS: st, msgs, pend, unp, subs, idem. ARGV: seq, message JSON, queued ("1"/"0"), maxLen, ttl,
+ * idempotency ttl, now, unpersisted deadline, fingerprint.
+ * Returns {0} state lost | {2, message} another try made it visible first | {1, pos, watermark,
+ * epoch, subscribers}. The subscriber set is read here, atomically with the message becoming
+ * visible: a connection that subscribes later finds the message in its catch-up.
  */
 export const STORE: ScriptDefinition = {
   name: "chatStore",
-  keys: 3,
+  keys: 6,
+  lua: `${LIB}
+local st, msgs, pend, unp, subs, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+if redis.call('EXISTS', st) == 0 then return {0} end
+local raw = redis.call('GET', idem)
+if raw then
+  local rec = cjson.decode(raw)
+  if rec.s == 'c' then return {2, rec.m} end
+end
+local seq = ARGV[1]
+local now = tonumber(ARGV[7])
+redis.call('ZREMRANGEBYSCORE', msgs, seq, seq)
+redis.call('ZADD', msgs, seq, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
+if ARGV[3] == '1' then
+  redis.call('ZADD', unp, seq, seq .. ':' .. ARGV[8])
+  redis.call('EXPIRE', unp, ARGV[5])
+end
+redis.call('SET', idem, cjson.encode({s = 'c', h = ARGV[9], m = ARGV[2]}), 'EX', ARGV[6])
+local pos = redis.call('HINCRBY', st, 'pos', 1)
+local w = watermark(st, pend, now)
+trim(st, msgs, pend, unp, tonumber(ARGV[4]), now)
+redis.call('EXPIRE', msgs, ARGV[5])
+redis.call('EXPIRE', st, ARGV[5])
+return {1, fmt(pos), fmt(w), redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)}
+`,
+};
+
+/**
+ * KEYS: pend, idem. ARGV: seq, token, outcome ("a" abandoned | "u" unknown | "r" replayed),
+ * pending deadline, replayed message JSON, idempotency ttl, fingerprint.
+ */
+export const RELEASE: ScriptDefinition = {
+  name: "chatRelease",
+  keys: 2,
   lua: `
-local fresh = redis.call('EXISTS', KEYS[1]) == 0
-redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-if fresh or redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SET', KEYS[2], ARGV[1])
+local pend, idem, seq = KEYS[1], KEYS[2], ARGV[1]
+local raw = redis.call('GET', idem)
+local mine = false
+local rec
+if raw then
+  rec = cjson.decode(raw)
+  mine = rec.s == 'p' and rec.t == ARGV[2]
 end
-if ARGV[6] == '1' then
-  redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
+if ARGV[3] == 'r' then
+  redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
+  redis.call('SET', idem, cjson.encode({s = 'c', h = ARGV[7], m = ARGV[5]}), 'EX', ARGV[6])
+elseif ARGV[3] == 'u' then
+  if redis.call('ZCOUNT', pend, seq, seq) > 0 then
+    redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
+    redis.call('ZADD', pend, seq, seq .. ':' .. ARGV[4])
+  end
+  if mine then
+    rec.u = '1'
+    redis.call('SET', idem, cjson.encode(rec), 'KEEPTTL')
+  end
+else
+  redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
+  if mine then redis.call('DEL', idem) end
 end
-${TRIM("ARGV[3]", "ARGV[4]")}
 return 1
 `,
 };
 
 /**
- * KEYS: msgs, floor. ARGV: floor candidate, maxLen, ttl, then seq/JSON pairs.
- * Adds the messages not cached yet; the index is now complete from min(floor, candidate).
- */
-export const WARM: ScriptDefinition = {
-  name: "chatWarm",
-  keys: 2,
-  lua: `
-for i = 4, #ARGV, 2 do
-  if redis.call('ZCOUNT', KEYS[1], ARGV[i], ARGV[i]) == 0 then
-    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-local floor = redis.call('GET', KEYS[2])
-if (not floor) or tonumber(ARGV[1]) < tonumber(floor) then
-  redis.call('SET', KEYS[2], ARGV[1])
-end
-${TRIM("ARGV[2]", "ARGV[3]")}
-return 1
-`,
-};
-
-/**
- * KEYS: msgs, floor. ARGV: maxLen, ttl, then seq/JSON pairs.
- * Fills holes in an index that exists; never creates one (that would claim completeness).
- */
-export const REFRESH: ScriptDefinition = {
-  name: "chatRefresh",
-  keys: 2,
-  lua: `
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-local added = 0
-for i = 3, #ARGV, 2 do
-  if redis.call('ZCOUNT', KEYS[1], ARGV[i], ARGV[i]) == 0 then
-    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
-    added = added + 1
-  end
-end
-${TRIM("ARGV[1]", "ARGV[2]")}
-return added
-`,
-};
-
-/**
- * KEYS: msgs, floor. ARGV: "b" (newest first, below ARGV[2]) or "f" (oldest first, above ARGV[2]),
- * bound in ZRANGEBYSCORE syntax, count. Returns {} without a floor, else {floor, member, score, ...}.
+ * KEYS: st, msgs, pend. ARGV: "b" (newest first, below the cursor) or "f" (oldest first, above
+ * it), cursor ("" = none), count, now. Only rows at or above the floor are returned.
+ * Returns {} without state, else {floor, watermark, message JSON, ...}.
  */
 export const HISTORY: ScriptDefinition = {
   name: "chatHistory",
-  keys: 2,
-  lua: `
-local floor = redis.call('GET', KEYS[2])
+  keys: 3,
+  lua: `${LIB}
+local st, msgs, pend = KEYS[1], KEYS[2], KEYS[3]
+local floor = redis.call('HGET', st, 'floor')
 if not floor then return {} end
+local w = watermark(st, pend, tonumber(ARGV[4]))
 local rows
 if ARGV[1] == 'b' then
-  rows = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], '-inf', 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+  local top = '+inf'
+  if ARGV[2] ~= '' then top = '(' .. ARGV[2] end
+  rows = redis.call('ZREVRANGEBYSCORE', msgs, top, floor, 'LIMIT', 0, ARGV[3])
 else
-  rows = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+  local low = floor
+  if tonumber(ARGV[2]) >= tonumber(floor) - 1 then low = '(' .. ARGV[2] end
+  rows = redis.call('ZRANGEBYSCORE', msgs, low, '+inf', 'LIMIT', 0, ARGV[3])
 end
+table.insert(rows, 1, fmt(w))
 table.insert(rows, 1, floor)
 return rows
+`,
+};
+
+/**
+ * KEYS: st, subs, pend. ARGV: connection id, ttl, now.
+ * Returns {0} without state | {1, epoch, pos, watermark}: the position the subscriber starts from.
+ */
+export const FOLLOW: ScriptDefinition = {
+  name: "chatFollow",
+  keys: 3,
+  lua: `${LIB}
+local st, subs, pend = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', st) == 0 then return {0} end
+redis.call('SADD', subs, ARGV[1])
+redis.call('EXPIRE', subs, ARGV[2])
+local hv = redis.call('HMGET', st, 'ep', 'pos')
+return {1, hv[1], hv[2], fmt(watermark(st, pend, tonumber(ARGV[3])))}
+`,
+};
+
+/**
+ * KEYS: st, msgs, pend, unp. ARGV: floor candidate, maxLen, ttl, now, then seq/JSON pairs read
+ * from PostgreSQL directly below the floor. Adds them and lowers the floor; never touches the
+ * range at or above the floor (what is missing there is not visible yet). Needs the state.
+ */
+export const WARM: ScriptDefinition = {
+  name: "chatWarm",
+  keys: 4,
+  lua: `${LIB}
+local st, msgs, pend, unp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local floor = redis.call('HGET', st, 'floor')
+if not floor then return 0 end
+floor = tonumber(floor)
+for i = 5, #ARGV, 2 do
+  if tonumber(ARGV[i]) < floor and redis.call('ZCOUNT', msgs, ARGV[i], ARGV[i]) == 0 then
+    redis.call('ZADD', msgs, ARGV[i], ARGV[i + 1])
+  end
+end
+if tonumber(ARGV[1]) < floor then redis.call('HSET', st, 'floor', ARGV[1]) end
+trim(st, msgs, pend, unp, tonumber(ARGV[2]), tonumber(ARGV[4]))
+redis.call('EXPIRE', msgs, ARGV[3])
+return 1
+`,
+};
+
+/**
+ * KEYS: st, msgs, pend, unp, subs, then one idempotency key per message. ARGV: maxLen, ttl,
+ * idempotency ttl, now, then seq/JSON/fingerprint triples of messages now in PostgreSQL.
+ * Each is confirmed (no longer kept for PostgreSQL's sake). One that was never made visible — its
+ * accept could not cache it, or ran while the hot tier was away, or it was in flight when a
+ * restore happened — becomes visible now with the next pos. Returns {0} without state, else
+ * {1, epoch, watermark, subscribers, seq, pos, seq, pos, ...} for the messages made visible.
+ */
+export const REFRESH: ScriptDefinition = {
+  name: "chatRefresh",
+  keys: "varying",
+  lua: `${LIB}
+local st, msgs, pend, unp, subs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if redis.call('EXISTS', st) == 0 then return {0} end
+local now = tonumber(ARGV[4])
+local hv = redis.call('HMGET', st, 'floor', 'hu', 'hf')
+local floor, hu, hf = tonumber(hv[1]), tonumber(hv[2] or '0'), tonumber(hv[3] or '0')
+local late = {}
+for i = 5, #ARGV, 3 do
+  local seq = ARGV[i]
+  local n = tonumber(seq)
+  redis.call('ZREMRANGEBYSCORE', unp, seq, seq)
+  if redis.call('ZCOUNT', msgs, seq, seq) == 0 then
+    local pending = redis.call('ZCOUNT', pend, seq, seq) > 0
+    if n >= floor or pending or (now < hu and n > hf) then
+      redis.call('ZADD', msgs, seq, ARGV[i + 1])
+      redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
+      local key = KEYS[5 + (i - 2) / 3]
+      local raw = redis.call('GET', key)
+      if (not raw) or cjson.decode(raw).s ~= 'c' then
+        redis.call('SET', key, cjson.encode({s = 'c', h = ARGV[i + 2], m = ARGV[i + 1]}), 'EX', ARGV[3])
+      end
+      late[#late + 1] = seq
+      late[#late + 1] = fmt(redis.call('HINCRBY', st, 'pos', 1))
+    end
+  end
+end
+if #late == 0 then return {1} end
+local w = watermark(st, pend, now)
+trim(st, msgs, pend, unp, tonumber(ARGV[1]), now)
+redis.call('EXPIRE', msgs, ARGV[2])
+local reply = {1, redis.call('HGET', st, 'ep'), fmt(w), redis.call('SMEMBERS', subs)}
+for _, v in ipairs(late) do reply[#reply + 1] = v end
+return reply
 `,
 };
 
@@ -171,14 +370,26 @@ return {allowed, string.format('%.3f', wait)}
 `,
 };
 
-export const ALL_SCRIPTS: readonly ScriptDefinition[] = [RESERVE, STORE, WARM, REFRESH, HISTORY, TAKE_TOKEN];
+export const ALL_SCRIPTS: readonly ScriptDefinition[] = [
+  INSTALL,
+  RESERVE,
+  STORE,
+  RELEASE,
+  HISTORY,
+  FOLLOW,
+  WARM,
+  REFRESH,
+  TAKE_TOKEN,
+];
 
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 
 /** Registers the scripts (EVALSHA with EVAL fallback, per cluster node) and calls them by name. */
 export class Scripts {
   constructor(private readonly client: RedisClient) {
-    for (const s of ALL_SCRIPTS) client.defineCommand(s.name, { numberOfKeys: s.keys, lua: s.lua });
+    for (const s of ALL_SCRIPTS) {
+      client.defineCommand(s.name, s.keys === "varying" ? { lua: s.lua } : { numberOfKeys: s.keys, lua: s.lua });
+    }
   }
 
   run(
@@ -188,6 +399,8 @@ export class Scripts {
   ): Promise<unknown> {
     const fn = (this.client as unknown as Record<string, ScriptFn>)[script.name];
     if (fn === undefined) throw new Error(`script ${script.name} not registered`);
-    return fn.call(this.client, ...keys, ...args);
+    return script.keys === "varying"
+      ? fn.call(this.client, keys.length, ...keys, ...args)
+      : fn.call(this.client, ...keys, ...args);
   }
 }

@@ -71,7 +71,7 @@ export class TierGuard {
       return await this.policy.execute(work);
     } catch (error) {
       if (error instanceof BrokenCircuitError) {
-        throw new TierUnavailableError(this.tier, "circuit open", { cause: error });
+        throw new TierUnavailableError(this.tier, "circuit open", { cause: error, maybeApplied: false });
       }
       if (error instanceof TaskCancelledError || this.isOutage(error))
         throw new TierUnavailableError(this.tier, describeError(error), { cause: error });

@@ -1,6 +1,6 @@
 /** GET /api/threads/{threadId}/messages — history pages in seq order, served from Redis when it can. */
 import { parseHistoryQuery, parseId } from "../../core/validation.ts";
-import { limits, messageService } from "../../runtime/container.ts";
+import { historyReader, limits } from "../../runtime/container.ts";
 import { httpHandler } from "../../runtime/http-middleware.ts";
 import { Metric } from "../../runtime/metric-names.ts";
 import { countMetric } from "../../runtime/telemetry.ts";
@@ -9,7 +9,7 @@ export const handler = httpHandler(
   async ({ principal, params, query }) => {
     const threadId = parseId(params.threadId, "threadId");
     const page = parseHistoryQuery(query, limits());
-    const { value, source } = await (await messageService()).history(principal, threadId, page);
+    const { value, source } = await (await historyReader()).history(principal, threadId, page);
     countMetric(source === "cache" ? Metric.CacheHits : Metric.CacheMisses);
     return { status: 200, headers: { "x-served-from": source }, body: value };
   },

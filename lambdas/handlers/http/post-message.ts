@@ -1,14 +1,14 @@
 /** POST /api/threads/{threadId}/messages — where a message is accepted. */
 import { parseId, parsePostMessage } from "../../core/validation.ts";
 import { recordAccept, serverTiming } from "../../runtime/accept-telemetry.ts";
-import { limits, messageService } from "../../runtime/container.ts";
+import { acceptor, limits } from "../../runtime/container.ts";
 import { httpHandler } from "../../runtime/http-middleware.ts";
 
 export const handler = httpHandler(
   async ({ principal, params, body, headers }) => {
     const threadId = parseId(params.threadId, "threadId");
     const input = parsePostMessage(body, limits(), headers["idempotency-key"]);
-    const service = await messageService();
+    const service = await acceptor();
     const result = await recordAccept(() => service.accept({ principal, threadId, input }));
     return {
       status: 201,

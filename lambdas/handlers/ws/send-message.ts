@@ -7,13 +7,13 @@ import { describeError } from "../../core/errors.ts";
 import { messageCreatedFrame } from "../../core/events.ts";
 import { parseWsSendMessage } from "../../core/validation.ts";
 import { recordAccept } from "../../runtime/accept-telemetry.ts";
-import { limits, messageService, notifier } from "../../runtime/container.ts";
+import { acceptor, limits, notifier } from "../../runtime/container.ts";
 import { logger } from "../../runtime/telemetry.ts";
 import { wsRouteHandler } from "../../runtime/ws-middleware.ts";
 
 export const handler = wsRouteHandler(async ({ connection, frame }) => {
   const { threadId, requestId, input } = parseWsSendMessage(frame, limits());
-  const service = await messageService();
+  const service = await acceptor();
   const result = await recordAccept(() =>
     service.accept({
       principal: connection.principal,
@@ -30,6 +30,8 @@ export const handler = wsRouteHandler(async ({ connection, frame }) => {
       connection.connectionId,
       messageCreatedFrame(result.message, {
         ack: true,
+        // The sender's copy of the event: the same position the other subscribers get.
+        ...(result.position ?? {}),
         durability: result.durability,
         replayed: result.replayed,
         ...(requestId !== undefined ? { request_id: requestId } : {}),

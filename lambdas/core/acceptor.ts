@@ -1,0 +1,407 @@
+/**
+ * Where a message is accepted (HTTP POST and WebSocket sendMessage alike).
+ *
+ *   1. Reserve in the hot tier, one round trip: the thread (and whether the principal may write
+ *      to it), the idempotency key (new, held by another try, or answered already) and the next
+ *      seq, which stays "pending" — holding the thread's watermark below it — until it resolves.
+ *   2. Make it durable (DurableWriter: SQS, or PostgreSQL in the fallback and rollback modes).
+ *   3. Make it visible, one round trip: the thread's index, the key's record, the next stream
+ *      position and the subscribers, atomically; then push it to them.
+ *   4. Answer. Nothing runs after the answer (Lambda freezes the process).
+ *
+ * Every accept has an idempotency key: the client's `client_message_id`, or one the server makes
+ * (returned in the message), so that a try whose outcome is unknown can be retried without a
+ * duplicate. The id is derived from the key: whatever happens to the hot tier, the durable tiers'
+ * unique id absorbs a second copy. When the hot tier is unreachable, PostgreSQL allocates the seq
+ * (docs/architecture.md says what that lane does not promise).
+ */
+import { bestEffort } from "./best-effort.ts";
+import { type DurableWriter, WriteFailedError, type Written } from "./durable-writers.ts";
+import {
+  ConflictError,
+  ForbiddenError,
+  isTierUnavailable,
+  ServiceUnavailableError,
+  requestInProgress,
+  threadNotFound,
+  unavailableAs,
+} from "./errors.ts";
+import { messageCreatedFrame } from "./events.ts";
+import { emptyFanout, type Fanout, type FanoutResult } from "./fanout.ts";
+import { fingerprintOf, idempotencyKey, messageIdFor, serverClientMessageId, tryToken } from "./ids.ts";
+import {
+  isService,
+  type Message,
+  type MessageRole,
+  type Principal,
+  type StreamPosition,
+  toEpochSeconds,
+} from "./model.ts";
+import type {
+  Clock,
+  Diagnostics,
+  MessageCache,
+  MessageRepository,
+  RateLimiter,
+  Reservation,
+  ReserveInput,
+  StoreResult,
+} from "./ports.ts";
+import { admit } from "./rate-limit.ts";
+import type { ThreadAccess } from "./thread-access.ts";
+import { Stopwatch, type TierTiming } from "./timing.ts";
+import type { PostMessageInput } from "./validation.ts";
+
+export interface AcceptorDeps {
+  readonly cache: MessageCache;
+  readonly messages: MessageRepository;
+  readonly access: ThreadAccess;
+  readonly writer: DurableWriter;
+  readonly fanout: Fanout;
+  readonly rateLimiter: RateLimiter;
+  readonly clock: Clock;
+  readonly diagnostics: Diagnostics;
+  /** Pauses between looks at a try still in flight (tests pass a clock-free one). */
+  readonly pause?: (ms: number) => Promise<void>;
+}
+
+export interface AcceptCommand {
+  readonly principal: Principal;
+  readonly threadId: string;
+  readonly input: PostMessageInput;
+  /** The WebSocket connection that sent the message: it gets an ack instead of the fan-out copy. */
+  readonly originConnectionId?: string;
+}
+
+export interface AcceptResult {
+  readonly message: Message;
+  /** True when this is the original message of an earlier try with the same key. */
+  readonly replayed: boolean;
+  /** "queued": in SQS, persisted shortly; "committed": already in PostgreSQL. */
+  readonly durability: "queued" | "committed";
+  /** A fallback was used (SQS down → synchronous commit). */
+  readonly degraded: boolean;
+  readonly cache: "written" | "skipped" | "failed";
+  readonly delivery: FanoutResult;
+  /** The message's place in the thread's live stream (null: the hot tier could not give one). */
+  readonly position: StreamPosition | null;
+  readonly timings: readonly TierTiming[];
+}
+
+/** How long a second try of a key waits for the first one to finish before answering 409. */
+const IN_PROGRESS_PAUSES_MS = [10, 20, 40, 80, 160, 320, 640] as const;
+
+const realPause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Attempt {
+  readonly command: AcceptCommand;
+  readonly role: MessageRole;
+  readonly clientMessageId: string;
+  readonly clientSupplied: boolean;
+  readonly key: string;
+  readonly id: string;
+  readonly fingerprint: string;
+  readonly token: string;
+  readonly watch: Stopwatch;
+}
+
+type Reserved = Extract<Reservation, { kind: "reserved" }>;
+
+export class Acceptor {
+  private readonly pause: (ms: number) => Promise<void>;
+
+  constructor(private readonly deps: AcceptorDeps) {
+    this.pause = deps.pause ?? realPause;
+  }
+
+  async accept(command: AcceptCommand): Promise<AcceptResult> {
+    const attempt = this.attempt(command);
+    // The budget check runs alongside the reservation; its verdict is awaited first.
+    const admitted = admit(this.deps.rateLimiter, command.principal, this.deps.diagnostics);
+    const [admission, reserved] = await Promise.allSettled([
+      admitted,
+      attempt.watch.time("cache", () => this.reserve(attempt)),
+    ]);
+    if (admission.status === "rejected") {
+      if (reserved.status === "fulfilled" && reserved.value?.kind === "reserved") {
+        await this.release(attempt, reserved.value.seq, { kind: "abandoned" });
+      }
+      throw admission.reason;
+    }
+    if (reserved.status === "rejected") throw reserved.reason;
+    const reservation = reserved.value;
+    if (reservation === null) return this.acceptWithoutCache(attempt);
+    if (reservation.kind === "replay") return this.replay(attempt, reservation.message, "queued");
+    return this.acceptReserved(attempt, reservation);
+  }
+
+  private attempt(command: AcceptCommand): Attempt {
+    const { principal, threadId, input } = command;
+    const role = roleFor(principal, input.role);
+    const clientMessageId = input.clientMessageId ?? serverClientMessageId();
+    return {
+      command,
+      role,
+      clientMessageId,
+      clientSupplied: input.clientMessageId !== undefined,
+      key: idempotencyKey(principal.userId, clientMessageId),
+      id: messageIdFor(threadId, principal.userId, clientMessageId),
+      fingerprint: fingerprintOf({ role, content: input.content, metadata: input.metadata }),
+      token: tryToken(),
+      watch: new Stopwatch(),
+    };
+  }
+
+  /**
+   * The hot tier's reservation: "reserved" or "replay", or null when the hot tier cannot be
+   * reached (the accept then goes on without it). A timed-out call is repeated once with the same
+   * token, so a reservation it made is found again rather than leaked.
+   */
+  private async reserve(attempt: Attempt): Promise<Reserved | Extract<Reservation, { kind: "replay" }> | null> {
+    const { principal, threadId } = attempt.command;
+    const input: ReserveInput = {
+      threadId,
+      idempotencyKey: attempt.key,
+      clientSupplied: attempt.clientSupplied,
+      fingerprint: attempt.fingerprint,
+      token: attempt.token,
+      ownerId: isService(principal) ? null : principal.userId,
+      nowMs: this.deps.clock.now(),
+    };
+    const call = async (): Promise<Reservation | null> => {
+      for (let tries = 0; ; tries++) {
+        try {
+          return await this.deps.cache.reserve(input);
+        } catch (error) {
+          if (!isTierUnavailable(error)) throw error;
+          if (tries >= 1 || !error.maybeApplied) {
+            this.deps.diagnostics.warn("cache unavailable on accept; PostgreSQL allocates the seq", {
+              threadId,
+              error: error.message,
+            });
+            return null;
+          }
+        }
+      }
+    };
+    let reservation = await call();
+    if (reservation?.kind === "unknown_thread") {
+      if ((await this.deps.access.install(threadId)) === null) throw threadNotFound();
+      reservation = await call();
+      if (reservation?.kind === "unknown_thread") return null;
+    }
+    for (const ms of IN_PROGRESS_PAUSES_MS) {
+      if (reservation?.kind !== "in_progress") break;
+      await this.pause(ms);
+      reservation = await call();
+    }
+    if (reservation === null) return null;
+    switch (reservation.kind) {
+      case "in_progress":
+        throw requestInProgress();
+      case "mismatch":
+        throw keyReused();
+      case "not_found":
+      case "unknown_thread":
+        throw threadNotFound();
+      default:
+        return reservation;
+    }
+  }
+
+  private async acceptReserved(attempt: Attempt, reservation: Reserved): Promise<AcceptResult> {
+    const { thread } = reservation;
+    if (reservation.verify) {
+      // The hot tier lost this thread's keys within the idempotency window: the key may be old.
+      const earlier = await bestEffort(
+        this.deps.diagnostics,
+        "could not check PostgreSQL for an earlier try",
+        { messageId: attempt.id },
+        () => this.deps.messages.findById(attempt.id),
+        null,
+      );
+      if (earlier !== null) {
+        if (fingerprintOf(earlier.message) !== attempt.fingerprint) {
+          await this.release(attempt, reservation.seq, { kind: "abandoned" });
+          throw keyReused();
+        }
+        await this.release(attempt, reservation.seq, { kind: "replayed", message: earlier.message });
+        return this.replay(attempt, earlier.message, "committed");
+      }
+    }
+    const draft = this.draft(attempt, reservation.createdAtMs);
+    let message: Message = { ...draft, seq: reservation.seq };
+    let written: Written;
+    try {
+      written = await this.deps.writer.write(message, thread.owner_id, attempt.watch);
+    } catch (error) {
+      if (error instanceof WriteFailedError) {
+        await this.release(attempt, reservation.seq, { kind: error.maybeStored ? "unknown" : "abandoned" });
+        throw this.unavailable(attempt, error);
+      }
+      await this.release(attempt, reservation.seq, { kind: "abandoned" });
+      throw error;
+    }
+    if (written.stored !== undefined) message = written.stored;
+    const stored = await this.store(attempt, message, thread.owner_id, written.durability === "queued");
+    if (stored?.kind === "replay") return this.replay(attempt, stored.message, written.durability);
+    const visible = stored?.kind === "visible" ? stored : null;
+    const delivery =
+      visible === null
+        ? emptyFanout()
+        : await this.notify(attempt, message, visible.position, visible.subscribers);
+    return {
+      message,
+      replayed: false,
+      durability: written.durability,
+      degraded: written.degraded,
+      cache: visible !== null ? "written" : "failed",
+      delivery,
+      position: visible?.position ?? null,
+      timings: [...attempt.watch.timings, attempt.watch.total()],
+    };
+  }
+
+  /** The hot tier is unreachable: PostgreSQL decides replays and allocates the seq. */
+  private async acceptWithoutCache(attempt: Attempt): Promise<AcceptResult> {
+    const { principal, threadId } = attempt.command;
+    const thread = await this.deps.access.accessible(principal, threadId);
+    if (attempt.clientSupplied) {
+      const earlier = await attempt.watch
+        .time("db", () => this.deps.messages.findById(attempt.id))
+        .catch(unavailableAs("Cache and database both unavailable", { clientMessageId: attempt.clientMessageId }));
+      if (earlier !== null) {
+        if (fingerprintOf(earlier.message) !== attempt.fingerprint) throw keyReused();
+        return this.replay(attempt, earlier.message, "committed");
+      }
+    }
+    let written: Written & { message: Message };
+    try {
+      written = await this.deps.writer.writeAllocating(
+        this.draft(attempt, this.deps.clock.now()),
+        thread.owner_id,
+        attempt.watch,
+      );
+    } catch (error) {
+      if (error instanceof WriteFailedError) throw this.unavailable(attempt, error);
+      throw error;
+    }
+    return {
+      message: written.stored ?? written.message,
+      replayed: false,
+      durability: written.durability,
+      degraded: written.degraded,
+      cache: "skipped",
+      delivery: emptyFanout(),
+      position: null,
+      timings: [...attempt.watch.timings, attempt.watch.total()],
+    };
+  }
+
+  /** Makes the message visible; a timed-out call is repeated once (the script is idempotent). */
+  private async store(
+    attempt: Attempt,
+    message: Message,
+    ownerId: string,
+    queued: boolean,
+  ): Promise<StoreResult | null> {
+    const ctx = { ownerId, idempotencyKey: attempt.key, fingerprint: attempt.fingerprint, queued };
+    for (let tries = 0; ; tries++) {
+      try {
+        return await attempt.watch.time("cache_write", () => this.deps.cache.store(message, ctx));
+      } catch (error) {
+        if (tries >= 1 || !isTierUnavailable(error) || !error.maybeApplied) {
+          // Durable already: the persist consumer makes it visible once PostgreSQL has it.
+          this.deps.diagnostics.warn("could not cache accepted message", {
+            messageId: message.id,
+            error: error instanceof Error ? error.message : String(error),
+          });
+          return null;
+        }
+      }
+    }
+  }
+
+  private notify(
+    attempt: Attempt,
+    message: Message,
+    position: StreamPosition,
+    subscribers: readonly string[],
+  ): Promise<FanoutResult> {
+    const recipients = subscribers.filter((id) => id !== attempt.command.originConnectionId);
+    if (recipients.length === 0) return Promise.resolve(emptyFanout());
+    const frame = messageCreatedFrame(message, position);
+    return attempt.watch.time("ws", () => this.deps.fanout.deliver(message.thread_id, recipients, frame));
+  }
+
+  private release(
+    attempt: Attempt,
+    seq: number,
+    outcome: Parameters<MessageCache["release"]>[0]["outcome"],
+  ): Promise<void> {
+    return bestEffort(
+      this.deps.diagnostics,
+      "could not release reservation",
+      { threadId: attempt.command.threadId, seq, outcome: outcome.kind },
+      () =>
+        this.deps.cache.release({
+          threadId: attempt.command.threadId,
+          seq,
+          idempotencyKey: attempt.key,
+          token: attempt.token,
+          fingerprint: attempt.fingerprint,
+          outcome,
+        }),
+      undefined,
+    );
+  }
+
+  private draft(attempt: Attempt, createdAtMs: number): Omit<Message, "seq"> {
+    const { principal, threadId, input } = attempt.command;
+    return {
+      id: attempt.id,
+      thread_id: threadId,
+      role: attempt.role,
+      user_id: principal.userId,
+      content: input.content,
+      metadata: input.metadata,
+      client_message_id: attempt.clientMessageId,
+      created_at: toEpochSeconds(createdAtMs),
+      created_at_ms: createdAtMs,
+    };
+  }
+
+  /** The original message of the key (the reservation or PostgreSQL authorised the thread). */
+  private replay(attempt: Attempt, message: Message, durability: AcceptResult["durability"]): AcceptResult {
+    return {
+      message,
+      replayed: true,
+      durability,
+      degraded: false,
+      cache: "skipped",
+      delivery: emptyFanout(),
+      position: null,
+      timings: [...attempt.watch.timings, attempt.watch.total()],
+    };
+  }
+
+  private unavailable(attempt: Attempt, error: WriteFailedError): ServiceUnavailableError {
+    const retry = `${error.message}; retry with client_message_id ${attempt.clientMessageId}`;
+    return new ServiceUnavailableError(retry, { cause: error, clientMessageId: attempt.clientMessageId });
+  }
+}
+
+const roleFor = (principal: Principal, requested: MessageRole | undefined): MessageRole => {
+  if (isService(principal)) return requested ?? "assistant";
+  if (requested !== undefined && requested !== "user") {
+    throw new ForbiddenError("role_not_allowed", `only a service principal may post ${requested} messages`);
+  }
+  return "user";
+};
+
+const keyReused = (): ConflictError =>
+  new ConflictError(
+    "idempotency_key_reused",
+    "This client_message_id was used for a message with different content",
+  );
+
