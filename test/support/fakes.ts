@@ -9,8 +9,17 @@ import { ArchiveService } from "../../lambdas/core/archive-service.ts";
 import { type Tier, TierUnavailableError, UnauthorizedError } from "../../lambdas/core/errors.ts";
 import { Fanout, type FanoutOptions } from "../../lambdas/core/fanout.ts";
 import { newId } from "../../lambdas/core/ids.ts";
-import { type AcceptMode, MessageService } from "../../lambdas/core/message-service.ts";
-import type { HistoryPage, HistoryQuery, Message, Principal, Thread } from "../../lambdas/core/model.ts";
+import { Acceptor } from "../../lambdas/core/acceptor.ts";
+import { CommitWriter, QueueFirstWriter } from "../../lambdas/core/durable-writers.ts";
+import { HistoryReader } from "../../lambdas/core/history-reader.ts";
+import { fingerprintOf, idempotencyKey } from "../../lambdas/core/ids.ts";
+import type {
+  HistoryQuery,
+  Message,
+  Principal,
+  StreamPosition,
+  Thread,
+} from "../../lambdas/core/model.ts";
 import { toEpochSeconds } from "../../lambdas/core/model.ts";
 import { OutboxRelay } from "../../lambdas/core/outbox-relay.ts";
 import { PersistService } from "../../lambdas/core/persist-service.ts";
@@ -30,8 +39,15 @@ import type {
   OwnedMessage,
   PersistEnvelope,
   RateLimiter,
+  CachedHistory,
+  LateVisibility,
+  ReleaseOutcome,
   Reservation,
+  ReserveInput,
+  StoredPage,
+  StoreResult,
   ThreadCursor,
+  ThreadInstall,
   ThreadRepository,
   TokenVerifier,
 } from "../../lambdas/core/ports.ts";
@@ -40,8 +56,9 @@ import {
   type RetryPolicy,
   serializeAnalyticsEnvelope,
 } from "../../lambdas/core/records.ts";
-import { nextSeq, POSTGRES_SEQ_LANE, REDIS_SEQ_LANE } from "../../lambdas/core/sequence.ts";
+import { nextSeq, POSTGRES_SEQ_LANE, REDIS_SEQ_LANE, SEQ_PER_MILLISECOND } from "../../lambdas/core/sequence.ts";
 import { SubscriptionService } from "../../lambdas/core/subscription-service.ts";
+import { ThreadAccess } from "../../lambdas/core/thread-access.ts";
 import { ThreadService } from "../../lambdas/core/thread-service.ts";
 import type { PostMessageInput } from "../../lambdas/core/validation.ts";
 
@@ -157,18 +174,15 @@ export class FakeConnectionRegistry extends TierFake<keyof ConnectionRegistry> i
 
   async subscribe(connectionId: string, threadId: string): Promise<void> {
     this.enter("subscribe", connectionId, threadId);
-    this.addSubscription(connectionId, threadId);
+    const threads = this.connectionThreads.get(connectionId) ?? new Set<string>();
+    threads.add(threadId);
+    this.connectionThreads.set(connectionId, threads);
   }
 
   async unsubscribe(connectionId: string, threadId: string): Promise<void> {
     this.enter("unsubscribe", connectionId, threadId);
     this.threadSubscribers.get(threadId)?.delete(connectionId);
     this.connectionThreads.get(connectionId)?.delete(threadId);
-  }
-
-  async subscribers(threadId: string): Promise<string[]> {
-    this.enter("subscribers", threadId);
-    return this.subscribersOf(threadId);
   }
 
   async remove(connectionId: string): Promise<void> {
@@ -180,14 +194,26 @@ export class FakeConnectionRegistry extends TierFake<keyof ConnectionRegistry> i
     this.connections.delete(connectionId);
   }
 
-  /** Test set-up: subscribes without going through the outage switch or the call log. */
-  addSubscription(connectionId: string, threadId: string): void {
+  /** The thread's side of a subscription (`MessageCache.follow` joins it, as Redis does in one slot). */
+  joinThread(connectionId: string, threadId: string): void {
     const subs = this.threadSubscribers.get(threadId) ?? new Set<string>();
     subs.add(connectionId);
     this.threadSubscribers.set(threadId, subs);
+  }
+
+  /** Test set-up: subscribes without going through the outage switch or the call log. */
+  addSubscription(connectionId: string, threadId: string): void {
+    this.joinThread(connectionId, threadId);
     const threads = this.connectionThreads.get(connectionId) ?? new Set<string>();
     threads.add(threadId);
     this.connectionThreads.set(connectionId, threads);
+  }
+
+  /** Redis lost everything. */
+  flush(): void {
+    this.connections.clear();
+    this.threadSubscribers.clear();
+    this.connectionThreads.clear();
   }
 
   subscribersOf(threadId: string): string[] {
@@ -199,127 +225,270 @@ export class FakeConnectionRegistry extends TierFake<keyof ConnectionRegistry> i
   }
 }
 
-// ------------------------------------------------------------------ Redis: message cache
-
 const idempotencySlot = (threadId: string, key: string): string => `${threadId}\n${key}`;
 
+// ------------------------------------------------------------------ Redis: message cache
+
+interface FakeThreadState {
+  meta: Thread;
+  seq: number;
+  pos: number;
+  epoch: string;
+  floor: number;
+  holdUntil: number;
+  holdFloor: number;
+  verifyUntil: number;
+  /** seq → message (the index). */
+  index: Map<number, Message>;
+  /** seq → deadline: reservations not resolved yet. */
+  pending: Map<number, number>;
+  /** seq → deadline: visible messages PostgreSQL has not confirmed. */
+  unpersisted: Map<number, number>;
+}
+
+type IdemRecord =
+  | { s: "p"; t: string; q: number; c: number; h: string; d: number; u: boolean }
+  | { s: "c"; h: string; m: Message };
+
+const FAKE_SEQ_LANE = REDIS_SEQ_LANE;
+
 /**
- * The hot tier, following the contract of the Redis adapter: per thread a record, a seq counter
- * (hybrid clock, Redis lane), idempotency keys and an index of the newest `historySize` messages
- * with a floor from which the index is known to be complete. The subscriber set is read from the
- * registry fake, as Redis keeps both under the thread's hash tag.
+ * The hot tier in memory, following the contract the Redis adapter's Lua scripts follow
+ * (test/contracts/message-cache.contract.ts runs the same cases against both). The thread
+ * subscriber sets live in the registry fake, as Redis keeps them under the thread's hash tag.
  */
 export class FakeMessageCache extends TierFake<keyof MessageCache> implements MessageCache {
-  readonly threads = new Map<string, Thread>();
-  readonly lastSeq = new Map<string, number>();
-  readonly idempotency = new Map<string, Message>();
-  /** threadId → seq → message. */
-  readonly indexes = new Map<string, Map<number, Message>>();
-  /** threadId → lowest seq from which the index holds every message of the thread. */
-  readonly floors = new Map<string, number>();
+  readonly states = new Map<string, FakeThreadState>();
+  readonly idempotency = new Map<string, IdemRecord>();
   readonly byId = new Map<string, OwnedMessage>();
+  private epochs = 0;
 
   constructor(
     private readonly clock: Clock,
     private readonly registry: FakeConnectionRegistry,
-    readonly historySize = 50,
+    readonly options: {
+      historySize: number;
+      persistBoundMs: number;
+      leaseMs: number;
+      idempotencyTtlSeconds: number;
+    } = { historySize: 50, persistBoundMs: 60_000, leaseMs: 15_000, idempotencyTtlSeconds: 86_400 },
   ) {
     super("redis");
   }
 
-  async reserve(input: {
-    threadId: string;
-    idempotencyKey?: string;
-    install?: Thread;
-  }): Promise<Reservation> {
+  async install({ thread, lastSeq, genesis }: ThreadInstall): Promise<void> {
+    this.enter("install", thread, lastSeq, genesis);
+    const existing = this.states.get(thread.id);
+    if (existing !== undefined) {
+      existing.meta = thread;
+      return;
+    }
+    const now = this.clock.now();
+    const base = {
+      meta: thread,
+      pos: 0,
+      epoch: `e${++this.epochs}`,
+      index: new Map<number, Message>(),
+      pending: new Map<number, number>(),
+      unpersisted: new Map<number, number>(),
+    };
+    if (genesis) {
+      this.states.set(thread.id, { ...base, seq: lastSeq, floor: 0, holdUntil: 0, holdFloor: 0, verifyUntil: 0 });
+      return;
+    }
+    const { persistBoundMs, idempotencyTtlSeconds } = this.options;
+    const floor = Math.max(lastSeq + 1, now * SEQ_PER_MILLISECOND);
+    const windowMs = idempotencyTtlSeconds * 1000;
+    this.states.set(thread.id, {
+      ...base,
+      seq: floor - 1,
+      floor,
+      holdUntil: now + persistBoundMs,
+      holdFloor: Math.max(0, (now - persistBoundMs) * SEQ_PER_MILLISECOND - 1),
+      verifyUntil: Math.floor(lastSeq / SEQ_PER_MILLISECOND) > now - windowMs ? now + windowMs : now + persistBoundMs,
+    });
+  }
+
+  async getThread(id: string): Promise<Thread | null> {
+    this.enter("getThread", id);
+    return this.states.get(id)?.meta ?? null;
+  }
+
+  async reserve(input: ReserveInput): Promise<Reservation> {
     this.enter("reserve", input);
-    const { threadId, idempotencyKey, install } = input;
-    if (install !== undefined) this.threads.set(threadId, install);
-    const thread = this.threads.get(threadId);
-    if (thread === undefined) return { kind: "unknown_thread" };
-    if (idempotencyKey !== undefined) {
-      const original = this.idempotency.get(idempotencySlot(threadId, idempotencyKey));
-      if (original !== undefined) return { kind: "replay", thread, message: original };
+    const st = this.states.get(input.threadId);
+    if (st === undefined) return { kind: "unknown_thread" };
+    if (input.ownerId !== null && st.meta.owner_id !== input.ownerId) return { kind: "not_found" };
+    const now = this.clock.now();
+    const slot = idempotencySlot(input.threadId, input.idempotencyKey);
+    const rec = this.idempotency.get(slot);
+    if (rec !== undefined) {
+      if (rec.h !== input.fingerprint) return { kind: "mismatch" };
+      if (rec.s === "c") return { kind: "replay", thread: st.meta, message: rec.m };
+      const reserved = (takeover: boolean) =>
+        ({ kind: "reserved", thread: st.meta, seq: rec.q, createdAtMs: rec.c, takeover, verify: false }) as const;
+      if (rec.t === input.token) return reserved(false);
+      if (rec.u || rec.d < now) {
+        rec.t = input.token;
+        rec.d = now + this.options.leaseMs;
+        rec.u = false;
+        st.pending.set(rec.q, now + this.options.persistBoundMs);
+        return reserved(true);
+      }
+      return { kind: "in_progress" };
     }
-    const seq = nextSeq(this.lastSeq.get(threadId) ?? 0, this.clock.now(), REDIS_SEQ_LANE);
-    this.lastSeq.set(threadId, seq);
-    return { kind: "reserved", thread, seq, subscribers: this.registry.subscribersOf(threadId) };
+    const seq = nextSeq(st.seq, now, FAKE_SEQ_LANE);
+    st.seq = seq;
+    st.pending.set(seq, now + this.options.persistBoundMs);
+    this.idempotency.set(slot, {
+      s: "p",
+      t: input.token,
+      q: seq,
+      c: input.nowMs,
+      h: input.fingerprint,
+      d: now + this.options.leaseMs,
+      u: false,
+    });
+    return {
+      kind: "reserved",
+      thread: st.meta,
+      seq,
+      createdAtMs: input.nowMs,
+      takeover: false,
+      verify: input.clientSupplied && now < st.verifyUntil,
+    };
   }
 
-  async store(message: Message, ctx: { ownerId: string; idempotencyKey?: string }): Promise<void> {
+  async store(
+    message: Message,
+    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; queued: boolean },
+  ): Promise<StoreResult> {
     this.enter("store", message, ctx);
-    const threadId = message.thread_id;
-    const fresh = !this.indexes.has(threadId);
-    const index = this.index(threadId);
-    index.set(message.seq, message);
-    if (fresh || !this.floors.has(threadId)) this.floors.set(threadId, message.seq);
-    if (ctx.idempotencyKey !== undefined) {
-      this.idempotency.set(idempotencySlot(threadId, ctx.idempotencyKey), message);
-    }
-    this.trim(threadId);
     this.byId.set(message.id, { message, ownerId: ctx.ownerId });
+    const st = this.states.get(message.thread_id);
+    if (st === undefined) return { kind: "lost" };
+    const slot = idempotencySlot(message.thread_id, ctx.idempotencyKey);
+    const rec = this.idempotency.get(slot);
+    if (rec?.s === "c") return { kind: "replay", message: rec.m };
+    const now = this.clock.now();
+    st.index.set(message.seq, message);
+    st.pending.delete(message.seq);
+    if (ctx.queued) st.unpersisted.set(message.seq, now + this.options.persistBoundMs);
+    this.idempotency.set(slot, { s: "c", h: ctx.fingerprint, m: message });
+    st.pos += 1;
+    const watermark = this.watermark(st, now);
+    this.trim(st, now);
+    return {
+      kind: "visible",
+      position: { epoch: st.epoch, pos: st.pos, watermark },
+      subscribers: this.registry.subscribersOf(message.thread_id),
+    };
   }
 
-  async history(threadId: string, query: HistoryQuery): Promise<HistoryPage | null> {
+  async release(input: {
+    threadId: string;
+    seq: number;
+    idempotencyKey: string;
+    token: string;
+    fingerprint: string;
+    outcome: ReleaseOutcome;
+  }): Promise<void> {
+    this.enter("release", input);
+    const st = this.states.get(input.threadId);
+    const slot = idempotencySlot(input.threadId, input.idempotencyKey);
+    const rec = this.idempotency.get(slot);
+    const mine = rec?.s === "p" && rec.t === input.token;
+    const { outcome } = input;
+    if (outcome.kind === "replayed") {
+      st?.pending.delete(input.seq);
+      this.idempotency.set(slot, { s: "c", h: input.fingerprint, m: outcome.message });
+    } else if (outcome.kind === "unknown") {
+      if (st?.pending.has(input.seq)) st.pending.set(input.seq, this.clock.now() + this.options.persistBoundMs);
+      if (mine && rec?.s === "p") rec.u = true;
+    } else {
+      st?.pending.delete(input.seq);
+      if (mine) this.idempotency.delete(slot);
+    }
+  }
+
+  async history(threadId: string, query: HistoryQuery): Promise<CachedHistory | null> {
     this.enter("history", threadId, query);
-    const floor = this.floors.get(threadId);
-    if (floor === undefined) return null;
-    const all = [...(this.indexes.get(threadId)?.values() ?? [])].sort((a, b) => a.seq - b.seq);
-    const { limit } = query;
+    const st = this.states.get(threadId);
+    if (st === undefined) return null;
+    const watermark = this.watermark(st, this.clock.now());
+    const all = [...st.index.values()].sort((a, b) => a.seq - b.seq);
+    const count = query.limit + 1;
+    const { floor } = st;
     if (query.direction === "backward") {
       const { before } = query;
       const rows = all
-        .filter((m) => before === undefined || m.seq < before)
+        .filter((m) => m.seq >= floor && (before === undefined || m.seq < before))
         .reverse()
-        .slice(0, limit + 1);
-      const known = rows.filter((m) => m.seq >= floor);
-      if (known.length > limit) {
-        const page = known.slice(0, limit).reverse();
-        return { messages: page, next_cursor: page[0]?.seq ?? null };
-      }
-      if (floor !== 0) return null;
-      return { messages: known.reverse(), next_cursor: null };
+        .slice(0, count);
+      return { floor, watermark, rows };
     }
-    if (floor > query.after + 1) return null;
-    const rows = all.filter((m) => m.seq > query.after).slice(0, limit + 1);
-    const page = rows.slice(0, limit);
-    return { messages: page, next_cursor: rows.length > limit ? (page.at(-1)?.seq ?? null) : null };
+    const low = query.after >= floor - 1 ? (m: Message) => m.seq > query.after : (m: Message) => m.seq >= floor;
+    return { floor, watermark, rows: all.filter(low).slice(0, count) };
+  }
+
+  async follow(threadId: string, connectionId: string): Promise<StreamPosition | null> {
+    this.enter("follow", threadId, connectionId);
+    const st = this.states.get(threadId);
+    if (st === undefined) return null;
+    this.registry.joinThread(connectionId, threadId);
+    return { epoch: st.epoch, pos: st.pos, watermark: this.watermark(st, this.clock.now()) };
+  }
+
+  async warm(threadId: string, messages: readonly Message[], complete: boolean): Promise<void> {
+    this.enter("warm", threadId, messages, complete);
+    const st = this.states.get(threadId);
+    if (st === undefined || (messages.length === 0 && !complete)) return;
+    for (const m of messages) if (m.seq < st.floor && !st.index.has(m.seq)) st.index.set(m.seq, m);
+    const candidate = complete ? 0 : Math.min(...messages.map((m) => m.seq));
+    if (candidate < st.floor) st.floor = candidate;
+    this.trim(st, this.clock.now());
+  }
+
+  async refresh(messages: readonly Message[]): Promise<LateVisibility[]> {
+    this.enter("refresh", messages);
+    const now = this.clock.now();
+    const byThread = new Map<string, Message[]>();
+    for (const m of messages) byThread.set(m.thread_id, [...(byThread.get(m.thread_id) ?? []), m]);
+    const result: LateVisibility[] = [];
+    for (const [threadId, list] of byThread) {
+      const st = this.states.get(threadId);
+      if (st === undefined) continue;
+      const made: { message: Message; pos: number }[] = [];
+      for (const m of list) {
+        st.unpersisted.delete(m.seq);
+        if (st.index.has(m.seq)) continue;
+        const pending = st.pending.has(m.seq);
+        if (!(m.seq >= st.floor || pending || (now < st.holdUntil && m.seq > st.holdFloor))) continue;
+        st.index.set(m.seq, m);
+        st.pending.delete(m.seq);
+        const slot = idempotencySlot(threadId, idempotencyKey(m.user_id, m.client_message_id ?? `id:${m.id}`));
+        if (this.idempotency.get(slot)?.s !== "c") {
+          this.idempotency.set(slot, { s: "c", h: fingerprintOf(m), m });
+        }
+        st.pos += 1;
+        made.push({ message: m, pos: st.pos });
+      }
+      if (made.length === 0) continue;
+      const watermark = this.watermark(st, now);
+      this.trim(st, now);
+      result.push({
+        threadId,
+        messages: made,
+        subscribers: this.registry.subscribersOf(threadId),
+        position: { epoch: st.epoch, watermark, pos: st.pos },
+      });
+    }
+    return result;
   }
 
   async getMessage(id: string): Promise<OwnedMessage | null> {
     this.enter("getMessage", id);
     return this.byId.get(id) ?? null;
-  }
-
-  async getThread(id: string): Promise<Thread | null> {
-    this.enter("getThread", id);
-    return this.threads.get(id) ?? null;
-  }
-
-  async putThread(thread: Thread): Promise<void> {
-    this.enter("putThread", thread);
-    this.threads.set(thread.id, thread);
-  }
-
-  async warm(threadId: string, messages: readonly Message[], complete: boolean): Promise<void> {
-    this.enter("warm", threadId, messages, complete);
-    if (messages.length === 0) return;
-    const index = this.index(threadId);
-    for (const m of messages) if (!index.has(m.seq)) index.set(m.seq, m);
-    const candidate = complete ? 0 : Math.min(...messages.map((m) => m.seq));
-    const floor = this.floors.get(threadId);
-    if (floor === undefined || candidate < floor) this.floors.set(threadId, candidate);
-    this.trim(threadId);
-  }
-
-  async refresh(entries: readonly OwnedMessage[]): Promise<void> {
-    this.enter("refresh", entries);
-    for (const { message } of entries) {
-      const index = this.indexes.get(message.thread_id);
-      if (index === undefined || !this.floors.has(message.thread_id)) continue;
-      if (!index.has(message.seq)) index.set(message.seq, message);
-      this.trim(message.thread_id);
-    }
   }
 
   async ping(): Promise<void> {
@@ -328,32 +497,44 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
 
   /** Redis lost everything (restart, FLUSHALL). */
   flush(): void {
-    for (const map of [this.threads, this.lastSeq, this.idempotency, this.indexes, this.floors, this.byId]) {
-      map.clear();
-    }
+    this.states.clear();
+    this.idempotency.clear();
+    this.byId.clear();
+    this.registry.flush();
   }
 
   cachedSeqs(threadId: string): number[] {
-    return [...(this.indexes.get(threadId)?.keys() ?? [])].sort((a, b) => a - b);
+    return [...(this.states.get(threadId)?.index.keys() ?? [])].sort((a, b) => a - b);
   }
 
-  private index(threadId: string): Map<number, Message> {
-    const existing = this.indexes.get(threadId);
-    if (existing !== undefined) return existing;
-    const created = new Map<number, Message>();
-    this.indexes.set(threadId, created);
-    return created;
+  /** The lowest entry whose deadline has not passed (expired ones are dropped on the way). */
+  private liveMin(entries: Map<number, number>, now: number): number | undefined {
+    for (const seq of [...entries.keys()].sort((a, b) => a - b)) {
+      if ((entries.get(seq) ?? 0) >= now) return seq;
+      entries.delete(seq);
+    }
+    return undefined;
   }
 
-  /** Keeps the newest `historySize` entries and raises the floor past what was dropped. */
-  private trim(threadId: string): void {
-    const index = this.index(threadId);
-    const seqs = [...index.keys()].sort((a, b) => a - b);
-    if (seqs.length <= this.historySize) return;
-    for (const seq of seqs.slice(0, seqs.length - this.historySize)) index.delete(seq);
-    const low = seqs[seqs.length - this.historySize];
-    const floor = this.floors.get(threadId);
-    if (low !== undefined && (floor === undefined || low > floor)) this.floors.set(threadId, low);
+  private watermark(st: FakeThreadState, now: number): number {
+    const low = this.liveMin(st.pending, now);
+    const w = low === undefined ? st.seq : low - 1;
+    return now < st.holdUntil ? Math.min(w, st.holdFloor) : w;
+  }
+
+  private trim(st: FakeThreadState, now: number): void {
+    const seqs = [...st.index.keys()].sort((a, b) => a - b);
+    const { historySize } = this.options;
+    if (seqs.length <= historySize) return;
+    let keep = seqs[seqs.length - historySize] as number;
+    const p = this.liveMin(st.pending, now);
+    if (p !== undefined && p < keep) keep = p;
+    const u = this.liveMin(st.unpersisted, now);
+    if (u !== undefined && u < keep) keep = u;
+    const dropped = seqs.filter((seq) => seq < keep);
+    if (dropped.length === 0) return;
+    for (const seq of dropped) st.index.delete(seq);
+    if (keep > st.floor) st.floor = keep;
   }
 }
 
@@ -479,6 +660,17 @@ export class FakeThreadRepository extends TierFake<keyof ThreadRepository> imple
     return this.rows.get(id) ?? null;
   }
 
+  async getForInstall(id: string): Promise<ThreadInstall | null> {
+    this.enter("getForInstall", id);
+    const thread = this.rows.get(id);
+    if (thread === undefined) return null;
+    const stored = this.messages?.threadMessages(id).at(-1)?.seq ?? 0;
+    return { thread, lastSeq: Math.max(this.lastSeq.get(id) ?? 0, stored), genesis: false };
+  }
+
+  /** The messages table, for `getForInstall`'s highest seq (set by FakeMessageRepository). */
+  messages: FakeMessageRepository | undefined;
+
   async listByOwner(ownerId: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]> {
     this.enter("listByOwner", ownerId, page);
     const { after } = page;
@@ -525,6 +717,7 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
 
   constructor(private readonly threads: FakeThreadRepository) {
     super("postgres");
+    threads.messages = this;
   }
 
   async persistBatch(messages: readonly OwnedMessage[]): Promise<CommitResult[]> {
@@ -564,9 +757,9 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
     return message === undefined || thread === undefined ? null : { message, ownerId: thread.owner_id };
   }
 
-  async history(threadId: string, query: HistoryQuery): Promise<HistoryPage> {
-    this.enter("history", threadId, query);
-    const all = this.threadMessages(threadId);
+  async history(threadId: string, query: HistoryQuery, below?: number): Promise<StoredPage> {
+    this.enter("history", threadId, query, below);
+    const all = this.threadMessages(threadId).filter((m) => below === undefined || m.seq < below);
     const { limit } = query;
     if (query.direction === "forward") {
       const rows = all.filter((m) => m.seq > query.after).slice(0, limit + 1);
@@ -776,9 +969,10 @@ export const makeMessage = (
 // ------------------------------------------------------------------ wiring
 
 export interface WorldOptions {
-  readonly mode?: AcceptMode;
+  readonly mode?: "queued" | "sync";
   readonly historyCacheSize?: number;
-  readonly retryAfterSeconds?: number;
+  readonly persistBoundMs?: number;
+  readonly leaseMs?: number;
   readonly fanout?: FanoutOptions;
   readonly replayLimit?: number;
   readonly retry?: RetryPolicy;
@@ -793,7 +987,13 @@ export const createWorld = (options: WorldOptions = {}) => {
   const diagnostics = new RecordingDiagnostics();
   const registry = new FakeConnectionRegistry();
   const historyCacheSize = options.historyCacheSize ?? 50;
-  const cache = new FakeMessageCache(clock, registry, historyCacheSize);
+  const persistBoundMs = options.persistBoundMs ?? 60_000;
+  const cache = new FakeMessageCache(clock, registry, {
+    historySize: historyCacheSize,
+    persistBoundMs,
+    leaseMs: options.leaseMs ?? 15_000,
+    idempotencyTtlSeconds: 86_400,
+  });
   const notifier = new FakeConnectionNotifier();
   const threads = new FakeThreadRepository(clock);
   const messages = new FakeMessageRepository(threads);
@@ -802,7 +1002,6 @@ export const createWorld = (options: WorldOptions = {}) => {
   const store = new FakeAnalyticsStore();
   const verifier = new FakeTokenVerifier();
   const rateLimiter = new FakeRateLimiter();
-  const retryAfterSeconds = options.retryAfterSeconds ?? 7;
   const retry = options.retry ?? DEFAULT_RETRY;
   const fanout = new Fanout(
     notifier,
@@ -810,21 +1009,40 @@ export const createWorld = (options: WorldOptions = {}) => {
     options.fanout ?? { concurrency: 8, budgetMs: 60_000 },
     diagnostics,
   );
-  const messageService = new MessageService(
-    { cache, messages, threads, publisher, registry, fanout, rateLimiter, clock, diagnostics },
-    { mode: options.mode ?? "queued", historyCacheSize, retryAfterSeconds },
-  );
-  const threadService = new ThreadService(
-    { threads, messages, cache, messageService, rateLimiter, clock, diagnostics },
-    retryAfterSeconds,
-  );
+  const access = new ThreadAccess({ cache, threads, messages, diagnostics }, historyCacheSize);
+  const reader = new HistoryReader({ cache, messages, access, clock, diagnostics }, persistBoundMs);
+  const writer =
+    options.mode === "sync"
+      ? new CommitWriter(messages)
+      : new QueueFirstWriter({ publisher, messages, threads, diagnostics });
+  const acceptor = new Acceptor({
+    cache,
+    messages,
+    access,
+    writer,
+    fanout,
+    rateLimiter,
+    clock,
+    diagnostics,
+    // Waiting for a try in flight advances the manual clock instead of sleeping.
+    pause: async (ms) => clock.advance(ms),
+  });
+  const threadService = new ThreadService({
+    threads,
+    messages,
+    cache,
+    access,
+    rateLimiter,
+    clock,
+    diagnostics,
+  });
   const subscriptionService = new SubscriptionService(
-    { registry, notifier, verifier, messageService, clock, diagnostics },
-    { replayLimit: options.replayLimit ?? 100, retryAfterSeconds },
+    { registry, cache, notifier, verifier, access, reader, clock, diagnostics },
+    { replayLimit: options.replayLimit ?? 100 },
   );
-  const persistService = new PersistService({ messages, analytics, cache, clock, diagnostics }, retry);
+  const persistService = new PersistService({ messages, analytics, cache, fanout, clock, diagnostics }, retry);
   const archiveService = new ArchiveService({ store, clock, diagnostics }, retry);
-  const outboxRelay = new OutboxRelay({ messages, analytics }, options.outboxBatchSize ?? 100);
+  const outboxRelay = new OutboxRelay({ messages, analytics, cache, diagnostics }, options.outboxBatchSize ?? 100);
 
   return {
     clock,
@@ -840,13 +1058,14 @@ export const createWorld = (options: WorldOptions = {}) => {
     verifier,
     rateLimiter,
     fanout,
-    messageService,
+    access,
+    reader,
+    acceptor,
     threadService,
     subscriptionService,
     persistService,
     archiveService,
     outboxRelay,
-    retryAfterSeconds,
     /** Redis is one tier: the cache, the connection registry and the rate limiter fail together. */
     redisDown(): void {
       cache.down = true;

@@ -53,7 +53,7 @@ local function trim(st, msgs, pend, unp, maxLen, now)
   if p ~= nil and p < keep then keep = p end
   local u = live_min(unp, now)
   if u ~= nil and u < keep then keep = u end
-  redis.call('ZREMRANGEBYSCORE', msgs, '-inf', '(' .. fmt(keep))
+  if redis.call('ZREMRANGEBYSCORE', msgs, '-inf', '(' .. fmt(keep)) == 0 then return end
   local floor = tonumber(redis.call('HGET', st, 'floor') or '0')
   if keep > floor then redis.call('HSET', st, 'floor', fmt(keep)) end
 end

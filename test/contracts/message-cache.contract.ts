@@ -1,0 +1,435 @@
+/**
+ * The hot tier's rules, written once. The same cases run against the in-memory fake (unit project)
+ * and the Redis adapter (integration projects, standalone and cluster): a fake can no longer drift
+ * from the adapter it stands for. Times that matter (leases, the persist bound, the restore hold)
+ * come from the harness clock; the seq's clock component comes from the hot tier itself.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { fingerprintOf, idempotencyKey, messageIdFor } from "../../lambdas/core/ids.ts";
+import { type Message, type Thread, toEpochSeconds } from "../../lambdas/core/model.ts";
+import type { Clock, MessageCache, ReserveInput, StoreResult } from "../../lambdas/core/ports.ts";
+
+export interface ContractClock extends Clock {
+  advance(ms: number): void;
+  set(ms: number): void;
+}
+
+export interface CacheHarness {
+  readonly cache: MessageCache;
+  readonly clock: ContractClock;
+  /** What the hot tier was built with. */
+  readonly options: {
+    readonly historySize: number;
+    readonly persistBoundMs: number;
+    readonly leaseMs: number;
+    readonly idempotencyTtlSeconds: number;
+  };
+  /** The registry's side of leaving a thread (ConnectionRegistry.unsubscribe). */
+  unsubscribe(connectionId: string, threadId: string): Promise<void>;
+  /** The hot tier loses everything (restart, FLUSHALL, failover without the data). */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const CONTRACT_OPTIONS = {
+  historySize: 5,
+  persistBoundMs: 60_000,
+  leaseMs: 10_000,
+  idempotencyTtlSeconds: 3600,
+} as const;
+
+const OWNER = "alice";
+
+const newThread = (owner = OWNER): Thread => {
+  const ms = Date.now();
+  return { id: randomUUID(), owner_id: owner, title: "t", metadata: {}, created_at: toEpochSeconds(ms), created_at_ms: ms };
+};
+
+export const messageCacheContract = (name: string, make: () => Promise<CacheHarness>): void => {
+  describe(`MessageCache contract: ${name}`, () => {
+    let h: CacheHarness;
+    let thread: Thread;
+    let counter = 0;
+
+    beforeAll(async () => {
+      h = await make();
+    });
+    afterAll(async () => {
+      await h.close();
+    });
+    beforeEach(async () => {
+      // Near the hot tier's own clock (it stamps seqs), whatever earlier cases advanced.
+      h.clock.set(Date.now());
+      thread = newThread();
+      await h.cache.install({ thread, lastSeq: 0, genesis: true });
+    });
+
+    /** One try of a message: its key, content and token. */
+    const attempt = (overrides: Partial<ReserveInput> & { content?: string; clientId?: string } = {}) => {
+      const clientId = overrides.clientId ?? `c-${++counter}`;
+      const content = overrides.content ?? `hello ${clientId}`;
+      const input: ReserveInput = {
+        threadId: thread.id,
+        idempotencyKey: idempotencyKey(OWNER, clientId),
+        clientSupplied: true,
+        fingerprint: fingerprintOf({ role: "user", content, metadata: {} }),
+        token: randomUUID(),
+        ownerId: OWNER,
+        nowMs: h.clock.now(),
+        ...overrides,
+      };
+      return { input, clientId, content };
+    };
+
+    const reserve = async (a: ReturnType<typeof attempt>) => {
+      const r = await h.cache.reserve(a.input);
+      if (r.kind !== "reserved") throw new Error(`expected a reservation, got ${r.kind}`);
+      return r;
+    };
+
+    const messageOf = (a: ReturnType<typeof attempt>, seq: number, createdAtMs: number): Message => ({
+      id: messageIdFor(a.input.threadId, OWNER, a.clientId),
+      thread_id: a.input.threadId,
+      seq,
+      role: "user",
+      user_id: OWNER,
+      content: a.content,
+      metadata: {},
+      client_message_id: a.clientId,
+      created_at: toEpochSeconds(createdAtMs),
+      created_at_ms: createdAtMs,
+    });
+
+    const store = async (a: ReturnType<typeof attempt>, m: Message, queued = true): Promise<StoreResult> =>
+      h.cache.store(m, { ownerId: OWNER, idempotencyKey: a.input.idempotencyKey, fingerprint: a.input.fingerprint, queued });
+
+    /** Reserves and stores one message; returns it with where it became visible. */
+    const post = async (queued = true) => {
+      const a = attempt();
+      const r = await reserve(a);
+      const m = messageOf(a, r.seq, r.createdAtMs);
+      const s = await store(a, m, queued);
+      if (s.kind !== "visible") throw new Error(`expected visible, got ${s.kind}`);
+      return { a, m, s };
+    };
+
+    const newest = async (limit = 50) => {
+      const page = await h.cache.history(thread.id, { direction: "backward", limit });
+      if (page === null) throw new Error("no hot state");
+      return page;
+    };
+
+    describe("threads", () => {
+      it("knows an installed thread and nothing else", async () => {
+        expect(await h.cache.getThread(thread.id)).toEqual(thread);
+        expect(await h.cache.getThread(randomUUID())).toBeNull();
+        expect(await h.cache.reserve({ ...attempt().input, threadId: randomUUID() })).toEqual({
+          kind: "unknown_thread",
+        });
+        expect(await h.cache.history(randomUUID(), { direction: "backward", limit: 5 })).toBeNull();
+        expect(await h.cache.follow(randomUUID(), "c1")).toBeNull();
+      });
+
+      it("installing again keeps the state and updates the record", async () => {
+        const { s } = await post();
+        await h.cache.install({ thread: { ...thread, title: "renamed" }, lastSeq: 0, genesis: false });
+        expect((await h.cache.getThread(thread.id))?.title).toBe("renamed");
+        const position = await h.cache.follow(thread.id, "c-keep");
+        expect(position?.epoch).toBe(s.position.epoch);
+        expect(position?.pos).toBe(s.position.pos);
+      });
+
+      it("answers another owner's thread as not found; a service principal may reserve in any", async () => {
+        expect((await h.cache.reserve({ ...attempt().input, ownerId: "mallory" })).kind).toBe("not_found");
+        expect((await h.cache.reserve({ ...attempt().input, ownerId: null })).kind).toBe("reserved");
+      });
+    });
+
+    describe("seqs, positions and the watermark", () => {
+      it("hands out strictly growing seqs", async () => {
+        const seqs: number[] = [];
+        for (let i = 0; i < 5; i++) seqs.push((await reserve(attempt())).seq);
+        for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1] as number);
+      });
+
+      it("holds the watermark below a seq that is reserved but not visible", async () => {
+        const a = attempt();
+        const b = attempt();
+        const ra = await reserve(a);
+        const rb = await reserve(b);
+        const sb = await store(b, messageOf(b, rb.seq, rb.createdAtMs));
+        if (sb.kind !== "visible") throw new Error(sb.kind);
+        expect(sb.position.watermark).toBe(ra.seq - 1);
+        expect((await newest()).watermark).toBe(ra.seq - 1);
+        const sa = await store(a, messageOf(a, ra.seq, ra.createdAtMs));
+        if (sa.kind !== "visible") throw new Error(sa.kind);
+        expect(sa.position.watermark).toBeGreaterThanOrEqual(rb.seq);
+        expect(sa.position.pos).toBe(sb.position.pos + 1);
+        expect(sa.position.epoch).toBe(sb.position.epoch);
+      });
+
+      it("numbers visible messages one by one and reads the subscribers with them", async () => {
+        const start = await h.cache.follow(thread.id, "conn-1");
+        if (start === null) throw new Error("no state");
+        const first = await post();
+        const second = await post();
+        expect(first.s.position.pos).toBe(start.pos + 1);
+        expect(second.s.position.pos).toBe(start.pos + 2);
+        expect(first.s.subscribers).toEqual(["conn-1"]);
+        await h.unsubscribe("conn-1", thread.id);
+        expect((await post()).s.subscribers).toEqual([]);
+      });
+
+      it("lets the watermark pass an abandoned seq and a reservation whose deadline passed", async () => {
+        const a = attempt();
+        const ra = await reserve(a);
+        await h.cache.release({ ...releaseOf(a, ra.seq), outcome: { kind: "abandoned" } });
+        expect((await newest()).watermark).toBeGreaterThanOrEqual(ra.seq);
+
+        const b = attempt();
+        const rb = await reserve(b);
+        expect((await newest()).watermark).toBe(rb.seq - 1);
+        h.clock.advance(h.options.persistBoundMs + 1);
+        expect((await newest()).watermark).toBeGreaterThanOrEqual(rb.seq);
+      });
+
+      it("keeps an unknown outcome pending until its message becomes visible", async () => {
+        const a = attempt();
+        const ra = await reserve(a);
+        await h.cache.release({ ...releaseOf(a, ra.seq), outcome: { kind: "unknown" } });
+        const later = await post();
+        expect(later.s.position.watermark).toBe(ra.seq - 1);
+        // The next try of the key takes the reservation over, with the same seq and time.
+        const retry = await h.cache.reserve({ ...a.input, token: randomUUID() });
+        expect(retry).toMatchObject({ kind: "reserved", seq: ra.seq, createdAtMs: ra.createdAtMs, takeover: true });
+        const s = await store(a, messageOf(a, ra.seq, ra.createdAtMs));
+        if (s.kind !== "visible") throw new Error(s.kind);
+        expect(s.position.watermark).toBeGreaterThanOrEqual(later.m.seq);
+      });
+    });
+
+    const releaseOf = (a: ReturnType<typeof attempt>, seq: number) => ({
+      threadId: a.input.threadId,
+      seq,
+      idempotencyKey: a.input.idempotencyKey,
+      token: a.input.token,
+      fingerprint: a.input.fingerprint,
+    });
+
+    describe("one message per key", () => {
+      it("tells a concurrent try that the key is in progress, and its own repeated call the same seq", async () => {
+        const a = attempt();
+        const first = await reserve(a);
+        expect((await h.cache.reserve({ ...a.input, token: randomUUID() })).kind).toBe("in_progress");
+        const again = await h.cache.reserve(a.input);
+        expect(again).toMatchObject({ kind: "reserved", seq: first.seq, takeover: false });
+      });
+
+      it("lets another try take over once the lease ran out, with the same seq and time", async () => {
+        const a = attempt();
+        const first = await reserve(a);
+        h.clock.advance(h.options.leaseMs + 1);
+        const taken = await h.cache.reserve({ ...a.input, token: randomUUID(), nowMs: h.clock.now() });
+        expect(taken).toMatchObject({
+          kind: "reserved",
+          seq: first.seq,
+          createdAtMs: first.createdAtMs,
+          takeover: true,
+        });
+      });
+
+      it("answers every later try with the original once it is visible", async () => {
+        const { a, m } = await post();
+        const replay = await h.cache.reserve({ ...a.input, token: randomUUID() });
+        expect(replay).toMatchObject({ kind: "replay", message: m });
+        // A second store of the key (a try that took over) finds it visible already.
+        const again = await store(a, m);
+        expect(again).toEqual({ kind: "replay", message: m });
+      });
+
+      it("refuses the key for other content", async () => {
+        const { a } = await post();
+        const other = attempt({ clientId: a.clientId, content: "something else" });
+        expect((await h.cache.reserve(other.input)).kind).toBe("mismatch");
+      });
+
+      it("frees the key of an abandoned try", async () => {
+        const a = attempt();
+        const first = await reserve(a);
+        await h.cache.release({ ...releaseOf(a, first.seq), outcome: { kind: "abandoned" } });
+        const next = await h.cache.reserve({ ...a.input, token: randomUUID() });
+        expect(next.kind).toBe("reserved");
+        if (next.kind === "reserved") expect(next.seq).toBeGreaterThan(first.seq);
+      });
+
+      it("remembers an original found in the durable tier", async () => {
+        const a = attempt();
+        const r = await reserve(a);
+        const original = messageOf(a, r.seq - 7, r.createdAtMs);
+        await h.cache.release({ ...releaseOf(a, r.seq), outcome: { kind: "replayed", message: original } });
+        expect(await h.cache.reserve({ ...a.input, token: randomUUID() })).toMatchObject({
+          kind: "replay",
+          message: original,
+        });
+      });
+
+      it("does not ask the durable tier about keys of a thread whose state is original", async () => {
+        expect((await reserve(attempt())).verify).toBe(false);
+      });
+    });
+
+    describe("history and its completeness floor", () => {
+      it("serves visible messages in both directions from a complete index", async () => {
+        const posted = [];
+        for (let i = 0; i < 3; i++) posted.push((await post()).m);
+        const back = await newest();
+        expect(back.floor).toBe(0);
+        expect(back.rows.map((m) => m.id)).toEqual(posted.map((m) => m.id).reverse());
+        const fwd = await h.cache.history(thread.id, { direction: "forward", after: posted[0]?.seq as number, limit: 10 });
+        expect(fwd?.rows.map((m) => m.id)).toEqual(posted.slice(1).map((m) => m.id));
+        const before = await h.cache.history(thread.id, { direction: "backward", before: posted[2]?.seq as number, limit: 1 });
+        expect(before?.rows.map((m) => m.id)).toEqual([posted[1]?.id, posted[0]?.id]);
+      });
+
+      it("keeps what PostgreSQL has not confirmed, and trims it once confirmed", async () => {
+        const { historySize } = h.options;
+        const posted: Message[] = [];
+        for (let i = 0; i < historySize + 3; i++) posted.push((await post()).m);
+        let page = await newest();
+        expect(page.floor).toBe(0);
+        expect(page.rows).toHaveLength(historySize + 3);
+        await h.cache.refresh(posted);
+        posted.push((await post()).m);
+        page = await newest();
+        expect(page.rows.map((m) => m.id)).toEqual(posted.slice(-historySize).map((m) => m.id).reverse());
+        expect(page.floor).toBe(posted.at(-historySize)?.seq);
+      });
+
+      it("never raises the floor over a seq still pending", async () => {
+        const { historySize } = h.options;
+        const slow = attempt();
+        const r = await reserve(slow);
+        for (let i = 0; i < historySize + 2; i++) await post(false);
+        expect((await newest()).floor).toBeLessThanOrEqual(r.seq);
+        const s = await store(slow, messageOf(slow, r.seq, r.createdAtMs));
+        expect(s.kind).toBe("visible");
+        const fwd = await h.cache.history(thread.id, { direction: "forward", after: r.seq - 1, limit: 1 });
+        expect(fwd?.floor).toBeLessThanOrEqual(r.seq);
+        expect(fwd?.rows[0]?.seq).toBe(r.seq);
+      });
+
+      it("serves a forward query below the floor from the floor on", async () => {
+        const { historySize } = h.options;
+        const posted: Message[] = [];
+        for (let i = 0; i < historySize + 2; i++) posted.push((await post(false)).m);
+        const page = await newest();
+        expect(page.floor).toBeGreaterThan(0);
+        const fwd = await h.cache.history(thread.id, { direction: "forward", after: 0, limit: 2 });
+        expect(fwd?.rows.map((m) => m.seq)).toEqual(
+          posted.filter((m) => m.seq >= page.floor).slice(0, 3).map((m) => m.seq),
+        );
+      });
+
+      it("warms below the floor only, and lowers the floor to what it was given", async () => {
+        const stored: Message[] = [];
+        for (let i = 0; i < 3; i++) stored.push((await post()).m);
+        await h.flush();
+        await h.cache.install({ thread, lastSeq: stored.at(-1)?.seq as number, genesis: false });
+        const fresh = (await post()).m;
+        const { floor } = await newest();
+        expect(floor).toBeGreaterThan(stored.at(-1)?.seq as number);
+        // Not below the floor: left alone (what is missing at or above the floor is not visible yet).
+        await h.cache.warm(thread.id, [{ ...fresh, id: randomUUID(), seq: fresh.seq + 1 }], false);
+        expect((await newest()).rows.map((m) => m.id)).toEqual([fresh.id]);
+        await h.cache.warm(thread.id, stored.slice(-1), false);
+        let page = await newest();
+        expect(page.floor).toBe(stored.at(-1)?.seq);
+        expect(page.rows.map((m) => m.id)).toEqual([fresh.id, stored.at(-1)?.id]);
+        await h.cache.warm(thread.id, stored, true);
+        page = await newest();
+        expect(page.floor).toBe(0);
+        expect(page.rows.map((m) => m.id)).toEqual([fresh, ...[...stored].reverse()].map((m) => m.id));
+      });
+
+      it("looks a visible message up by id", async () => {
+        const { m } = await post();
+        expect(await h.cache.getMessage(m.id)).toEqual({ message: m, ownerId: OWNER });
+        expect(await h.cache.getMessage(randomUUID())).toBeNull();
+      });
+    });
+
+    describe("confirmation by the persist consumer", () => {
+      it("makes a durable message that never became visible visible, once, with the next pos", async () => {
+        await h.cache.follow(thread.id, "conn-late");
+        const lost = attempt();
+        const r = await reserve(lost);
+        const m = messageOf(lost, r.seq, r.createdAtMs);
+        const later = await post();
+        expect(later.s.position.watermark).toBe(r.seq - 1);
+        const [late, ...rest] = await h.cache.refresh([m, later.m]);
+        expect(rest).toEqual([]);
+        expect(late?.messages).toEqual([{ message: m, pos: later.s.position.pos + 1 }]);
+        expect(late?.subscribers).toEqual(["conn-late"]);
+        expect(late?.position.watermark).toBeGreaterThanOrEqual(later.m.seq);
+        expect((await newest()).rows.map((x) => x.id)).toContain(m.id);
+        expect(await h.cache.reserve({ ...lost.input, token: randomUUID() })).toMatchObject({ kind: "replay" });
+        expect(await h.cache.refresh([m])).toEqual([]);
+      });
+
+      it("ignores confirmations of messages the index has dropped", async () => {
+        const { historySize } = h.options;
+        const posted: Message[] = [];
+        for (let i = 0; i < historySize + 2; i++) posted.push((await post(false)).m);
+        expect(await h.cache.refresh(posted.slice(0, 2))).toEqual([]);
+      });
+
+      it("does nothing for a thread without hot state", async () => {
+        const { m } = await post();
+        await h.flush();
+        expect(await h.cache.refresh([m])).toEqual([]);
+      });
+    });
+
+    describe("losing the hot state", () => {
+      it("starts a new epoch that holds the watermark for one persist bound", async () => {
+        const before = await post();
+        await h.flush();
+        expect(await store(before.a, before.m)).toEqual({ kind: "lost" });
+        await h.cache.install({ thread, lastSeq: before.m.seq, genesis: false });
+        const now = h.clock.now();
+        const held = Math.max(0, (now - h.options.persistBoundMs) * 1000 - 1);
+        const position = await h.cache.follow(thread.id, "conn-new");
+        expect(position?.epoch).not.toBe(before.s.position.epoch);
+        expect(position?.watermark).toBe(held);
+        const after = await post();
+        expect(after.m.seq).toBeGreaterThan(before.m.seq);
+        expect(after.s.position.watermark).toBe(held);
+        // A message that was on the persist queue when the state was lost shows up, late.
+        const inFlight = messageOf(attempt(), before.m.seq - 1, now);
+        const late = await h.cache.refresh([inFlight]);
+        expect(late[0]?.messages.map((x) => x.message.id)).toEqual([inFlight.id]);
+        h.clock.advance(h.options.persistBoundMs + 1);
+        expect((await newest()).watermark).toBeGreaterThanOrEqual(after.m.seq);
+      });
+
+      it("asks the durable tier about client keys within the idempotency window", async () => {
+        await h.flush();
+        await h.cache.install({ thread, lastSeq: (h.clock.now() - 1000) * 1000, genesis: false });
+        expect((await reserve(attempt())).verify).toBe(true);
+        expect((await reserve(attempt({ clientSupplied: false }))).verify).toBe(false);
+        h.clock.advance(h.options.idempotencyTtlSeconds * 1000 + 1);
+        expect((await reserve(attempt())).verify).toBe(false);
+      });
+
+      it("asks only for one persist bound when PostgreSQL's newest message is older than the window", async () => {
+        await h.flush();
+        const old = (h.clock.now() - h.options.idempotencyTtlSeconds * 1000 - 5000) * 1000;
+        await h.cache.install({ thread, lastSeq: old, genesis: false });
+        expect((await reserve(attempt())).verify).toBe(true);
+        h.clock.advance(h.options.persistBoundMs + 1);
+        expect((await reserve(attempt())).verify).toBe(false);
+      });
+    });
+  });
+};

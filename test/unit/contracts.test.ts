@@ -1,0 +1,17 @@
+/** The ports' contract suites against the in-memory fakes (the same suites run against the real adapters in test/integration/contracts.test.ts). */
+import { CONTRACT_OPTIONS, messageCacheContract } from "../contracts/message-cache.contract.ts";
+import { FakeConnectionRegistry, FakeMessageCache, ManualClock } from "../support/fakes.ts";
+
+messageCacheContract("in-memory fake", async () => {
+  const clock = new ManualClock(Date.now());
+  const registry = new FakeConnectionRegistry();
+  const cache = new FakeMessageCache(clock, registry, { ...CONTRACT_OPTIONS });
+  return {
+    cache,
+    clock,
+    options: CONTRACT_OPTIONS,
+    unsubscribe: (connectionId, threadId) => registry.unsubscribe(connectionId, threadId),
+    flush: async () => cache.flush(),
+    close: async () => undefined,
+  };
+});
