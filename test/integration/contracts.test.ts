@@ -4,8 +4,15 @@
  * against the in-memory fakes in test/unit/contracts.test.ts.
  */
 import { CONTRACT_OPTIONS, messageCacheContract } from "../contracts/message-cache.contract.ts";
+import pg from "pg";
+import { PgMessageRepository } from "../../lambdas/adapters/postgres/pg-message-repository.ts";
+import { PgThreadRepository } from "../../lambdas/adapters/postgres/pg-thread-repository.ts";
+import { isPgOutage } from "../../lambdas/adapters/postgres/pool.ts";
+import { TierGuard } from "../../lambdas/adapters/resilience/tier-guard.ts";
+import { repositoryContract } from "../contracts/repositories.contract.ts";
 import { ManualClock } from "../support/fakes.ts";
 import { redisHarness } from "../support/redis-harness.ts";
+import { TEST_DATABASE_URL } from "../support/test-env.ts";
 
 messageCacheContract("Redis adapter", async () => {
   const clock = new ManualClock(Date.now());
@@ -17,5 +24,15 @@ messageCacheContract("Redis adapter", async () => {
     unsubscribe: (connectionId, threadId) => redis.registry.unsubscribe(connectionId, threadId),
     flush: redis.flush,
     close: redis.close,
+  };
+});
+
+repositoryContract("PostgreSQL adapters", async () => {
+  const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 4 });
+  const guard = new TierGuard("postgres", { failureThreshold: 1000, halfOpenAfterMs: 1000 }, isPgOutage);
+  return {
+    messages: new PgMessageRepository(pool, guard),
+    threads: new PgThreadRepository(pool, guard),
+    close: () => pool.end(),
   };
 });

@@ -1,6 +1,13 @@
 /** The ports' contract suites against the in-memory fakes (the same suites run against the real adapters in test/integration/contracts.test.ts). */
 import { CONTRACT_OPTIONS, messageCacheContract } from "../contracts/message-cache.contract.ts";
-import { FakeConnectionRegistry, FakeMessageCache, ManualClock } from "../support/fakes.ts";
+import { repositoryContract } from "../contracts/repositories.contract.ts";
+import {
+  FakeConnectionRegistry,
+  FakeMessageCache,
+  FakeMessageRepository,
+  FakeThreadRepository,
+  ManualClock,
+} from "../support/fakes.ts";
 
 messageCacheContract("in-memory fake", async () => {
   const clock = new ManualClock(Date.now());
@@ -14,4 +21,10 @@ messageCacheContract("in-memory fake", async () => {
     flush: async () => cache.flush(),
     close: async () => undefined,
   };
+});
+
+repositoryContract("in-memory fakes", async () => {
+  const threads = new FakeThreadRepository(new ManualClock(Date.now()));
+  const messages = new FakeMessageRepository(threads);
+  return { threads, messages, close: async () => undefined };
 });

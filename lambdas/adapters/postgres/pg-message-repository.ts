@@ -1,7 +1,13 @@
 /**
- * Messages in PostgreSQL, the system of record. Every write is idempotent on the message id
- * (ON CONFLICT (id) DO NOTHING) and answers with the stored row, so a retry or a redelivery learns
- * what was kept. Each method is one statement: one round trip, no explicit transaction.
+ * Messages in PostgreSQL, the system of record. Every write is idempotent on the message id and
+ * answers with the stored row, so a retry or a redelivery learns what was kept. Each write is one
+ * statement (no explicit transaction); a second one runs only when a concurrent write of the same
+ * id won the race after the first took its snapshot.
+ *
+ * `ON CONFLICT DO NOTHING` has no conflict target on purpose: two concurrent inserts of one
+ * message collide on (thread_id, seq) as well as on the id, and with `ON CONFLICT (id)` the loser
+ * fails on the other unique index. A row that is then neither inserted nor found by its id lost
+ * its (thread_id, seq) to a different message: that is a seq collision, raised as an error.
  */
 import type pg from "pg";
 import type { HistoryQuery, JsonObject, Message, MessageRole } from "../../core/model.ts";
@@ -49,8 +55,15 @@ const RECORDSET = `jsonb_to_recordset($1::jsonb) AS i(
 const INSERT_FROM_INPUT = `
   INSERT INTO messages (${COLUMNS}, created_at)
   SELECT ${COLUMNS}, to_timestamp(created_at_ms / 1000.0) FROM input
-  ON CONFLICT (id) DO NOTHING
+  ON CONFLICT DO NOTHING
   RETURNING ${COLUMNS}`;
+
+const BY_IDS = `SELECT ${COLUMNS}, false AS inserted FROM messages WHERE id = ANY($1::uuid[])`;
+
+/** A message's (thread_id, seq) is taken by another message: a broken seq rule, never a retry. */
+export class SeqCollisionError extends Error {
+  override readonly name = "SeqCollisionError";
+}
 
 /** Inserted rows, plus the rows that were there before the statement (its snapshot). */
 const PERSIST_BATCH = `
@@ -113,7 +126,17 @@ export class PgMessageRepository implements MessageRepository {
       const { rows } = await this.pool.query<Row>(PERSIST_BATCH, [
         recordsetJson(messages.map((m) => m.message)),
       ]);
-      return rows.map((row) => ({ message: toMessage(row), inserted: row.inserted }));
+      const results = rows.map((row) => ({ message: toMessage(row), inserted: row.inserted }));
+      const seen = new Set(results.map((r) => r.message.id));
+      const missing = [...new Set(messages.map((m) => m.message.id))].filter((id) => !seen.has(id));
+      if (missing.length === 0) return results;
+      const { rows: late } = await this.pool.query<Row>(BY_IDS, [missing]);
+      const found = new Set(late.map((r) => r.id));
+      const collided = missing.filter((id) => !found.has(id));
+      if (collided.length > 0) {
+        throw new SeqCollisionError(`(thread_id, seq) taken by another message for ${collided.join(", ")}`);
+      }
+      return [...results, ...late.map((row) => ({ message: toMessage(row), inserted: false }))];
     });
   }
 
@@ -126,15 +149,18 @@ export class PgMessageRepository implements MessageRepository {
       ]);
       const row = rows.find((r) => r.inserted) ?? rows[0];
       if (row !== undefined) return { message: toMessage(row), inserted: row.inserted };
-      // Nothing inserted and nothing seen: either the thread does not exist, or a concurrent commit
-      // of the same id won the conflict after this statement took its snapshot (ON CONFLICT waited
-      // for it, then skipped). A new statement sees the winner.
-      const { rows: after } = await this.pool.query<Row>(
-        `SELECT ${COLUMNS}, false AS inserted FROM messages WHERE id = $1`,
-        [message.id],
+      // Nothing inserted and nothing seen: the thread does not exist, or a concurrent commit of the
+      // same id won after this statement took its snapshot (the insert waited for it, then did
+      // nothing), or the seq is taken. A new statement tells which.
+      const { rows: after } = await this.pool.query<Row & { thread: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM threads WHERE id = $2) AS thread, m.*
+           FROM (SELECT 1) one LEFT JOIN (${BY_IDS}) m ON true`,
+        [[message.id], message.thread_id],
       );
       const winner = after[0];
-      return winner === undefined ? null : { message: toMessage(winner), inserted: false };
+      if (winner === undefined || !winner.thread) return null;
+      if (winner.id === null) throw new SeqCollisionError(`(thread_id, seq) taken for ${message.id}`);
+      return { message: toMessage(winner), inserted: false };
     });
   }
 

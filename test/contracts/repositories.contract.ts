@@ -1,0 +1,177 @@
+/**
+ * The durable tier's rules, written once: the message and thread repositories. The same cases run
+ * against the in-memory fakes (unit project) and PostgreSQL (integration project).
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Message, type Thread, toEpochSeconds } from "../../lambdas/core/model.ts";
+import type { MessageRepository, ThreadRepository } from "../../lambdas/core/ports.ts";
+
+export interface RepositoryHarness {
+  readonly messages: MessageRepository;
+  readonly threads: ThreadRepository;
+  close(): Promise<void>;
+}
+
+const thread = (owner: string, createdAtMs = Date.now()): Thread => ({
+  id: randomUUID(),
+  owner_id: owner,
+  title: null,
+  metadata: { k: "v" },
+  created_at: toEpochSeconds(createdAtMs),
+  created_at_ms: createdAtMs,
+});
+
+let seqBase = Date.now() * 1000;
+
+const message = (t: Thread, overrides: Partial<Message> = {}): Message => {
+  const ms = Date.now();
+  return {
+    id: randomUUID(),
+    thread_id: t.id,
+    seq: (seqBase += 1000),
+    role: "user",
+    user_id: t.owner_id,
+    content: `hello ${randomUUID()}`,
+    metadata: {},
+    client_message_id: randomUUID(),
+    created_at: toEpochSeconds(ms),
+    created_at_ms: ms,
+    ...overrides,
+  };
+};
+
+export const repositoryContract = (name: string, make: () => Promise<RepositoryHarness>): void => {
+  describe(`repositories contract: ${name}`, () => {
+    let h: RepositoryHarness;
+    beforeAll(async () => {
+      h = await make();
+    });
+    afterAll(async () => {
+      await h.close();
+    });
+
+    const newThread = async (owner = `u-${randomUUID().slice(0, 8)}`) => h.threads.create(thread(owner));
+
+    describe("messages", () => {
+      it("persists a batch once: a repeat answers with the stored rows", async () => {
+        const t = await newThread();
+        const a = message(t);
+        const b = message(t);
+        const first = await h.messages.persistBatch([
+          { message: a, ownerId: t.owner_id },
+          { message: b, ownerId: t.owner_id },
+          { message: a, ownerId: t.owner_id },
+        ]);
+        expect(first.filter((r) => r.inserted).map((r) => r.message.id).sort()).toEqual([a.id, b.id].sort());
+        const again = await h.messages.persistBatch([{ message: { ...a, content: "changed" }, ownerId: t.owner_id }]);
+        expect(again).toEqual([{ message: a, inserted: false }]);
+        expect(await h.messages.count(t.id)).toBe(2);
+      });
+
+      it("commits with a given seq, or allocates one; a repeat answers with the stored row", async () => {
+        const t = await newThread();
+        const given = message(t);
+        expect(await h.messages.commit(given)).toEqual({ message: given, inserted: true });
+        const allocated = await h.messages.commit({ ...message(t), seq: null });
+        expect(allocated?.inserted).toBe(true);
+        const second = await h.messages.commit({ ...message(t), seq: null });
+        expect(second?.message.seq).toBeGreaterThan(allocated?.message.seq as number);
+        expect(await h.messages.commit({ ...given, content: "other" })).toEqual({ message: given, inserted: false });
+        expect(await h.messages.commit({ ...message(t), thread_id: randomUUID() })).toBeNull();
+      });
+
+      it("answers concurrent commits of one id with the one stored row", async () => {
+        const t = await newThread();
+        for (let round = 0; round < 10; round++) {
+          const m = message(t);
+          const results = await Promise.all([h.messages.commit(m), h.messages.commit(m), h.messages.commit(m)]);
+          expect(results.map((r) => r?.message)).toEqual([m, m, m]);
+          expect(results.filter((r) => r?.inserted)).toHaveLength(1);
+        }
+      });
+
+      it("refuses a different message whose (thread, seq) is taken", async () => {
+        const t = await newThread();
+        const m = message(t);
+        await h.messages.commit(m);
+        const clash = message(t, { seq: m.seq });
+        await expect(h.messages.commit(clash)).rejects.toThrow();
+        await expect(h.messages.persistBatch([{ message: clash, ownerId: t.owner_id }])).rejects.toThrow();
+        expect(await h.messages.findById(clash.id)).toBeNull();
+      });
+
+      it("finds a message with its thread's owner", async () => {
+        const t = await newThread();
+        const m = message(t);
+        await h.messages.commit(m);
+        expect(await h.messages.findById(m.id)).toEqual({ message: m, ownerId: t.owner_id });
+        expect(await h.messages.findById(randomUUID())).toBeNull();
+      });
+
+      it("pages history in seq order both ways, with an upper bound", async () => {
+        const t = await newThread();
+        const all: Message[] = [];
+        for (let i = 0; i < 7; i++) all.push(message(t));
+        await h.messages.persistBatch(all.map((m) => ({ message: m, ownerId: t.owner_id })));
+        const seqs = (ms: readonly Message[]) => ms.map((m) => m.seq);
+        const newest = await h.messages.history(t.id, { direction: "backward", limit: 3 });
+        expect(seqs(newest.messages)).toEqual(seqs(all.slice(4)));
+        expect(newest.next_cursor).toBe(all[4]?.seq);
+        const older = await h.messages.history(t.id, { direction: "backward", before: newest.next_cursor as number, limit: 10 });
+        expect(seqs(older.messages)).toEqual(seqs(all.slice(0, 4)));
+        expect(older.next_cursor).toBeNull();
+        const fwd = await h.messages.history(t.id, { direction: "forward", after: all[1]?.seq as number, limit: 2 });
+        expect(seqs(fwd.messages)).toEqual(seqs(all.slice(2, 4)));
+        expect(fwd.next_cursor).toBe(all[3]?.seq);
+        const bounded = await h.messages.history(t.id, { direction: "forward", after: 0, limit: 10 }, all[3]?.seq);
+        expect(seqs(bounded.messages)).toEqual(seqs(all.slice(0, 3)));
+        expect(bounded.next_cursor).toBeNull();
+        const under = await h.messages.history(t.id, { direction: "backward", limit: 2 }, all[3]?.seq);
+        expect(seqs(under.messages)).toEqual(seqs(all.slice(1, 3)));
+      });
+
+      it("keeps synchronously committed messages in the outbox until cleared", async () => {
+        const t = await newThread();
+        const m = message(t);
+        await h.messages.commit(m);
+        const pending = await h.messages.pendingOutbox(10_000);
+        expect(pending.map((x) => x.id)).toContain(m.id);
+        await h.messages.clearOutbox([m.id]);
+        expect((await h.messages.pendingOutbox(10_000)).map((x) => x.id)).not.toContain(m.id);
+        await h.messages.addToOutbox([m.id]);
+        await h.messages.addToOutbox([m.id]);
+        expect((await h.messages.pendingOutbox(10_000)).filter((x) => x.id === m.id)).toHaveLength(1);
+        await h.messages.clearOutbox([m.id]);
+      });
+    });
+
+    describe("threads", () => {
+      it("creates, reads and lists a user's threads newest first", async () => {
+        const owner = `lister-${randomUUID().slice(0, 8)}`;
+        const made: Thread[] = [];
+        for (let i = 0; i < 3; i++) made.push(await h.threads.create(thread(owner, 1_700_000_000_000 + i)));
+        expect(await h.threads.get(made[0]?.id as string)).toEqual(made[0]);
+        expect(await h.threads.get(randomUUID())).toBeNull();
+        const first = await h.threads.listByOwner(owner, { limit: 2 });
+        expect(first.map((x) => x.id)).toEqual([made[2]?.id, made[1]?.id]);
+        const last = first.at(-1) as Thread;
+        const rest = await h.threads.listByOwner(owner, { limit: 2, after: { created_at_ms: last.created_at_ms, id: last.id } });
+        expect(rest.map((x) => x.id)).toEqual([made[0]?.id]);
+      });
+
+      it("installs a thread with the highest seq it has seen, stored or allocated", async () => {
+        const t = await newThread();
+        expect(await h.threads.getForInstall(t.id)).toEqual({ thread: t, lastSeq: 0, genesis: false });
+        const m = message(t);
+        await h.messages.persistBatch([{ message: m, ownerId: t.owner_id }]);
+        expect((await h.threads.getForInstall(t.id))?.lastSeq).toBe(m.seq);
+        const allocated = await h.threads.allocateSeq(t.id);
+        expect(allocated?.seq).toBeGreaterThan(0);
+        expect((await h.threads.getForInstall(t.id))?.lastSeq).toBe(Math.max(m.seq, allocated?.seq as number));
+        expect(await h.threads.getForInstall(randomUUID())).toBeNull();
+        expect(await h.threads.allocateSeq(randomUUID())).toBeNull();
+      });
+    });
+  });
+};
