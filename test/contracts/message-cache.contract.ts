@@ -8,7 +8,13 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { fingerprintOf, idempotencyKey, messageIdFor } from "../../lambdas/core/ids.ts";
 import { type Message, type Thread, toEpochSeconds } from "../../lambdas/core/model.ts";
-import type { Clock, MessageCache, ReserveInput, StoreResult } from "../../lambdas/core/ports.ts";
+import type {
+  Clock,
+  ConnectionRegistry,
+  MessageCache,
+  ReserveInput,
+  StoreResult,
+} from "../../lambdas/core/ports.ts";
 
 export interface ContractClock extends Clock {
   advance(ms: number): void;
@@ -25,8 +31,8 @@ export interface CacheHarness {
     readonly leaseMs: number;
     readonly idempotencyTtlSeconds: number;
   };
-  /** The registry's side of leaving a thread (ConnectionRegistry.unsubscribe). */
-  unsubscribe(connectionId: string, threadId: string): Promise<void>;
+  /** The connection registry over the same hot tier (it leaves the subscriber sets `follow` joins). */
+  readonly registry: ConnectionRegistry;
   /** The hot tier loses everything (restart, FLUSHALL, failover without the data). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -177,7 +183,7 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect(first.s.position.pos).toBe(start.pos + 1);
         expect(second.s.position.pos).toBe(start.pos + 2);
         expect(first.s.subscribers).toEqual(["conn-1"]);
-        await h.unsubscribe("conn-1", thread.id);
+        await h.registry.unsubscribe("conn-1", thread.id);
         expect((await post()).s.subscribers).toEqual([]);
       });
 
@@ -388,6 +394,29 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         const { m } = await post();
         await h.flush();
         expect(await h.cache.refresh([m])).toEqual([]);
+      });
+    });
+
+    describe("the connection registry", () => {
+      it("remembers a connection's principal until it is removed", async () => {
+        const connectionId = `conn-${randomUUID()}`;
+        const principal = { userId: OWNER, roles: [] };
+        await h.registry.register({ connectionId, principal, connectedAt: 123 });
+        expect(await h.registry.get(connectionId)).toEqual({ connectionId, principal, connectedAt: 123 });
+        expect(await h.registry.get(`conn-${randomUUID()}`)).toBeNull();
+        await h.registry.remove(connectionId);
+        expect(await h.registry.get(connectionId)).toBeNull();
+      });
+
+      it("takes a removed connection off every thread it followed", async () => {
+        const connectionId = `conn-${randomUUID()}`;
+        await h.registry.register({ connectionId, principal: { userId: OWNER, roles: [] }, connectedAt: 1 });
+        await h.registry.subscribe(connectionId, thread.id);
+        await h.cache.follow(thread.id, connectionId);
+        await h.cache.follow(thread.id, "someone-else");
+        expect((await post()).s.subscribers).toEqual(expect.arrayContaining([connectionId, "someone-else"]));
+        await h.registry.remove(connectionId);
+        expect((await post()).s.subscribers).toEqual(["someone-else"]);
       });
     });
 

@@ -21,7 +21,7 @@ messageCacheContract("Redis adapter", async () => {
     cache: redis.cache,
     clock,
     options: CONTRACT_OPTIONS,
-    unsubscribe: (connectionId, threadId) => redis.registry.unsubscribe(connectionId, threadId),
+    registry: redis.registry,
     flush: redis.flush,
     close: redis.close,
   };

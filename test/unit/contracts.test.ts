@@ -17,7 +17,7 @@ messageCacheContract("in-memory fake", async () => {
     cache,
     clock,
     options: CONTRACT_OPTIONS,
-    unsubscribe: (connectionId, threadId) => registry.unsubscribe(connectionId, threadId),
+    registry,
     flush: async () => cache.flush(),
     close: async () => undefined,
   };
