@@ -48,6 +48,7 @@ import type {
   StoreResult,
 } from "./ports.ts";
 import { admit } from "./rate-limit.ts";
+import type { Settled } from "./sequence.ts";
 import type { ThreadAccess } from "./thread-access.ts";
 import { Stopwatch, type TierTiming } from "./timing.ts";
 import type { PostMessageInput } from "./validation.ts";
@@ -60,6 +61,7 @@ export interface AcceptorDeps {
   readonly fanout: Fanout;
   readonly rateLimiter: RateLimiter;
   readonly clock: Clock;
+  readonly settled: Settled;
   readonly diagnostics: Diagnostics;
   /** Pauses between looks at a try still in flight (tests pass a clock-free one). */
   readonly pause?: (ms: number) => Promise<void>;
@@ -83,8 +85,11 @@ export interface AcceptResult {
   readonly degraded: boolean;
   readonly cache: "written" | "skipped" | "failed";
   readonly delivery: FanoutResult;
-  /** The message's place in the thread's live stream (null: the hot tier could not give one). */
-  readonly position: StreamPosition | null;
+  /**
+   * The message's place in the thread's live stream, with the settled cursor of that moment
+   * (null: the hot tier could not give one).
+   */
+  readonly position: (StreamPosition & { readonly settled: number }) | null;
   readonly timings: readonly TierTiming[];
 }
 
@@ -243,13 +248,15 @@ export class Acceptor {
       throw error;
     }
     if (written.stored !== undefined) message = written.stored;
+    const settled = this.deps.settled();
     const stored = await this.store(attempt, message, thread.owner_id, written.durability === "queued");
     if (stored?.kind === "replay") return this.replay(attempt, stored.message, written.durability);
     const visible = stored?.kind === "visible" ? stored : null;
+    const position = visible === null ? null : { ...visible.position, settled };
     const delivery =
-      visible === null
+      visible === null || position === null
         ? emptyFanout()
-        : await this.notify(attempt, message, visible.position, visible.subscribers);
+        : await this.notify(attempt, message, position, visible.subscribers);
     return {
       message,
       replayed: false,
@@ -257,7 +264,7 @@ export class Acceptor {
       degraded: written.degraded,
       cache: visible !== null ? "written" : "failed",
       delivery,
-      position: visible?.position ?? null,
+      position,
       timings: [...attempt.watch.timings, attempt.watch.total()],
     };
   }
@@ -325,7 +332,7 @@ export class Acceptor {
   private notify(
     attempt: Attempt,
     message: Message,
-    position: StreamPosition,
+    position: StreamPosition & { settled: number },
     subscribers: readonly string[],
   ): Promise<FanoutResult> {
     const recipients = subscribers.filter((id) => id !== attempt.command.originConnectionId);

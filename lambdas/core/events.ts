@@ -12,8 +12,8 @@ const fits = (frame: string): boolean => Buffer.byteLength(frame, "utf8") <= MAX
 
 /**
  * `message.created`, with what travels beside the message: its stream position when it went live
- * (`epoch`, `pos`, `watermark`: see model.ts StreamPosition), `replay: true` in a catch-up, or the
- * sender's acknowledgement fields.
+ * (`epoch`, `pos`) and the `settled` cursor of that moment (see model.ts StreamPosition),
+ * `replay: true` in a catch-up, or the sender's acknowledgement fields.
  */
 export const messageCreatedFrame = (message: Message, extra: object = {}): string => {
   const full = JSON.stringify({ type: "message.created", ...extra, message });
@@ -30,19 +30,17 @@ export const eventFrame = (type: string, body: Record<string, unknown>, requestI
 
 /**
  * Messages made visible late (by the persist consumer or the outbox relay) go to the subscribers
- * like any live message, each with its own pos. Only the last frame of a batch carries the
- * watermark: it holds once every pos of the batch has arrived.
+ * like any live message, each with its own position.
  */
-export const announceLate = async (fanout: Fanout, late: readonly LateVisibility[]): Promise<void> => {
+export const announceLate = async (
+  fanout: Fanout,
+  late: readonly LateVisibility[],
+  settled: number,
+): Promise<void> => {
   for (const batch of late) {
     if (batch.subscribers.length === 0) continue;
-    for (const [i, { message, pos }] of batch.messages.entries()) {
-      const last = i === batch.messages.length - 1;
-      const frame = messageCreatedFrame(message, {
-        epoch: batch.position.epoch,
-        pos,
-        ...(last ? { watermark: batch.position.watermark } : {}),
-      });
+    for (const { message, pos } of batch.messages) {
+      const frame = messageCreatedFrame(message, { epoch: batch.epoch, pos, settled });
       await fanout.deliver(batch.threadId, batch.subscribers, frame);
     }
   }

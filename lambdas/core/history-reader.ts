@@ -1,12 +1,12 @@
 /**
- * Where history is read back: pages in `seq` order, each with the watermark a client may keep as
- * its resume cursor (docs/architecture.md, "Gap-free resume").
+ * Where history is read back: pages in `seq` order, each with the stream position it was read at
+ * and the `settled` cursor — what a client keeps to resume (docs/architecture.md, "Gap-free
+ * resume").
  *
  * The hot tier vouches for every visible message at or above its floor; PostgreSQL holds every
  * message below it (the hot tier keeps what PostgreSQL has not confirmed, and never raises the
  * floor over a seq still pending). So a page is the hot tier's rows, completed from PostgreSQL
- * below the floor. Without the hot tier, the page comes from PostgreSQL alone and the watermark
- * is what time alone settles (sequence.ts: settledByTime).
+ * below the floor. Without the hot tier the page comes from PostgreSQL alone, without a position.
  */
 import { bestEffort } from "./best-effort.ts";
 import { messageNotFound, unavailableAs } from "./errors.ts";
@@ -17,8 +17,8 @@ import {
   type Message,
   type Principal,
 } from "./model.ts";
-import type { CachedHistory, Clock, Diagnostics, MessageCache, MessageRepository, StoredPage } from "./ports.ts";
-import { settledByTime } from "./sequence.ts";
+import type { CachedHistory, Diagnostics, MessageCache, MessageRepository, StoredPage } from "./ports.ts";
+import type { Settled } from "./sequence.ts";
 import type { ThreadAccess } from "./thread-access.ts";
 
 export interface ReadResult<T> {
@@ -31,16 +31,12 @@ export interface HistoryReaderDeps {
   readonly cache: MessageCache;
   readonly messages: MessageRepository;
   readonly access: ThreadAccess;
-  readonly clock: Clock;
+  readonly settled: Settled;
   readonly diagnostics: Diagnostics;
 }
 
 export class HistoryReader {
-  constructor(
-    private readonly deps: HistoryReaderDeps,
-    /** Every accepted message is in PostgreSQL within this long. */
-    private readonly persistBoundMs: number,
-  ) {}
+  constructor(private readonly deps: HistoryReaderDeps) {}
 
   async history(
     principal: Principal,
@@ -53,6 +49,8 @@ export class HistoryReader {
 
   /** History without an access check: callers have authorised the thread already. */
   async read(threadId: string, query: HistoryQuery): Promise<ReadResult<HistoryPage>> {
+    // Taken before the read: whatever it counts as settled was visible when the read began.
+    const settled = this.deps.settled();
     const cached = await bestEffort(
       this.deps.diagnostics,
       "cache unavailable for history",
@@ -60,28 +58,28 @@ export class HistoryReader {
       () => this.deps.cache.history(threadId, query),
       null,
     );
-    if (cached === null) return this.fromDatabase(threadId, query);
+    if (cached === null) return this.fromDatabase(threadId, query, settled);
     return query.direction === "backward"
-      ? this.backward(threadId, query, cached)
-      : this.forward(threadId, query, cached);
+      ? this.backward(threadId, query, cached, settled)
+      : this.forward(threadId, query, cached, settled);
   }
 
   private async backward(
     threadId: string,
     query: Extract<HistoryQuery, { direction: "backward" }>,
     cached: CachedHistory,
+    settled: number,
   ): Promise<ReadResult<HistoryPage>> {
     const { limit } = query;
     const rows = [...cached.rows].reverse();
-    const { watermark, floor } = cached;
+    const { floor } = cached;
+    const page = this.pageAt(cached, settled);
     if (rows.length > limit) {
       const messages = rows.slice(1);
-      return cacheResult({ messages, next_cursor: messages[0]?.seq ?? null, watermark });
+      return cacheResult(page(messages, messages[0]?.seq ?? null));
     }
-    if (floor === 0) return cacheResult({ messages: rows, next_cursor: null, watermark });
-    if (rows.length === limit) {
-      return cacheResult({ messages: rows, next_cursor: rows[0]?.seq ?? null, watermark });
-    }
+    if (floor === 0) return cacheResult(page(rows, null));
+    if (rows.length === limit) return cacheResult(page(rows, rows[0]?.seq ?? null));
     // The rest of the page lies below the floor, where PostgreSQL holds every message.
     const below = await this.stored(
       threadId,
@@ -98,33 +96,36 @@ export class HistoryReader {
         undefined,
       );
     }
-    return {
-      value: { messages: [...below.messages, ...rows], next_cursor: below.next_cursor, watermark },
-      source: "database",
-    };
+    return { value: page([...below.messages, ...rows], below.next_cursor), source: "database" };
   }
 
   private async forward(
     threadId: string,
     query: Extract<HistoryQuery, { direction: "forward" }>,
     cached: CachedHistory,
+    settled: number,
   ): Promise<ReadResult<HistoryPage>> {
     const { limit, after } = query;
-    const { watermark, floor, rows } = cached;
+    const { floor, rows } = cached;
+    const at = this.pageAt(cached, settled);
     const page = (messages: readonly Message[]): HistoryPage => {
       const kept = messages.slice(0, limit);
-      return { messages: kept, next_cursor: messages.length > limit ? (kept.at(-1)?.seq ?? null) : null, watermark };
+      return at(kept, messages.length > limit ? (kept.at(-1)?.seq ?? null) : null);
     };
     if (after >= floor - 1) return cacheResult(page(rows));
     // From the cursor up to the floor PostgreSQL answers; from the floor on, the hot tier's rows.
     const below = await this.stored(threadId, query, floor);
     if (below.next_cursor !== null) {
-      return { value: { ...below, watermark }, source: "database" };
+      return { value: at(below.messages, below.next_cursor), source: "database" };
     }
     return { value: page([...below.messages, ...rows]), source: "database" };
   }
 
-  private async fromDatabase(threadId: string, query: HistoryQuery): Promise<ReadResult<HistoryPage>> {
+  private async fromDatabase(
+    threadId: string,
+    query: HistoryQuery,
+    settled: number,
+  ): Promise<ReadResult<HistoryPage>> {
     const stored = await this.stored(threadId, query, undefined);
     if (query.direction === "backward" && query.before === undefined) {
       await bestEffort(
@@ -135,8 +136,17 @@ export class HistoryReader {
         undefined,
       );
     }
-    const watermark = settledByTime(this.deps.clock.now(), this.persistBoundMs);
-    return { value: { ...stored, watermark }, source: "database" };
+    const value = { ...stored, epoch: null, pos: null, settled };
+    return { value, source: "database" };
+  }
+
+  /** Builds pages stamped with the position the hot tier read them at. */
+  private pageAt(
+    cached: CachedHistory,
+    settled: number,
+  ): (messages: Message[], next: number | null) => HistoryPage {
+    const { epoch, pos } = cached.position;
+    return (messages, next_cursor) => ({ messages, next_cursor, epoch, pos, settled });
   }
 
   private stored(threadId: string, query: HistoryQuery, below: number | undefined): Promise<StoredPage> {

@@ -54,17 +54,14 @@ export const canAccessThread = (p: Principal, thread: Pick<Thread, "owner_id">):
   isService(p) || thread.owner_id === p.userId;
 
 /**
- * Where a thread's live stream stands, as a subscriber sees it (docs/architecture.md, "Gap-free
- * resume"). `watermark`: every message of the thread with `seq <= watermark` is readable (history,
- * catch-up), so a client that has received everything up to it can resume from it. `epoch` and
- * `pos`: the hot tier numbers each message it makes visible with the next `pos` of the current
- * epoch, so a subscriber can tell that it has missed a live event; a new epoch means the hot tier
- * lost the thread's state.
+ * Where a thread's live stream stands (docs/architecture.md, "Gap-free resume"). The hot tier
+ * numbers every message it makes visible with the next `pos` of the thread's current `epoch`; a
+ * subscriber that has every pos up to its own resumes from there. A new epoch means the hot tier
+ * lost the thread's state: the subscriber then catches up by seq from its `settled` cursor.
  */
 export interface StreamPosition {
   readonly epoch: string;
   readonly pos: number;
-  readonly watermark: number;
 }
 
 /** A page of history in ascending `seq` order. */
@@ -72,8 +69,11 @@ export interface HistoryPage {
   readonly messages: Message[];
   /** Cursor for the next page in the same direction, or null when there is none. */
   readonly next_cursor: number | null;
-  /** The resume cursor a client may keep after reading this page (see StreamPosition). */
-  readonly watermark: number;
+  /** The stream position the page was read at (null: the hot tier could not say). */
+  readonly epoch: string | null;
+  readonly pos: number | null;
+  /** Every message with `seq <= settled` is readable (sequence.ts: settledByTime). */
+  readonly settled: number;
 }
 
 /** Which way a history query walks from its cursor. */

@@ -8,6 +8,7 @@
 import { describeError, isTierUnavailable } from "./errors.ts";
 import type { Message } from "./model.ts";
 import { announceLate } from "./events.ts";
+import type { Settled } from "./sequence.ts";
 import type { Fanout } from "./fanout.ts";
 import type {
   AnalyticsPublisher,
@@ -33,6 +34,7 @@ export interface PersistDeps {
   readonly cache: MessageCache;
   /** Pushes messages made visible late to their subscribers (absent: subscribers catch up). */
   readonly fanout?: Fanout;
+  readonly settled: Settled;
   readonly clock: Clock;
   readonly diagnostics: Diagnostics;
 }
@@ -176,8 +178,9 @@ export class PersistService {
 
   private async confirmToCache(canonical: readonly Message[]): Promise<void> {
     try {
+      const settled = this.deps.settled();
       const late = await this.deps.cache.refresh(canonical);
-      if (this.deps.fanout !== undefined) await announceLate(this.deps.fanout, late);
+      if (this.deps.fanout !== undefined) await announceLate(this.deps.fanout, late, settled);
     } catch (error) {
       this.deps.diagnostics.warn("could not confirm persisted messages to the cache", {
         error: describeError(error),

@@ -56,15 +56,14 @@ export type ReleaseOutcome =
   /** The durable tier holds the key's original already: remember it for the next try. */
   | { readonly kind: "replayed"; readonly message: Message };
 
-/** A message made visible in the hot tier, and whom to tell. */
-export interface Visibility {
-  readonly position: StreamPosition;
-  /** Connections following the thread, read atomically with the position. */
-  readonly subscribers: readonly string[];
-}
-
 export type StoreResult =
-  | ({ readonly kind: "visible" } & Visibility)
+  | {
+      readonly kind: "visible";
+      /** The message's position in the thread's stream. */
+      readonly position: StreamPosition;
+      /** Connections following the thread, read atomically with the position. */
+      readonly subscribers: readonly string[];
+    }
   /** Another try of the key made the message visible first: this one is a replay. */
   | { readonly kind: "replay"; readonly message: Message }
   /** The hot tier lost the thread's state since the reservation. */
@@ -76,13 +75,31 @@ export interface CachedHistory {
   readonly rows: readonly Message[];
   /** The hot tier holds every visible message with `seq >= floor`; below it, PostgreSQL does. */
   readonly floor: number;
-  readonly watermark: number;
+  /** The stream position the rows were read at. */
+  readonly position: StreamPosition;
+}
+
+export interface PositionedMessage {
+  readonly message: Message;
+  readonly pos: number;
+}
+
+/** What a new subscriber starts from. */
+export interface Following {
+  readonly position: StreamPosition;
+  /**
+   * Every message made visible after the subscriber's own position, in order; null when the
+   * position is of another epoch, or older than the hot tier still logs (catch up by seq).
+   */
+  readonly replay: readonly PositionedMessage[] | null;
 }
 
 /** Messages made visible late (after `store` failed, or accepted while the hot tier was away). */
-export interface LateVisibility extends Visibility {
+export interface LateVisibility {
   readonly threadId: string;
-  readonly messages: readonly { readonly message: Message; readonly pos: number }[];
+  readonly epoch: string;
+  readonly subscribers: readonly string[];
+  readonly messages: readonly PositionedMessage[];
 }
 
 export interface OwnedMessage {
@@ -127,10 +144,18 @@ export interface MessageCache {
     fingerprint: string;
     outcome: ReleaseOutcome;
   }): Promise<void>;
-  /** Rows at or above the floor for a history query, with the floor and the watermark; null: no state. */
+  /** Rows at or above the floor for a history query, with the floor and the position; null: no state. */
   history(threadId: string, query: HistoryQuery): Promise<CachedHistory | null>;
-  /** Adds a subscriber and reads the stream position, atomically; null: no state. */
-  follow(threadId: string, connectionId: string): Promise<StreamPosition | null>;
+  /**
+   * Adds a subscriber and reads the stream position, atomically, with what it missed after
+   * `since` when the hot tier can still replay it (at most `limit` messages); null: no state.
+   */
+  follow(
+    threadId: string,
+    connectionId: string,
+    since: StreamPosition | null,
+    limit: number,
+  ): Promise<Following | null>;
   /** Adds messages read from PostgreSQL below the floor; `complete`: they reach the first message. */
   warm(threadId: string, messages: readonly Message[], complete: boolean): Promise<void>;
   /**
@@ -173,7 +198,7 @@ export interface CommitResult {
   readonly inserted: boolean;
 }
 
-/** A history page as PostgreSQL has it (it cannot tell a watermark: see HistoryReader). */
+/** A history page as PostgreSQL has it (without a stream position: see HistoryReader). */
 export interface StoredPage {
   readonly messages: Message[];
   readonly next_cursor: number | null;

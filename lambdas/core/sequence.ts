@@ -24,9 +24,18 @@ export const nextSeq = (last: number, nowMs: number, lane: number): number =>
 export const seqMillis = (seq: number): number => Math.floor(seq / SEQ_PER_MILLISECOND);
 
 /**
- * The highest seq that is settled by the passage of time alone: every message accepted more than
- * `persistBoundMs` ago is in PostgreSQL (the persist bound, docs/architecture.md), and a seq is at
- * least `allocation millisecond × 1000`. Used as the watermark where the hot tier cannot tell.
+ * The highest seq that is settled by the passage of time: every message accepted more than
+ * `persistBoundMs` ago is in PostgreSQL and known to the hot tier (the persist bound,
+ * docs/architecture.md), and a seq is at least `allocation millisecond × 1000`. A subscriber that
+ * cannot resume by stream position catches up by seq from the `settled` it last saw.
  */
 export const settledByTime = (nowMs: number, persistBoundMs: number): number =>
   Math.max(0, (nowMs - persistBoundMs) * SEQ_PER_MILLISECOND - 1);
+
+/** The settled cursor now, by one clock and one bound (every component that reports it shares one). */
+export type Settled = () => number;
+
+export const settledNow =
+  (clock: { now(): number }, persistBoundMs: number): Settled =>
+  () =>
+    settledByTime(clock.now(), persistBoundMs);

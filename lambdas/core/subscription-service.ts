@@ -1,13 +1,14 @@
 /**
  * WebSocket connections: who is connected (verified at $connect), which threads they follow, and
- * the catch-up a subscriber gets for what it missed.
+ * the catch-up a subscriber gets for what it missed (docs/architecture.md, "Gap-free resume").
  *
- * Subscribing joins the thread's subscriber set and reads the thread's stream position in one
- * atomic step, then reads the catch-up. A message becomes visible and reads the subscriber set in
- * one atomic step too (MessageCache.store), so every message is either visible before the
- * subscription (then it is in the catch-up) or sees the subscriber (then it is pushed live); some
- * arrive both ways, and clients drop repeats by id. The `subscribed` frame carries the position
- * the client resumes from: docs/architecture.md, "Gap-free resume".
+ * Subscribing joins the thread's subscriber set, reads the thread's stream position and — when
+ * the client's own position is of the same epoch and recent enough — reads every message made
+ * visible after it, in one atomic step. A message gets its position and reads the subscriber set
+ * in one atomic step too (MessageCache.store). So every message is either before the subscription
+ * (and replayed) or after it (and pushed live, with the next positions). A client whose position
+ * cannot be replayed (a new epoch: the hot tier lost the thread) catches up by seq from its
+ * `settled` cursor instead; repeats are dropped by id.
  */
 import {
   AppError,
@@ -20,12 +21,14 @@ import {
 import { eventFrame, messageCreatedFrame } from "./events.ts";
 import type { HistoryReader } from "./history-reader.ts";
 import type { Principal, StreamPosition } from "./model.ts";
+import type { Settled } from "./sequence.ts";
 import type {
   Clock,
   Connection,
   ConnectionNotifier,
   ConnectionRegistry,
   Diagnostics,
+  Following,
   MessageCache,
   TokenVerifier,
 } from "./ports.ts";
@@ -38,8 +41,23 @@ export interface SubscriptionServiceDeps {
   readonly verifier: TokenVerifier;
   readonly access: ThreadAccess;
   readonly reader: HistoryReader;
+  readonly settled: Settled;
   readonly clock: Clock;
   readonly diagnostics: Diagnostics;
+}
+
+/** Where a subscriber resumes from: its stream position, and its settled seq to fall back on. */
+export interface ResumeFrom {
+  readonly position?: StreamPosition;
+  readonly sinceSeq?: number;
+}
+
+export interface Subscribed {
+  readonly replayed: number;
+  readonly hasMore: boolean;
+  /** True when the subscriber's position was replayed exactly (no catch-up by seq needed). */
+  readonly recovered: boolean;
+  readonly position: StreamPosition;
 }
 
 export interface SubscriptionOptions {
@@ -83,64 +101,85 @@ export class SubscriptionService {
     return connection;
   }
 
-  /** Follows the thread from now on, then replays what was missed after `sinceSeq`. */
+  /** Follows the thread from now on, and replays what the subscriber missed. */
   async subscribe(
     connection: Connection,
     threadId: string,
-    sinceSeq: number | undefined,
+    from: ResumeFrom,
     requestId?: string,
-  ): Promise<{ replayed: number; hasMore: boolean; position: StreamPosition }> {
+  ): Promise<Subscribed> {
     await this.deps.access.accessible(connection.principal, threadId);
     await this.deps.registry.subscribe(connection.connectionId, threadId).catch(registryUnavailable);
-    const position = await this.follow(threadId, connection.connectionId);
+    // Taken before following: what it counts as settled was visible before the subscription.
+    const settled = this.deps.settled();
+    const { position, replay } = await this.follow(threadId, connection.connectionId, from.position ?? null);
+    const send = (frame: string) => this.deps.notifier.send(connection.connectionId, frame);
     let replayed = 0;
     let nextCursor: number | null = null;
-    if (sinceSeq !== undefined) {
-      const { value: page } = await this.deps.reader.read(threadId, {
-        direction: "forward",
-        after: sinceSeq,
-        limit: this.options.replayLimit,
-      });
-      for (const message of page.messages) {
-        // In order, one at a time: a client applies them as they come.
-        const frame = messageCreatedFrame(message, { replay: true });
-        if ((await this.deps.notifier.send(connection.connectionId, frame)) === "gone") {
-          await this.disconnect(connection.connectionId);
-          return { replayed, hasMore: true, position };
-        }
-        replayed++;
+    const frames =
+      replay !== null
+        ? replay.map(({ message, pos }) =>
+            messageCreatedFrame(message, { replay: true, epoch: position.epoch, pos }),
+          )
+        : from.sinceSeq !== undefined
+          ? await this.catchUp(threadId, from.sinceSeq).then(({ messages, next_cursor }) => {
+              nextCursor = next_cursor;
+              return messages.map((message) => messageCreatedFrame(message, { replay: true }));
+            })
+          : [];
+    for (const frame of frames) {
+      // In order, one at a time: a client applies them as they come.
+      if ((await send(frame)) === "gone") {
+        await this.disconnect(connection.connectionId);
+        return { replayed, hasMore: true, recovered: false, position };
       }
-      nextCursor = page.next_cursor;
+      replayed++;
     }
     const hasMore = nextCursor !== null;
-    await this.deps.notifier.send(
-      connection.connectionId,
+    await send(
       eventFrame(
         "subscribed",
         {
           threadId,
+          recovered: replay !== null,
           replayed,
           has_more: hasMore,
           ...(hasMore ? { next_cursor: nextCursor } : {}),
           epoch: position.epoch,
           pos: position.pos,
-          watermark: position.watermark,
+          settled,
         },
         requestId,
       ),
     );
-    return { replayed, hasMore, position };
+    return { replayed, hasMore, recovered: replay !== null, position };
+  }
+
+  private async catchUp(threadId: string, sinceSeq: number) {
+    const { value } = await this.deps.reader.read(threadId, {
+      direction: "forward",
+      after: sinceSeq,
+      limit: this.options.replayLimit,
+    });
+    return value;
   }
 
   /** Joins the subscriber set and reads the position atomically (installing the thread if needed). */
-  private async follow(threadId: string, connectionId: string): Promise<StreamPosition> {
-    const once = () => this.deps.cache.follow(threadId, connectionId).catch(registryUnavailable);
+  private async follow(
+    threadId: string,
+    connectionId: string,
+    since: StreamPosition | null,
+  ): Promise<Following> {
+    const once = () =>
+      this.deps.cache
+        .follow(threadId, connectionId, since, this.options.replayLimit)
+        .catch(registryUnavailable);
     const first = await once();
     if (first !== null) return first;
     if ((await this.deps.access.install(threadId)) === null) throw threadNotFound();
-    const position = await once();
-    if (position === null) throw new ServiceUnavailableError("Thread state unavailable; retry");
-    return position;
+    const following = await once();
+    if (following === null) throw new ServiceUnavailableError("Thread state unavailable; retry");
+    return following;
   }
 
   async unsubscribe(connection: Connection, threadId: string, requestId?: string): Promise<void> {

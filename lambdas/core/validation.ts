@@ -203,15 +203,31 @@ const subscribeSchema = z.strictObject({
   action: z.literal("subscribe"),
   threadId: z.string(),
   sinceSeq: cursorValue.optional(),
+  epoch: z.string().min(1).max(64).optional(),
+  pos: cursorValue.optional(),
   request_id: requestId,
 });
 
-export const parseSubscribe = (
-  frame: unknown,
-): { threadId: string; sinceSeq: number | undefined; requestId: string | undefined } => {
+export interface SubscribeInput {
+  readonly threadId: string;
+  /** The stream position to resume from (epoch and pos come together). */
+  readonly position: { readonly epoch: string; readonly pos: number } | undefined;
+  /** The settled seq to catch up from when the position cannot be replayed. */
+  readonly sinceSeq: number | undefined;
+  readonly requestId: string | undefined;
+}
+
+export const parseSubscribe = (frame: unknown): SubscribeInput => {
   const input = parseWith(subscribeSchema, frame, "subscribe request");
+  if ((input.epoch === undefined) !== (input.pos === undefined)) {
+    throw new ValidationError("Invalid subscribe request", [
+      { path: input.epoch === undefined ? "epoch" : "pos", message: "epoch and pos come together" },
+    ]);
+  }
   return {
     threadId: parseId(input.threadId, "threadId"),
+    position:
+      input.epoch !== undefined && input.pos !== undefined ? { epoch: input.epoch, pos: input.pos } : undefined,
     sinceSeq: input.sinceSeq,
     requestId: input.request_id,
   };

@@ -50,6 +50,7 @@ const fields = z.object({
   WEBSOCKET_TIMEOUT_MS: int(1).default(1000),
   FANOUT_CONCURRENCY: int(1, 256).default(16),
   FANOUT_BUDGET_MS: int(1).default(1500),
+  /** Most messages replayed on subscribe; also how many stream positions Redis keeps per thread. */
   REPLAY_LIMIT: int(1, 1000).default(200),
 
   JWT_SECRET: optionalString,

@@ -35,6 +35,7 @@ import { HistoryReader } from "../core/history-reader.ts";
 import { OutboxRelay } from "../core/outbox-relay.ts";
 import { PersistService } from "../core/persist-service.ts";
 import type { Clock } from "../core/ports.ts";
+import { settledNow } from "../core/sequence.ts";
 import { unlimited } from "../core/rate-limit.ts";
 import { SubscriptionService } from "../core/subscription-service.ts";
 import { ThreadAccess } from "../core/thread-access.ts";
@@ -173,8 +174,12 @@ export const cache = once(async () => {
     idempotencyTtlSeconds: cfg.IDEMPOTENCY_TTL_SECONDS,
     persistBoundMs: cfg.PERSIST_BOUND_SECONDS * 1000,
     leaseMs: cfg.ACCEPT_LEASE_SECONDS * 1000,
+    logSize: cfg.REPLAY_LIMIT,
   });
 });
+
+/** The settled cursor every component reports (sequence.ts). */
+const settled = once(() => settledNow(clock, config().PERSIST_BOUND_SECONDS * 1000));
 
 export const registry = once(
   async () =>
@@ -251,16 +256,13 @@ export const threadAccess = once(async () => {
 
 export const historyReader = once(
   async () =>
-    new HistoryReader(
-      {
-        cache: await cache(),
-        messages: await messageRepository(),
-        access: await threadAccess(),
-        clock,
-        diagnostics,
-      },
-      config().PERSIST_BOUND_SECONDS * 1000,
-    ),
+    new HistoryReader({
+      cache: await cache(),
+      messages: await messageRepository(),
+      access: await threadAccess(),
+      settled: settled(),
+      diagnostics,
+    }),
 );
 
 /** The one difference between the accept modes: where a message becomes durable. */
@@ -288,6 +290,7 @@ export const acceptor = once(async () => {
     fanout: push,
     rateLimiter: limiter,
     clock,
+    settled: settled(),
     diagnostics,
   });
 });
@@ -315,6 +318,7 @@ export const subscriptionService = once(
         verifier: verifier(),
         access: await threadAccess(),
         reader: await historyReader(),
+        settled: settled(),
         clock,
         diagnostics,
       },
@@ -336,6 +340,7 @@ export const persistService = once(
         cache: await cache(),
         // Where the WebSocket API is known, messages made visible late are pushed live.
         ...(config().WEBSOCKET_API_ENDPOINT !== undefined ? { fanout: await fanout() } : {}),
+        settled: settled(),
         clock,
         diagnostics,
       },

@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { fingerprintOf, idempotencyKey, messageIdFor } from "../../lambdas/core/ids.ts";
 import { type Message, type Thread, toEpochSeconds } from "../../lambdas/core/model.ts";
+import type { StreamPosition } from "../../lambdas/core/model.ts";
 import type {
   Clock,
   ConnectionRegistry,
@@ -30,6 +31,7 @@ export interface CacheHarness {
     readonly persistBoundMs: number;
     readonly leaseMs: number;
     readonly idempotencyTtlSeconds: number;
+    readonly logSize: number;
   };
   /** The connection registry over the same hot tier (it leaves the subscriber sets `follow` joins). */
   readonly registry: ConnectionRegistry;
@@ -43,6 +45,7 @@ export const CONTRACT_OPTIONS = {
   persistBoundMs: 60_000,
   leaseMs: 10_000,
   idempotencyTtlSeconds: 3600,
+  logSize: 6,
 } as const;
 
 const OWNER = "alice";
@@ -134,16 +137,15 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
           kind: "unknown_thread",
         });
         expect(await h.cache.history(randomUUID(), { direction: "backward", limit: 5 })).toBeNull();
-        expect(await h.cache.follow(randomUUID(), "c1")).toBeNull();
+        expect(await h.cache.follow(randomUUID(), "c1", null, 10)).toBeNull();
       });
 
       it("installing again keeps the state and updates the record", async () => {
         const { s } = await post();
         await h.cache.install({ thread: { ...thread, title: "renamed" }, lastSeq: 0, genesis: false });
         expect((await h.cache.getThread(thread.id))?.title).toBe("renamed");
-        const position = await h.cache.follow(thread.id, "c-keep");
-        expect(position?.epoch).toBe(s.position.epoch);
-        expect(position?.pos).toBe(s.position.pos);
+        const following = await h.cache.follow(thread.id, "c-keep", null, 10);
+        expect(following?.position).toEqual(s.position);
       });
 
       it("answers another owner's thread as not found; a service principal may reserve in any", async () => {
@@ -152,66 +154,68 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
       });
     });
 
-    describe("seqs, positions and the watermark", () => {
+    const follow = async (connectionId: string, since: StreamPosition | null = null, limit = 10) => {
+      const f = await h.cache.follow(thread.id, connectionId, since, limit);
+      if (f === null) throw new Error("no hot state");
+      return f;
+    };
+
+    describe("seqs and stream positions", () => {
       it("hands out strictly growing seqs", async () => {
         const seqs: number[] = [];
         for (let i = 0; i < 5; i++) seqs.push((await reserve(attempt())).seq);
         for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1] as number);
       });
 
-      it("holds the watermark below a seq that is reserved but not visible", async () => {
-        const a = attempt();
-        const b = attempt();
-        const ra = await reserve(a);
-        const rb = await reserve(b);
-        const sb = await store(b, messageOf(b, rb.seq, rb.createdAtMs));
-        if (sb.kind !== "visible") throw new Error(sb.kind);
-        expect(sb.position.watermark).toBe(ra.seq - 1);
-        expect((await newest()).watermark).toBe(ra.seq - 1);
-        const sa = await store(a, messageOf(a, ra.seq, ra.createdAtMs));
-        if (sa.kind !== "visible") throw new Error(sa.kind);
-        expect(sa.position.watermark).toBeGreaterThanOrEqual(rb.seq);
-        expect(sa.position.pos).toBe(sb.position.pos + 1);
-        expect(sa.position.epoch).toBe(sb.position.epoch);
-      });
-
       it("numbers visible messages one by one and reads the subscribers with them", async () => {
-        const start = await h.cache.follow(thread.id, "conn-1");
-        if (start === null) throw new Error("no state");
+        const start = await follow("conn-1");
         const first = await post();
         const second = await post();
-        expect(first.s.position.pos).toBe(start.pos + 1);
-        expect(second.s.position.pos).toBe(start.pos + 2);
+        expect(first.s.position).toEqual({ epoch: start.position.epoch, pos: start.position.pos + 1 });
+        expect(second.s.position.pos).toBe(start.position.pos + 2);
         expect(first.s.subscribers).toEqual(["conn-1"]);
         await h.registry.unsubscribe("conn-1", thread.id);
         expect((await post()).s.subscribers).toEqual([]);
       });
 
-      it("lets the watermark pass an abandoned seq and a reservation whose deadline passed", async () => {
+      it("numbers messages in the order they become visible, whatever their seqs", async () => {
+        const start = await follow("conn-order");
         const a = attempt();
-        const ra = await reserve(a);
-        await h.cache.release({ ...releaseOf(a, ra.seq), outcome: { kind: "abandoned" } });
-        expect((await newest()).watermark).toBeGreaterThanOrEqual(ra.seq);
-
         const b = attempt();
+        const ra = await reserve(a);
         const rb = await reserve(b);
-        expect((await newest()).watermark).toBe(rb.seq - 1);
-        h.clock.advance(h.options.persistBoundMs + 1);
-        expect((await newest()).watermark).toBeGreaterThanOrEqual(rb.seq);
+        const mb = messageOf(b, rb.seq, rb.createdAtMs);
+        const ma = messageOf(a, ra.seq, ra.createdAtMs);
+        await store(b, mb);
+        await store(a, ma);
+        const again = await follow("conn-order-2", start.position);
+        expect(again.replay).toEqual([
+          { message: mb, pos: start.position.pos + 1 },
+          { message: ma, pos: start.position.pos + 2 },
+        ]);
       });
 
-      it("keeps an unknown outcome pending until its message becomes visible", async () => {
-        const a = attempt();
-        const ra = await reserve(a);
-        await h.cache.release({ ...releaseOf(a, ra.seq), outcome: { kind: "unknown" } });
-        const later = await post();
-        expect(later.s.position.watermark).toBe(ra.seq - 1);
-        // The next try of the key takes the reservation over, with the same seq and time.
-        const retry = await h.cache.reserve({ ...a.input, token: randomUUID() });
-        expect(retry).toMatchObject({ kind: "reserved", seq: ra.seq, createdAtMs: ra.createdAtMs, takeover: true });
-        const s = await store(a, messageOf(a, ra.seq, ra.createdAtMs));
-        if (s.kind !== "visible") throw new Error(s.kind);
-        expect(s.position.watermark).toBeGreaterThanOrEqual(later.m.seq);
+      it("replays everything visible after a position of the same epoch, atomically with joining", async () => {
+        const before = (await post()).s.position;
+        const missed = [(await post()).m, (await post()).m];
+        const following = await follow("conn-back", before);
+        expect(following.position.pos).toBe(before.pos + 2);
+        expect(following.replay?.map((r) => r.message)).toEqual(missed);
+        expect(following.replay?.map((r) => r.pos)).toEqual([before.pos + 1, before.pos + 2]);
+        const next = await post();
+        expect(next.s.subscribers).toContain("conn-back");
+        expect((await follow("conn-now", next.s.position)).replay).toEqual([]);
+      });
+
+      it("cannot replay a position of another epoch, one further back than the limit or the log", async () => {
+        const start = (await post()).s.position;
+        for (let i = 0; i < 3; i++) await post();
+        expect((await follow("x1", { epoch: "another", pos: start.pos })).replay).toBeNull();
+        expect((await follow("x2", start, 2)).replay).toBeNull();
+        expect((await follow("x3", null)).replay).toBeNull();
+        expect((await follow("x4", { ...start, pos: start.pos + 99 })).replay).toBeNull();
+        for (let i = 0; i < h.options.logSize; i++) await post();
+        expect((await follow("x5", start, 100)).replay).toBeNull();
       });
     });
 
@@ -260,6 +264,14 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect((await h.cache.reserve(other.input)).kind).toBe("mismatch");
       });
 
+      it("lets the next try take over an unknown outcome at once, with the same seq and time", async () => {
+        const a = attempt();
+        const first = await reserve(a);
+        await h.cache.release({ ...releaseOf(a, first.seq), outcome: { kind: "unknown" } });
+        const retry = await h.cache.reserve({ ...a.input, token: randomUUID() });
+        expect(retry).toMatchObject({ kind: "reserved", seq: first.seq, createdAtMs: first.createdAtMs, takeover: true });
+      });
+
       it("frees the key of an abandoned try", async () => {
         const a = attempt();
         const first = await reserve(a);
@@ -291,6 +303,7 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         for (let i = 0; i < 3; i++) posted.push((await post()).m);
         const back = await newest();
         expect(back.floor).toBe(0);
+        expect(back.position.pos).toBe((await follow("reader")).position.pos);
         expect(back.rows.map((m) => m.id)).toEqual(posted.map((m) => m.id).reverse());
         const fwd = await h.cache.history(thread.id, { direction: "forward", after: posted[0]?.seq as number, limit: 10 });
         expect(fwd?.rows.map((m) => m.id)).toEqual(posted.slice(1).map((m) => m.id));
@@ -323,6 +336,16 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         const fwd = await h.cache.history(thread.id, { direction: "forward", after: r.seq - 1, limit: 1 });
         expect(fwd?.floor).toBeLessThanOrEqual(r.seq);
         expect(fwd?.rows[0]?.seq).toBe(r.seq);
+      });
+
+      it("stops holding the floor for a reservation whose deadline passed", async () => {
+        const { historySize } = h.options;
+        const r = await reserve(attempt());
+        for (let i = 0; i < historySize + 2; i++) await post(false);
+        expect((await newest()).floor).toBeLessThanOrEqual(r.seq);
+        h.clock.advance(h.options.persistBoundMs + 1);
+        await post(false);
+        expect((await newest()).floor).toBeGreaterThan(r.seq);
       });
 
       it("serves a forward query below the floor from the floor on", async () => {
@@ -367,27 +390,41 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
 
     describe("confirmation by the persist consumer", () => {
       it("makes a durable message that never became visible visible, once, with the next pos", async () => {
-        await h.cache.follow(thread.id, "conn-late");
+        const start = await follow("conn-late");
         const lost = attempt();
         const r = await reserve(lost);
         const m = messageOf(lost, r.seq, r.createdAtMs);
         const later = await post();
-        expect(later.s.position.watermark).toBe(r.seq - 1);
         const [late, ...rest] = await h.cache.refresh([m, later.m]);
         expect(rest).toEqual([]);
-        expect(late?.messages).toEqual([{ message: m, pos: later.s.position.pos + 1 }]);
-        expect(late?.subscribers).toEqual(["conn-late"]);
-        expect(late?.position.watermark).toBeGreaterThanOrEqual(later.m.seq);
+        expect(late).toEqual({
+          threadId: thread.id,
+          epoch: start.position.epoch,
+          subscribers: ["conn-late"],
+          messages: [{ message: m, pos: later.s.position.pos + 1 }],
+        });
         expect((await newest()).rows.map((x) => x.id)).toContain(m.id);
         expect(await h.cache.reserve({ ...lost.input, token: randomUUID() })).toMatchObject({ kind: "replay" });
         expect(await h.cache.refresh([m])).toEqual([]);
+        expect((await follow("conn-late-2", start.position)).replay?.map((x) => x.message.id)).toEqual([
+          later.m.id,
+          m.id,
+        ]);
       });
 
-      it("ignores confirmations of messages the index has dropped", async () => {
+      it("makes a message accepted without the hot tier visible (its key has no record)", async () => {
+        const a = attempt();
+        const m = messageOf(a, (h.clock.now() + 5) * 1000 + 500, h.clock.now());
+        const [late] = await h.cache.refresh([m]);
+        expect(late?.messages.map((x) => x.message)).toEqual([m]);
+        expect((await newest()).rows[0]).toEqual(m);
+      });
+
+      it("ignores confirmations of messages it made visible, also after the index dropped them", async () => {
         const { historySize } = h.options;
         const posted: Message[] = [];
         for (let i = 0; i < historySize + 2; i++) posted.push((await post(false)).m);
-        expect(await h.cache.refresh(posted.slice(0, 2))).toEqual([]);
+        expect(await h.cache.refresh(posted)).toEqual([]);
       });
 
       it("does nothing for a thread without hot state", async () => {
@@ -412,8 +449,8 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         const connectionId = `conn-${randomUUID()}`;
         await h.registry.register({ connectionId, principal: { userId: OWNER, roles: [] }, connectedAt: 1 });
         await h.registry.subscribe(connectionId, thread.id);
-        await h.cache.follow(thread.id, connectionId);
-        await h.cache.follow(thread.id, "someone-else");
+        await follow(connectionId);
+        await follow("someone-else");
         expect((await post()).s.subscribers).toEqual(expect.arrayContaining([connectionId, "someone-else"]));
         await h.registry.remove(connectionId);
         expect((await post()).s.subscribers).toEqual(["someone-else"]);
@@ -421,25 +458,22 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
     });
 
     describe("losing the hot state", () => {
-      it("starts a new epoch that holds the watermark for one persist bound", async () => {
+      it("starts a new epoch above everything allocated before; messages in flight become visible in it", async () => {
         const before = await post();
         await h.flush();
         expect(await store(before.a, before.m)).toEqual({ kind: "lost" });
         await h.cache.install({ thread, lastSeq: before.m.seq, genesis: false });
-        const now = h.clock.now();
-        const held = Math.max(0, (now - h.options.persistBoundMs) * 1000 - 1);
-        const position = await h.cache.follow(thread.id, "conn-new");
-        expect(position?.epoch).not.toBe(before.s.position.epoch);
-        expect(position?.watermark).toBe(held);
+        const following = await follow("conn-new", before.s.position);
+        expect(following.position.epoch).not.toBe(before.s.position.epoch);
+        expect(following.replay).toBeNull();
         const after = await post();
         expect(after.m.seq).toBeGreaterThan(before.m.seq);
-        expect(after.s.position.watermark).toBe(held);
+        expect((await newest()).floor).toBeGreaterThan(before.m.seq);
         // A message that was on the persist queue when the state was lost shows up, late.
-        const inFlight = messageOf(attempt(), before.m.seq - 1, now);
-        const late = await h.cache.refresh([inFlight]);
-        expect(late[0]?.messages.map((x) => x.message.id)).toEqual([inFlight.id]);
-        h.clock.advance(h.options.persistBoundMs + 1);
-        expect((await newest()).watermark).toBeGreaterThanOrEqual(after.m.seq);
+        const inFlight = messageOf(attempt(), before.m.seq - 1, h.clock.now());
+        const [late] = await h.cache.refresh([inFlight]);
+        expect(late?.messages).toEqual([{ message: inFlight, pos: after.s.position.pos + 1 }]);
+        expect(late?.subscribers).toEqual(["conn-new"]);
       });
 
       it("asks the durable tier about client keys within the idempotency window", async () => {

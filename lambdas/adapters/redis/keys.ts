@@ -10,8 +10,7 @@ export class RedisKeys {
   /**
    * The thread's hot state, a hash: `meta` (the thread record), `seq` (last allocated), `pos` and
    * `ep` (stream position and epoch), `floor` (the index holds every visible message from here),
-   * `hu`/`hf` (until when the watermark is held at most at `hf`, after a restore), `idu` (until
-   * when unknown idempotency keys are checked against PostgreSQL).
+   * `idu` (until when unknown idempotency keys are checked against PostgreSQL).
    */
   threadState = (threadId: string): string => `${this.prefix}{t:${threadId}}:st`;
   /** The newest messages, score = seq. */
@@ -20,6 +19,8 @@ export class RedisKeys {
   threadPending = (threadId: string): string => `${this.prefix}{t:${threadId}}:pend`;
   /** Visible messages PostgreSQL may not have yet, score = seq, member = `<seq>:<deadline ms>`. */
   threadUnpersisted = (threadId: string): string => `${this.prefix}{t:${threadId}}:unp`;
+  /** The newest stream positions, score = pos, member = seq: what a resuming subscriber replays. */
+  threadLog = (threadId: string): string => `${this.prefix}{t:${threadId}}:log`;
   threadSubscribers = (threadId: string): string => `${this.prefix}{t:${threadId}}:subs`;
   /** A key's record: `{s:"p",…}` while a try holds it, `{s:"c",m:<message>}` once visible. */
   idempotency = (threadId: string, key: string): string => `${this.prefix}{t:${threadId}}:ik:${key}`;

@@ -5,8 +5,9 @@
  * key by id. Every multi-key step is one Lua script (scripts.ts) on the thread's slot.
  *
  * A history row is served from here only at or above the floor, where the index provably holds
- * every visible message; the watermark tells what a client may keep as its resume cursor.
- * Redis may lose everything at any time: a state created anew says so (new epoch, restore hold).
+ * every visible message. Every message made visible gets the thread's next stream position and
+ * goes into a short log, from which a resuming subscriber replays what it missed. Redis may lose
+ * everything at any time: a state created anew says so with a new epoch.
  */
 import { fingerprintOf, idempotencyKey, newEpoch } from "../../core/ids.ts";
 import type { HistoryQuery, Message, StreamPosition, Thread } from "../../core/model.ts";
@@ -14,6 +15,7 @@ import { serializeMessage, serializeThread } from "../../core/model.ts";
 import type {
   CachedHistory,
   Clock,
+  Following,
   LateVisibility,
   MessageCache,
   OwnedMessage,
@@ -37,6 +39,8 @@ export interface RedisCacheOptions {
   readonly persistBoundMs: number;
   /** How long a try holds its key before another try may take the reservation over. */
   readonly leaseMs: number;
+  /** Stream positions kept for replay per thread (a subscriber further behind catches up by seq). */
+  readonly logSize: number;
 }
 
 const seqArg = (seq: number): string => seq.toFixed(0);
@@ -150,6 +154,7 @@ export class RedisMessageCache implements MessageCache {
             k.threadUnpersisted(threadId),
             k.threadSubscribers(threadId),
             k.idempotency(threadId, ctx.idempotencyKey),
+            k.threadLog(threadId),
           ],
           [
             seqArg(message.seq),
@@ -161,17 +166,18 @@ export class RedisMessageCache implements MessageCache {
             now,
             now + o.persistBoundMs,
             ctx.fingerprint,
+            o.logSize,
           ],
         ) as Promise<[number, ...unknown[]]>,
         this.client.set(k.message(message.id), JSON.stringify({ o: ctx.ownerId, m: message }), "EX", o.ttlSeconds),
       ]);
-      const [kind, a, b, c, d] = reply;
+      const [kind, a, b, c] = reply;
       if (kind === 0) return { kind: "lost" };
       if (kind === 2) return { kind: "replay", message: JSON.parse(a as string) as Message };
       return {
         kind: "visible",
-        position: { pos: Number(a), watermark: Number(b), epoch: String(c) },
-        subscribers: (d as string[] | undefined) ?? [],
+        position: { pos: Number(a), epoch: String(b) },
+        subscribers: (c as string[] | undefined) ?? [],
       };
     });
   }
@@ -209,33 +215,41 @@ export class RedisMessageCache implements MessageCache {
     return this.guard.run(async () => {
       const reply = (await this.scripts.run(
         HISTORY,
-        [this.keys.threadState(threadId), this.keys.threadMessages(threadId), this.keys.threadPending(threadId)],
-        [backward ? "b" : "f", cursor, query.limit + 1, this.clock.now()],
+        [this.keys.threadState(threadId), this.keys.threadMessages(threadId)],
+        [backward ? "b" : "f", cursor, query.limit + 1],
       )) as Row;
       if (reply.length === 0) return null;
-      const [floor, watermark, ...rows] = reply;
+      const [floor, epoch, pos, ...rows] = reply;
       return {
         floor: Number(floor),
-        watermark: Number(watermark),
+        position: { epoch: String(epoch), pos: Number(pos) },
         rows: rows.map((json) => JSON.parse(json) as Message),
       };
     });
   }
 
-  follow(threadId: string, connectionId: string): Promise<StreamPosition | null> {
+  follow(
+    threadId: string,
+    connectionId: string,
+    since: StreamPosition | null,
+    limit: number,
+  ): Promise<Following | null> {
+    const k = this.keys;
     return this.guard.run(async () => {
       const reply = (await this.scripts.run(
         FOLLOW,
-        [
-          this.keys.threadState(threadId),
-          this.keys.threadSubscribers(threadId),
-          this.keys.threadPending(threadId),
-        ],
-        [connectionId, this.options.ttlSeconds, this.clock.now()],
-      )) as [number, string?, string?, string?];
-      const [found, epoch, pos, watermark] = reply;
+        [k.threadState(threadId), k.threadSubscribers(threadId), k.threadLog(threadId), k.threadMessages(threadId)],
+        [connectionId, this.options.ttlSeconds, since?.epoch ?? "", since?.pos ?? "", limit],
+      )) as [number, string, string, string, ...string[]];
+      const [found, epoch, pos, mode, ...entries] = reply;
       if (found === 0) return null;
-      return { epoch: String(epoch), pos: Number(pos), watermark: Number(watermark) };
+      const position = { epoch: String(epoch), pos: Number(pos) };
+      if (mode !== "r") return { position, replay: null };
+      const replay = [];
+      for (let i = 0; i + 1 < entries.length; i += 2) {
+        replay.push({ message: JSON.parse(entries[i] as string) as Message, pos: Number(entries[i + 1]) });
+      }
+      return { position, replay };
     });
   }
 
@@ -283,6 +297,7 @@ export class RedisMessageCache implements MessageCache {
               k.threadPending(threadId),
               k.threadUnpersisted(threadId),
               k.threadSubscribers(threadId),
+              k.threadLog(threadId),
               ...list.map((m) =>
                 k.idempotency(threadId, idempotencyKey(m.user_id, m.client_message_id ?? `id:${m.id}`)),
               ),
@@ -292,6 +307,7 @@ export class RedisMessageCache implements MessageCache {
               o.ttlSeconds,
               o.idempotencyTtlSeconds,
               now,
+              o.logSize,
               ...list.flatMap((m) => [seqArg(m.seq), serializeMessage(m), fingerprintOf(m)]),
             ],
           )) as unknown[];
@@ -318,22 +334,15 @@ export class RedisMessageCache implements MessageCache {
   }
 }
 
-/** REFRESH's reply: {1, epoch, watermark, subscribers, seq, pos, ...} for what it made visible. */
+/** REFRESH's reply: {1, epoch, subscribers, seq, pos, ...} for what it made visible. */
 const lateFrom = (threadId: string, list: readonly Message[], reply: unknown[]): LateVisibility | null => {
-  if (reply.length < 4) return null;
-  const [, epoch, watermark, subscribers, ...pairs] = reply as [number, string, string, string[], ...string[]];
+  if (reply.length < 3) return null;
+  const [, epoch, subscribers, ...pairs] = reply as [number, string, string[], ...string[]];
   const bySeq = new Map(list.map((m) => [seqArg(m.seq), m]));
-  const made: { message: Message; pos: number }[] = [];
+  const messages: { message: Message; pos: number }[] = [];
   for (let i = 0; i + 1 < pairs.length; i += 2) {
     const message = bySeq.get(pairs[i] as string);
-    if (message !== undefined) made.push({ message, pos: Number(pairs[i + 1]) });
+    if (message !== undefined) messages.push({ message, pos: Number(pairs[i + 1]) });
   }
-  if (made.length === 0) return null;
-  const last = made.at(-1) as { pos: number };
-  return {
-    threadId,
-    messages: made,
-    subscribers,
-    position: { epoch, watermark: Number(watermark), pos: last.pos },
-  };
+  return messages.length === 0 ? null : { threadId, epoch, subscribers, messages };
 };

@@ -18,10 +18,10 @@ export interface ScriptDefinition {
 
 /**
  * Shared helpers. `live_min`: the lowest entry of a `<seq>:<deadline>` set whose deadline has not
- * passed (expired entries are dropped on the way). `watermark`: every seq at or below it is
- * resolved — visible, or abandoned — and, while a restore's hold lasts, at most the hold floor.
- * `trim`: keeps the newest `maxLen` messages but never drops one PostgreSQL may lack, nor raises
- * the floor over a seq that is still pending.
+ * passed (expired entries are dropped on the way). `trim`: keeps the newest `maxLen` messages but
+ * never drops one PostgreSQL may lack, nor raises the floor over a seq still pending (a slow
+ * accept's message must land at or above the floor, where reads find it). `visible`: gives a
+ * message the thread's next stream position and logs it for replay.
  */
 const LIB = `
 local function fmt(n) return string.format('%.0f', n) end
@@ -33,17 +33,6 @@ local function live_min(key, now)
     if deadline ~= nil and deadline >= now then return tonumber(first[2]) end
     redis.call('ZREM', key, first[1])
   end
-end
-local function watermark(st, pend, now)
-  local low = live_min(pend, now)
-  local w
-  if low == nil then w = tonumber(redis.call('HGET', st, 'seq') or '0') else w = low - 1 end
-  local hold = redis.call('HMGET', st, 'hu', 'hf')
-  if now < tonumber(hold[1] or '0') then
-    local hf = tonumber(hold[2] or '0')
-    if hf < w then w = hf end
-  end
-  return w
 end
 local function trim(st, msgs, pend, unp, maxLen, now)
   local n = redis.call('ZCARD', msgs)
@@ -57,6 +46,14 @@ local function trim(st, msgs, pend, unp, maxLen, now)
   local floor = tonumber(redis.call('HGET', st, 'floor') or '0')
   if keep > floor then redis.call('HSET', st, 'floor', fmt(keep)) end
 end
+local function visible(st, log, seq, logLen, ttl)
+  local pos = redis.call('HINCRBY', st, 'pos', 1)
+  redis.call('ZADD', log, pos, seq)
+  local n = redis.call('ZCARD', log)
+  if n > logLen then redis.call('ZREMRANGEBYRANK', log, 0, n - logLen - 1) end
+  redis.call('EXPIRE', log, ttl)
+  return pos
+end
 local function server_clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + math.floor(tonumber(t[2]) / 1000) * 1000
@@ -66,9 +63,9 @@ end
 /**
  * KEYS: st. ARGV: thread JSON, last seq PostgreSQL has seen, genesis ("1"/"0"), new epoch id, now,
  * persist bound (ms), ttl (s), idempotency window (ms). Creates the hot state when there is none;
- * otherwise only updates the thread record. A restored state (not genesis) starts its index floor
- * above everything allocated before, and holds the watermark at "settled by time" for one persist
- * bound: messages that were on the persist queue when the state was lost cannot be skipped.
+ * otherwise only updates the thread record. A restored state (not genesis) starts a new epoch, its
+ * index floor above everything allocated before, and — within the idempotency window of the
+ * thread's last message — asks the accept path to check unknown keys against PostgreSQL.
  */
 export const INSTALL: ScriptDefinition = {
   name: "chatInstall",
@@ -83,20 +80,16 @@ end
 local last = tonumber(ARGV[2])
 local now = tonumber(ARGV[5])
 if ARGV[3] == '1' then
-  redis.call('HSET', st, 'meta', ARGV[1], 'seq', fmt(last), 'pos', '0', 'ep', ARGV[4], 'floor', '0',
-    'hu', '0', 'hf', '0', 'idu', '0')
+  redis.call('HSET', st, 'meta', ARGV[1], 'seq', fmt(last), 'pos', '0', 'ep', ARGV[4], 'floor', '0', 'idu', '0')
 else
   local floor = last + 1
   local clock = server_clock()
   if clock > floor then floor = clock end
-  local bound = tonumber(ARGV[6])
   local window = tonumber(ARGV[8])
-  local idu = now + bound
+  local idu = now + tonumber(ARGV[6])
   if math.floor(last / 1000) > now - window then idu = now + window end
-  local hf = (now - bound) * 1000 - 1
-  if hf < 0 then hf = 0 end
   redis.call('HSET', st, 'meta', ARGV[1], 'seq', fmt(floor - 1), 'pos', '0', 'ep', ARGV[4],
-    'floor', fmt(floor), 'hu', fmt(now + bound), 'hf', fmt(hf), 'idu', fmt(idu))
+    'floor', fmt(floor), 'idu', fmt(idu))
 end
 redis.call('EXPIRE', st, ARGV[7])
 return 1
@@ -153,17 +146,17 @@ return {1, meta, seq, ARGV[4], '0', verify}
 };
 
 /**
- * KEYS: st, msgs, pend, unp, subs, idem. ARGV: seq, message JSON, queued ("1"/"0"), maxLen, ttl,
- * idempotency ttl, now, unpersisted deadline, fingerprint.
- * Returns {0} state lost | {2, message} another try made it visible first | {1, pos, watermark,
- * epoch, subscribers}. The subscriber set is read here, atomically with the message becoming
- * visible: a connection that subscribes later finds the message in its catch-up.
+ * KEYS: st, msgs, pend, unp, subs, idem, log. ARGV: seq, message JSON, queued ("1"/"0"), maxLen,
+ * ttl, idempotency ttl, now, unpersisted deadline, fingerprint, log length.
+ * Returns {0} state lost | {2, message} another try made it visible first | {1, pos, epoch,
+ * subscribers}. The subscriber set is read here, atomically with the message getting its
+ * position: a connection that follows the thread later replays it from the log.
  */
 export const STORE: ScriptDefinition = {
   name: "chatStore",
-  keys: 6,
+  keys: 7,
   lua: `${LIB}
-local st, msgs, pend, unp, subs, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local st, msgs, pend, unp, subs, idem, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if redis.call('EXISTS', st) == 0 then return {0} end
 local raw = redis.call('GET', idem)
 if raw then
@@ -180,12 +173,11 @@ if ARGV[3] == '1' then
   redis.call('EXPIRE', unp, ARGV[5])
 end
 redis.call('SET', idem, cjson.encode({s = 'c', h = ARGV[9], m = ARGV[2]}), 'EX', ARGV[6])
-local pos = redis.call('HINCRBY', st, 'pos', 1)
-local w = watermark(st, pend, now)
+local pos = visible(st, log, seq, tonumber(ARGV[10]), ARGV[5])
 trim(st, msgs, pend, unp, tonumber(ARGV[4]), now)
 redis.call('EXPIRE', msgs, ARGV[5])
 redis.call('EXPIRE', st, ARGV[5])
-return {1, fmt(pos), fmt(w), redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)}
+return {1, fmt(pos), redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)}
 `,
 };
 
@@ -226,18 +218,18 @@ return 1
 };
 
 /**
- * KEYS: st, msgs, pend. ARGV: "b" (newest first, below the cursor) or "f" (oldest first, above
- * it), cursor ("" = none), count, now. Only rows at or above the floor are returned.
- * Returns {} without state, else {floor, watermark, message JSON, ...}.
+ * KEYS: st, msgs. ARGV: "b" (newest first, below the cursor) or "f" (oldest first, above it),
+ * cursor ("" = none), count. Only rows at or above the floor are returned, with the stream
+ * position they were read at. Returns {} without state, else {floor, epoch, pos, message JSON, ...}.
  */
 export const HISTORY: ScriptDefinition = {
   name: "chatHistory",
-  keys: 3,
-  lua: `${LIB}
-local st, msgs, pend = KEYS[1], KEYS[2], KEYS[3]
-local floor = redis.call('HGET', st, 'floor')
+  keys: 2,
+  lua: `
+local st, msgs = KEYS[1], KEYS[2]
+local hv = redis.call('HMGET', st, 'floor', 'ep', 'pos')
+local floor = hv[1]
 if not floor then return {} end
-local w = watermark(st, pend, tonumber(ARGV[4]))
 local rows
 if ARGV[1] == 'b' then
   local top = '+inf'
@@ -248,26 +240,45 @@ else
   if tonumber(ARGV[2]) >= tonumber(floor) - 1 then low = '(' .. ARGV[2] end
   rows = redis.call('ZRANGEBYSCORE', msgs, low, '+inf', 'LIMIT', 0, ARGV[3])
 end
-table.insert(rows, 1, fmt(w))
+table.insert(rows, 1, hv[3])
+table.insert(rows, 1, hv[2])
 table.insert(rows, 1, floor)
 return rows
 `,
 };
 
 /**
- * KEYS: st, subs, pend. ARGV: connection id, ttl, now.
- * Returns {0} without state | {1, epoch, pos, watermark}: the position the subscriber starts from.
+ * KEYS: st, subs, log, msgs. ARGV: connection id, ttl, the client's epoch ("" = none), the
+ * client's pos, most messages to replay.
+ * Joins the subscriber set and reads the position, atomically; when the client's position is in
+ * this epoch and the log still holds every message after it (at most the limit), returns them.
+ * Returns {0} without state | {1, epoch, pos, "r", message, pos, ...} recovered from the log |
+ * {1, epoch, pos, "f"}: the caller catches up by seq instead.
  */
 export const FOLLOW: ScriptDefinition = {
   name: "chatFollow",
-  keys: 3,
-  lua: `${LIB}
-local st, subs, pend = KEYS[1], KEYS[2], KEYS[3]
+  keys: 4,
+  lua: `
+local st, subs, log, msgs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', st) == 0 then return {0} end
 redis.call('SADD', subs, ARGV[1])
 redis.call('EXPIRE', subs, ARGV[2])
 local hv = redis.call('HMGET', st, 'ep', 'pos')
-return {1, hv[1], hv[2], fmt(watermark(st, pend, tonumber(ARGV[3])))}
+local ep, pos = hv[1], tonumber(hv[2])
+local from = tonumber(ARGV[4])
+if ARGV[3] ~= ep or from == nil or from > pos or pos - from > tonumber(ARGV[5]) then
+  return {1, ep, hv[2], 'f'}
+end
+local entries = redis.call('ZRANGEBYSCORE', log, '(' .. ARGV[4], hv[2], 'WITHSCORES')
+if #entries / 2 ~= pos - from then return {1, ep, hv[2], 'f'} end
+local reply = {1, ep, hv[2], 'r'}
+for i = 1, #entries, 2 do
+  local row = redis.call('ZRANGEBYSCORE', msgs, entries[i], entries[i])
+  if #row == 0 then return {1, ep, hv[2], 'f'} end
+  reply[#reply + 1] = row[1]
+  reply[#reply + 1] = entries[i + 1]
+end
+return reply
 `,
 };
 
@@ -297,47 +308,39 @@ return 1
 };
 
 /**
- * KEYS: st, msgs, pend, unp, subs, then one idempotency key per message. ARGV: maxLen, ttl,
- * idempotency ttl, now, then seq/JSON/fingerprint triples of messages now in PostgreSQL.
- * Each is confirmed (no longer kept for PostgreSQL's sake). One that was never made visible — its
- * accept could not cache it, or ran while the hot tier was away, or it was in flight when a
- * restore happened — becomes visible now with the next pos. Returns {0} without state, else
- * {1, epoch, watermark, subscribers, seq, pos, seq, pos, ...} for the messages made visible.
+ * KEYS: st, msgs, pend, unp, subs, log, then one idempotency key per message. ARGV: maxLen, ttl,
+ * idempotency ttl, now, log length, then seq/JSON/fingerprint triples of messages now in
+ * PostgreSQL. Each is confirmed (no longer kept for PostgreSQL's sake). One that was never made
+ * visible — its key has no record of it — becomes visible now, with the next position: its
+ * accept could not cache it, ran while the hot tier was away, or was in flight when the hot state
+ * was lost. Returns {0} without state, else {1, epoch, subscribers, seq, pos, ...} for those.
  */
 export const REFRESH: ScriptDefinition = {
   name: "chatRefresh",
   keys: "varying",
   lua: `${LIB}
-local st, msgs, pend, unp, subs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local st, msgs, pend, unp, subs, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 if redis.call('EXISTS', st) == 0 then return {0} end
 local now = tonumber(ARGV[4])
-local hv = redis.call('HMGET', st, 'floor', 'hu', 'hf')
-local floor, hu, hf = tonumber(hv[1]), tonumber(hv[2] or '0'), tonumber(hv[3] or '0')
 local late = {}
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local seq = ARGV[i]
-  local n = tonumber(seq)
+  local key = KEYS[6 + (i - 3) / 3]
   redis.call('ZREMRANGEBYSCORE', unp, seq, seq)
-  if redis.call('ZCOUNT', msgs, seq, seq) == 0 then
-    local pending = redis.call('ZCOUNT', pend, seq, seq) > 0
-    if n >= floor or pending or (now < hu and n > hf) then
-      redis.call('ZADD', msgs, seq, ARGV[i + 1])
-      redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
-      local key = KEYS[5 + (i - 2) / 3]
-      local raw = redis.call('GET', key)
-      if (not raw) or cjson.decode(raw).s ~= 'c' then
-        redis.call('SET', key, cjson.encode({s = 'c', h = ARGV[i + 2], m = ARGV[i + 1]}), 'EX', ARGV[3])
-      end
-      late[#late + 1] = seq
-      late[#late + 1] = fmt(redis.call('HINCRBY', st, 'pos', 1))
-    end
+  local raw = redis.call('GET', key)
+  if (not raw) or cjson.decode(raw).s ~= 'c' then
+    redis.call('ZREMRANGEBYSCORE', msgs, seq, seq)
+    redis.call('ZADD', msgs, seq, ARGV[i + 1])
+    redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
+    redis.call('SET', key, cjson.encode({s = 'c', h = ARGV[i + 2], m = ARGV[i + 1]}), 'EX', ARGV[3])
+    late[#late + 1] = seq
+    late[#late + 1] = fmt(visible(st, log, seq, tonumber(ARGV[5]), ARGV[2]))
   end
 end
 if #late == 0 then return {1} end
-local w = watermark(st, pend, now)
 trim(st, msgs, pend, unp, tonumber(ARGV[1]), now)
 redis.call('EXPIRE', msgs, ARGV[2])
-local reply = {1, redis.call('HGET', st, 'ep'), fmt(w), redis.call('SMEMBERS', subs)}
+local reply = {1, redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)}
 for _, v in ipairs(late) do reply[#reply + 1] = v end
 return reply
 `,
