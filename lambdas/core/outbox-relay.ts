@@ -1,10 +1,10 @@
 /**
- * Messages committed synchronously (SQS-down fallback, rollback mode) never went through the
- * persist consumer; the outbox relay forwards them to the analytics queue so ClickHouse still gets
- * every message, and confirms them to the hot tier, which makes visible any that were committed
- * while it was unreachable. Runs on a schedule.
+ * The outbox holds stored messages that still have to reach the analytics queue or be confirmed
+ * to the hot tier: those committed synchronously (SQS-down fallback, rollback mode), and those the
+ * persist consumer stored while the analytics queue or the hot tier was unreachable. The relay
+ * forwards them (ClickHouse deduplicates a repeat), confirms them to the hot tier — which makes
+ * visible any that never were — and clears them only then. Runs on a schedule.
  */
-import { bestEffort } from "./best-effort.ts";
 import type { AnalyticsPublisher, Diagnostics, MessageCache, MessageRepository } from "./ports.ts";
 
 export class OutboxRelay {
@@ -25,13 +25,8 @@ export class OutboxRelay {
       const pending = await this.deps.messages.pendingOutbox(this.batchSize);
       if (pending.length === 0) break;
       await this.deps.analytics.publish(pending);
-      await bestEffort(
-        this.deps.diagnostics,
-        "could not confirm relayed messages to the cache",
-        { messages: pending.length },
-        () => this.deps.cache.refresh(pending),
-        [],
-      );
+      // Not cleared unless confirmed: the next run tries again (the forward repeats harmlessly).
+      await this.deps.cache.refresh(pending);
       await this.deps.messages.clearOutbox(pending.map((m) => m.id));
       forwarded += pending.length;
       if (pending.length < this.batchSize) break;

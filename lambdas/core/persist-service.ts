@@ -99,23 +99,25 @@ export class PersistService {
     const canonical = [...stored.values()].map((r) => r.message);
     let statementsUsed = statements;
     if (canonical.length > 0) {
-      const [forwarded] = await Promise.allSettled([
+      const [forwarded, confirmed] = await Promise.allSettled([
         this.deps.analytics.publish(canonical),
         this.confirmToCache(canonical),
       ]);
-      if (forwarded.status === "rejected") {
-        // The analytics queue is unreachable: the outbox relay takes the messages over, so the
-        // records are done. Only if that fails too are they run again (the insert is a no-op).
+      const unfinished = [forwarded, confirmed].find((r) => r.status === "rejected");
+      if (unfinished !== undefined) {
+        // The analytics queue or the hot tier is unreachable: the outbox relay takes the messages
+        // over (it forwards them and confirms them to the hot tier), so the records are done. Only
+        // if that fails too are they run again (the insert is a no-op).
         statementsUsed++;
         try {
           await this.deps.messages.addToOutbox(canonical.map((m) => m.id));
-          this.deps.diagnostics.warn("analytics queue unavailable; messages handed to the outbox", {
+          this.deps.diagnostics.warn("analytics queue or cache unavailable; messages handed to the outbox", {
             messages: canonical.length,
-            error: describeError(forwarded.reason),
+            error: describeError(unfinished.reason),
           });
         } catch (error) {
           for (const item of persisted)
-            fail(item.record, isTierUnavailable(error) ? error : forwarded.reason);
+            fail(item.record, isTierUnavailable(error) ? error : unfinished.reason);
           persisted.length = 0;
         }
       }
@@ -176,15 +178,18 @@ export class PersistService {
     return { stored, errors, statements: 1 + messages.length };
   }
 
+  /**
+   * Tells the hot tier these messages are in PostgreSQL; it makes visible those that never were,
+   * and they are pushed to the subscribers. Rejects when the hot tier cannot be told (the outbox
+   * relay tells it later): a message must not stay invisible to subscribers that resume.
+   */
   private async confirmToCache(canonical: readonly Message[]): Promise<void> {
-    try {
-      const settled = this.deps.settled();
-      const late = await this.deps.cache.refresh(canonical);
-      if (this.deps.fanout !== undefined) await announceLate(this.deps.fanout, late, settled);
-    } catch (error) {
-      this.deps.diagnostics.warn("could not confirm persisted messages to the cache", {
-        error: describeError(error),
-      });
-    }
+    const settled = this.deps.settled();
+    const late = await this.deps.cache.refresh(canonical);
+    if (this.deps.fanout === undefined) return;
+    await announceLate(this.deps.fanout, late, settled).catch((error: unknown) => {
+      // Pushing is best effort: subscribers see the gap in positions and replay.
+      this.deps.diagnostics.warn("could not push late messages", { error: describeError(error) });
+    });
   }
 }

@@ -8,6 +8,7 @@ import { exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JoseTokenVerifier } from "../../lambdas/adapters/auth/jose-token-verifier.ts";
 import { ServiceUnavailableError, UnauthorizedError } from "../../lambdas/core/errors.ts";
+import { describeFailure } from "../../lambdas/runtime/http-response.ts";
 import { startTestStack, type TestStack } from "../support/test-stack.ts";
 import { RefusedError, WsClient } from "../support/ws-client.ts";
 
@@ -173,7 +174,8 @@ describe("when the key set cannot be fetched", () => {
             (e: unknown) => e,
           );
         expect(error, url).toBeInstanceOf(ServiceUnavailableError);
-        expect((error as ServiceUnavailableError).retryAfterSeconds).toBeGreaterThan(0);
+        // At the edge: a 503 with the configured Retry-After, not a 401.
+        expect(describeFailure(error, 3)).toMatchObject({ status: 503, retryAfterSeconds: 3 });
       }
     } finally {
       await Promise.all([failing.close(), notAKeySet.close(), silent.close()]);
