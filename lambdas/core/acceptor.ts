@@ -312,7 +312,13 @@ export class Acceptor {
     ownerId: string,
     queued: boolean,
   ): Promise<StoreResult | null> {
-    const ctx = { ownerId, idempotencyKey: attempt.key, fingerprint: attempt.fingerprint, queued };
+    const ctx = {
+      ownerId,
+      idempotencyKey: attempt.key,
+      fingerprint: attempt.fingerprint,
+      token: attempt.token,
+      queued,
+    };
     for (let tries = 0; ; tries++) {
       try {
         return await attempt.watch.time("cache_write", () => this.deps.cache.store(message, ctx));

@@ -134,7 +134,7 @@ export interface MessageCache {
    */
   store(
     message: Message,
-    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; queued: boolean },
+    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; token: string; queued: boolean },
   ): Promise<StoreResult>;
   release(input: {
     threadId: string;
@@ -159,8 +159,9 @@ export interface MessageCache {
   /** Adds messages read from PostgreSQL below the floor; `complete`: they reach the first message. */
   warm(threadId: string, messages: readonly Message[], complete: boolean): Promise<void>;
   /**
-   * The persist consumer (and the outbox relay) confirm messages are in PostgreSQL. Messages that
-   * were never made visible become visible now, and are returned with whom to tell.
+   * The persist consumer (and the outbox relay) confirm messages as PostgreSQL stored them.
+   * Messages that were never made visible (or were shown with another seq) become visible now,
+   * and are returned with whom to tell.
    */
   refresh(messages: readonly Message[]): Promise<LateVisibility[]>;
   getMessage(id: string): Promise<OwnedMessage | null>;

@@ -111,7 +111,13 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
     });
 
     const store = async (a: ReturnType<typeof attempt>, m: Message, queued = true): Promise<StoreResult> =>
-      h.cache.store(m, { ownerId: OWNER, idempotencyKey: a.input.idempotencyKey, fingerprint: a.input.fingerprint, queued });
+      h.cache.store(m, {
+        ownerId: OWNER,
+        idempotencyKey: a.input.idempotencyKey,
+        fingerprint: a.input.fingerprint,
+        token: a.input.token,
+        queued,
+      });
 
     /** Reserves and stores one message; returns it with where it became visible. */
     const post = async (queued = true) => {
@@ -253,9 +259,20 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         const { a, m } = await post();
         const replay = await h.cache.reserve({ ...a.input, token: randomUUID() });
         expect(replay).toMatchObject({ kind: "replay", message: m });
-        // A second store of the key (a try that took over) finds it visible already.
-        const again = await store(a, m);
+        // A store by another try of the key (one that took over) finds it visible already.
+        const again = await store({ ...a, input: { ...a.input, token: randomUUID() } }, m);
         expect(again).toEqual({ kind: "replay", message: m });
+      });
+
+      it("gives a try that repeats a store (its call timed out) its own position back", async () => {
+        const { a, m, s: first } = await post();
+        const again = await store(a, m);
+        expect(again).toMatchObject({ kind: "visible", position: first.position });
+        expect((await follow("after-repeat")).position).toEqual(first.position);
+        expect(await store({ ...a, input: { ...a.input, token: randomUUID() } }, m)).toEqual({
+          kind: "replay",
+          message: m,
+        });
       });
 
       it("refuses the key for other content", async () => {
@@ -418,6 +435,20 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         const [late] = await h.cache.refresh([m]);
         expect(late?.messages.map((x) => x.message)).toEqual([m]);
         expect((await newest()).rows[0]).toEqual(m);
+      });
+
+      it("corrects a message shown with another seq than PostgreSQL kept", async () => {
+        const { a, m, s: shown } = await post();
+        const stored = { ...m, seq: m.seq - 3 };
+        const [late] = await h.cache.refresh([stored]);
+        expect(late?.messages).toEqual([{ message: stored, pos: shown.position.pos + 1 }]);
+        const rows = (await newest()).rows.filter((x) => x.id === m.id);
+        expect(rows).toEqual([stored]);
+        expect(await h.cache.reserve({ ...a.input, token: randomUUID() })).toMatchObject({
+          kind: "replay",
+          message: stored,
+        });
+        expect(await h.cache.refresh([stored])).toEqual([]);
       });
 
       it("ignores confirmations of messages it made visible, also after the index dropped them", async () => {

@@ -136,7 +136,7 @@ export class RedisMessageCache implements MessageCache {
 
   store(
     message: Message,
-    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; queued: boolean },
+    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; token: string; queued: boolean },
   ): Promise<StoreResult> {
     const k = this.keys;
     const o = this.options;
@@ -167,6 +167,7 @@ export class RedisMessageCache implements MessageCache {
             now + o.persistBoundMs,
             ctx.fingerprint,
             o.logSize,
+            ctx.token,
           ],
         ) as Promise<[number, ...unknown[]]>,
         this.client.set(k.message(message.id), JSON.stringify({ o: ctx.ownerId, m: message }), "EX", o.ttlSeconds),

@@ -147,10 +147,11 @@ return {1, meta, seq, ARGV[4], '0', verify}
 
 /**
  * KEYS: st, msgs, pend, unp, subs, idem, log. ARGV: seq, message JSON, queued ("1"/"0"), maxLen,
- * ttl, idempotency ttl, now, unpersisted deadline, fingerprint, log length.
+ * ttl, idempotency ttl, now, unpersisted deadline, fingerprint, log length, token.
  * Returns {0} state lost | {2, message} another try made it visible first | {1, pos, epoch,
- * subscribers}. The subscriber set is read here, atomically with the message getting its
- * position: a connection that follows the thread later replays it from the log.
+ * subscribers} (also to the same try repeating a call that timed out). The subscriber set is
+ * read here, atomically with the message getting its position: a connection that follows the
+ * thread later replays it from the log.
  */
 export const STORE: ScriptDefinition = {
   name: "chatStore",
@@ -161,7 +162,10 @@ if redis.call('EXISTS', st) == 0 then return {0} end
 local raw = redis.call('GET', idem)
 if raw then
   local rec = cjson.decode(raw)
-  if rec.s == 'c' then return {2, rec.m} end
+  if rec.s == 'c' then
+    if rec.t == ARGV[11] then return {1, rec.p, redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)} end
+    return {2, rec.m}
+  end
 end
 local seq = ARGV[1]
 local now = tonumber(ARGV[7])
@@ -172,8 +176,8 @@ if ARGV[3] == '1' then
   redis.call('ZADD', unp, seq, seq .. ':' .. ARGV[8])
   redis.call('EXPIRE', unp, ARGV[5])
 end
-redis.call('SET', idem, cjson.encode({s = 'c', h = ARGV[9], m = ARGV[2]}), 'EX', ARGV[6])
 local pos = visible(st, log, seq, tonumber(ARGV[10]), ARGV[5])
+redis.call('SET', idem, cjson.encode({s = 'c', h = ARGV[9], m = ARGV[2], t = ARGV[11], p = fmt(pos)}), 'EX', ARGV[6])
 trim(st, msgs, pend, unp, tonumber(ARGV[4]), now)
 redis.call('EXPIRE', msgs, ARGV[5])
 redis.call('EXPIRE', st, ARGV[5])
@@ -309,11 +313,14 @@ return 1
 
 /**
  * KEYS: st, msgs, pend, unp, subs, log, then one idempotency key per message. ARGV: maxLen, ttl,
- * idempotency ttl, now, log length, then seq/JSON/fingerprint triples of messages now in
- * PostgreSQL. Each is confirmed (no longer kept for PostgreSQL's sake). One that was never made
+ * idempotency ttl, now, log length, then seq/JSON/fingerprint triples of messages as PostgreSQL
+ * stored them. Each is confirmed (no longer kept for PostgreSQL's sake). One that was never made
  * visible — its key has no record of it — becomes visible now, with the next position: its
  * accept could not cache it, ran while the hot tier was away, or was in flight when the hot state
- * was lost. Returns {0} without state, else {1, epoch, subscribers, seq, pos, ...} for those.
+ * was lost. One made visible with another seq than PostgreSQL kept (a retry that reached the hot
+ * tier while the original, accepted without it, was still on its way) is corrected to the stored
+ * one, with the next position too. Returns {0} without state, else {1, epoch, subscribers, seq,
+ * pos, ...} for the messages made visible or corrected.
  */
 export const REFRESH: ScriptDefinition = {
   name: "chatRefresh",
@@ -328,7 +335,13 @@ for i = 6, #ARGV, 3 do
   local key = KEYS[6 + (i - 3) / 3]
   redis.call('ZREMRANGEBYSCORE', unp, seq, seq)
   local raw = redis.call('GET', key)
-  if (not raw) or cjson.decode(raw).s ~= 'c' then
+  local rec = raw and cjson.decode(raw)
+  local stale = rec and rec.s == 'c' and cjson.decode(rec.m).seq ~= tonumber(seq)
+  if stale then
+    local shown = cjson.decode(rec.m).seq
+    redis.call('ZREMRANGEBYSCORE', msgs, fmt(shown), fmt(shown))
+  end
+  if (not rec) or rec.s ~= 'c' or stale then
     redis.call('ZREMRANGEBYSCORE', msgs, seq, seq)
     redis.call('ZADD', msgs, seq, ARGV[i + 1])
     redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
