@@ -16,13 +16,19 @@
  * (docs/architecture.md says what that lane does not promise).
  */
 import { bestEffort } from "./best-effort.ts";
-import { type DurableWriter, WriteFailedError, type Written } from "./durable-writers.ts";
+import {
+  commitOrFail,
+  type DurableWriter,
+  fromCommit,
+  WriteFailedError,
+  type Written,
+} from "./durable-writers.ts";
 import {
   ConflictError,
   ForbiddenError,
   isTierUnavailable,
-  ServiceUnavailableError,
   requestInProgress,
+  ServiceUnavailableError,
   threadNotFound,
   unavailableAs,
 } from "./errors.ts";
@@ -162,7 +168,9 @@ export class Acceptor {
    * reached (the accept then goes on without it). A timed-out call is repeated once with the same
    * token, so a reservation it made is found again rather than leaked.
    */
-  private async reserve(attempt: Attempt): Promise<Reserved | Extract<Reservation, { kind: "replay" }> | null> {
+  private async reserve(
+    attempt: Attempt,
+  ): Promise<Reserved | Extract<Reservation, { kind: "replay" }> | null> {
     const { principal, threadId } = attempt.command;
     const input: ReserveInput = {
       threadId,
@@ -269,14 +277,19 @@ export class Acceptor {
     };
   }
 
-  /** The hot tier is unreachable: PostgreSQL decides replays and allocates the seq. */
+  /**
+   * The hot tier is unreachable: PostgreSQL decides replays, allocates the seq and commits the
+   * message in the request, so that a retry of the same key finds it there. Then one attempt to
+   * make it visible (the hot tier may be back); otherwise the outbox relay does it later.
+   */
   private async acceptWithoutCache(attempt: Attempt): Promise<AcceptResult> {
     const { principal, threadId } = attempt.command;
     const thread = await this.deps.access.accessible(principal, threadId);
+    const retryWith = { clientMessageId: attempt.clientMessageId };
     if (attempt.clientSupplied) {
       const earlier = await attempt.watch
         .time("db", () => this.deps.messages.findById(attempt.id))
-        .catch(unavailableAs("Cache and database both unavailable", { clientMessageId: attempt.clientMessageId }));
+        .catch(unavailableAs("Cache and database both unavailable", retryWith));
       if (earlier !== null) {
         if (fingerprintOf(earlier.message) !== attempt.fingerprint) throw keyReused();
         return this.replay(attempt, earlier.message, "committed");
@@ -284,22 +297,41 @@ export class Acceptor {
     }
     let written: Written & { message: Message };
     try {
-      written = await this.deps.writer.writeAllocating(
-        this.draft(attempt, this.deps.clock.now()),
-        thread.owner_id,
+      const draft = { ...this.draft(attempt, this.deps.clock.now()), seq: null };
+      const committed = await commitOrFail(
+        this.deps.messages,
+        draft,
         attempt.watch,
+        "Cache and database both unavailable",
       );
+      written = fromCommit(committed, this.deps.writer.mode === "queued");
     } catch (error) {
       if (error instanceof WriteFailedError) throw this.unavailable(attempt, error);
       throw error;
     }
+    if (written.stored !== undefined) {
+      if (fingerprintOf(written.stored) !== attempt.fingerprint) throw keyReused();
+      return this.replay(attempt, written.stored, "committed");
+    }
+    const message = written.message;
+    const stored = await this.store(attempt, message, thread.owner_id, false, false);
+    if (stored?.kind === "replay") return this.replay(attempt, stored.message, "committed");
+    const visible = stored?.kind === "visible" ? stored : null;
     return {
-      message: written.stored ?? written.message,
+      message,
       replayed: false,
       durability: written.durability,
       degraded: written.degraded,
-      cache: "skipped",
-      delivery: emptyFanout(),
+      cache: visible !== null ? "written" : "skipped",
+      delivery:
+        visible === null
+          ? emptyFanout()
+          : await this.notify(
+              attempt,
+              message,
+              { ...visible.position, settled: this.deps.settled() },
+              visible.subscribers,
+            ),
       position: null,
       timings: [...attempt.watch.timings, attempt.watch.total()],
     };
@@ -311,6 +343,7 @@ export class Acceptor {
     message: Message,
     ownerId: string,
     queued: boolean,
+    repeat = true,
   ): Promise<StoreResult | null> {
     const ctx = {
       ownerId,
@@ -323,7 +356,7 @@ export class Acceptor {
       try {
         return await attempt.watch.time("cache_write", () => this.deps.cache.store(message, ctx));
       } catch (error) {
-        if (tries >= 1 || !isTierUnavailable(error) || !error.maybeApplied) {
+        if (tries >= 1 || !repeat || !isTierUnavailable(error) || !error.maybeApplied) {
           // Durable already: the persist consumer makes it visible once PostgreSQL has it.
           this.deps.diagnostics.warn("could not cache accepted message", {
             messageId: message.id,
@@ -417,4 +450,3 @@ const keyReused = (): ConflictError =>
     "idempotency_key_reused",
     "This client_message_id was used for a message with different content",
   );
-

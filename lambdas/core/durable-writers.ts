@@ -1,10 +1,12 @@
 /**
- * Where an accepted message becomes durable — the one step in which the two accept modes differ,
- * chosen in the composition root:
+ * Where an accepted message whose seq the hot tier allocated becomes durable — the one step in
+ * which the two accept modes differ, chosen in the composition root:
  *  - QueueFirstWriter (queued mode): SQS SendMessage, the durability point; when SQS cannot take
  *    it, a synchronous PostgreSQL commit (degraded);
  *  - CommitWriter (sync mode, the rollback switch): a synchronous PostgreSQL commit, as the legacy
  *    system did.
+ * (Without the hot tier, both modes commit synchronously and PostgreSQL allocates the seq: see
+ * Acceptor.acceptWithoutCache.)
  * A failure says whether the message may have been stored anyway (a call that timed out), so the
  * caller can tell the client to retry with the same key rather than risk a duplicate.
  */
@@ -37,20 +39,17 @@ export class WriteFailedError extends Error {
 
 export interface DurableWriter {
   readonly mode: "queued" | "sync";
-  /** Makes a message whose seq the hot tier allocated durable. */
   write(message: Message, ownerId: string, watch: Stopwatch): Promise<Written>;
-  /** The hot tier is away: PostgreSQL allocates the seq; returns the message as written. */
-  writeAllocating(
-    draft: Omit<Message, "seq">,
-    ownerId: string,
-    watch: Stopwatch,
-  ): Promise<Written & { message: Message }>;
 }
 
 /** Whether a failed call may have done its work: anything but a refusal before it was sent. */
 const maybeApplied = (error: unknown): boolean => isTierUnavailable(error) && error.maybeApplied;
 
-const fromCommit = (committed: CommitResult | null, degraded: boolean): Written & { message: Message } => {
+/** A synchronous commit's outcome, for the modes' writers and the lane without the hot tier. */
+export const fromCommit = (
+  committed: CommitResult | null,
+  degraded: boolean,
+): Written & { message: Message } => {
   if (committed === null) throw threadNotFound();
   return {
     durability: "committed",
@@ -60,6 +59,21 @@ const fromCommit = (committed: CommitResult | null, degraded: boolean): Written 
   };
 };
 
+/** Commits in the request; `seq: null` lets PostgreSQL allocate the seq. */
+export const commitOrFail = async (
+  messages: MessageRepository,
+  message: Omit<Message, "seq"> & { seq: number | null },
+  watch: Stopwatch,
+  what: string,
+): Promise<CommitResult | null> => {
+  try {
+    return await watch.time("db", () => messages.commit(message));
+  } catch (error) {
+    if (!isTierUnavailable(error)) throw error;
+    throw new WriteFailedError(what, maybeApplied(error), { cause: error });
+  }
+};
+
 export class QueueFirstWriter implements DurableWriter {
   readonly mode = "queued" as const;
 
@@ -67,7 +81,6 @@ export class QueueFirstWriter implements DurableWriter {
     private readonly deps: {
       readonly publisher: MessagePublisher;
       readonly messages: MessageRepository;
-      readonly threads: { allocateSeq(threadId: string): Promise<{ seq: number } | null> };
       readonly diagnostics: Diagnostics;
     },
   ) {}
@@ -76,7 +89,12 @@ export class QueueFirstWriter implements DurableWriter {
     let queueError: unknown;
     try {
       await watch.time("sqs", () =>
-        this.deps.publisher.publish({ v: 1, message, owner_id: ownerId, accepted_at_ms: message.created_at_ms }),
+        this.deps.publisher.publish({
+          v: 1,
+          message,
+          owner_id: ownerId,
+          accepted_at_ms: message.created_at_ms,
+        }),
       );
       return { durability: "queued", degraded: false };
     } catch (error) {
@@ -86,33 +104,18 @@ export class QueueFirstWriter implements DurableWriter {
         error: describeError(error),
       });
     }
-    let committed: CommitResult | null;
     try {
-      committed = await watch.time("db", () => this.deps.messages.commit(message));
+      return fromCommit(
+        await commitOrFail(this.deps.messages, message, watch, "Queue and database both unavailable"),
+        true,
+      );
     } catch (error) {
-      if (!isTierUnavailable(error)) throw error;
-      throw new WriteFailedError("Queue and database both unavailable", maybeApplied(queueError) || maybeApplied(error), {
-        cause: error,
-      });
+      // The queue's send may have gone through even though the commit failed.
+      if (error instanceof WriteFailedError && maybeApplied(queueError)) {
+        throw new WriteFailedError(error.message, true, { cause: error.cause });
+      }
+      throw error;
     }
-    return fromCommit(committed, true);
-  }
-
-  async writeAllocating(
-    draft: Omit<Message, "seq">,
-    ownerId: string,
-    watch: Stopwatch,
-  ): Promise<Written & { message: Message }> {
-    let allocated: { seq: number } | null;
-    try {
-      allocated = await watch.time("db", () => this.deps.threads.allocateSeq(draft.thread_id));
-    } catch (error) {
-      if (!isTierUnavailable(error)) throw error;
-      throw new WriteFailedError("Cache and database both unavailable", false, { cause: error });
-    }
-    if (allocated === null) throw threadNotFound();
-    const message: Message = { ...draft, seq: allocated.seq };
-    return { message, ...(await this.write(message, ownerId, watch)) };
   }
 }
 
@@ -122,28 +125,6 @@ export class CommitWriter implements DurableWriter {
   constructor(private readonly messages: MessageRepository) {}
 
   async write(message: Message, _ownerId: string, watch: Stopwatch): Promise<Written> {
-    return this.commit(message, watch);
-  }
-
-  writeAllocating(
-    draft: Omit<Message, "seq">,
-    _ownerId: string,
-    watch: Stopwatch,
-  ): Promise<Written & { message: Message }> {
-    return this.commit({ ...draft, seq: null }, watch);
-  }
-
-  private async commit(
-    message: Omit<Message, "seq"> & { seq: number | null },
-    watch: Stopwatch,
-  ): Promise<Written & { message: Message }> {
-    let committed: CommitResult | null;
-    try {
-      committed = await watch.time("db", () => this.messages.commit(message));
-    } catch (error) {
-      if (!isTierUnavailable(error)) throw error;
-      throw new WriteFailedError("Database unavailable", maybeApplied(error), { cause: error });
-    }
-    return fromCommit(committed, false);
+    return fromCommit(await commitOrFail(this.messages, message, watch, "Database unavailable"), false);
   }
 }

@@ -104,10 +104,7 @@ export class RateLimitedError extends AppError {
  */
 export class ServiceUnavailableError extends AppError {
   override readonly name = "ServiceUnavailableError";
-  constructor(
-    message: string,
-    options?: { cause?: unknown; clientMessageId?: string },
-  ) {
+  constructor(message: string, options?: { cause?: unknown; clientMessageId?: string }) {
     super("unavailable", "service_unavailable", message, undefined, options);
     this.clientMessageId = options?.clientMessageId;
   }

@@ -23,7 +23,8 @@ export const messageCreatedFrame = (message: Message, extra: object = {}): strin
 };
 
 /** `error` with the same body as an HTTP error (`code`, `message`, …, `request_id`). */
-export const errorFrame = (body: Record<string, unknown>): string => JSON.stringify({ type: "error", ...body });
+export const errorFrame = (body: Record<string, unknown>): string =>
+  JSON.stringify({ type: "error", ...body });
 
 export const eventFrame = (type: string, body: Record<string, unknown>, requestId?: string): string =>
   JSON.stringify({ type, ...body, ...(requestId !== undefined ? { request_id: requestId } : {}) });

@@ -6,10 +6,9 @@
  * Records that fail are reported individually, so the good ones of a batch never run again.
  */
 import { describeError, isTierUnavailable } from "./errors.ts";
-import type { Message } from "./model.ts";
 import { announceLate } from "./events.ts";
-import type { Settled } from "./sequence.ts";
 import type { Fanout } from "./fanout.ts";
+import type { Message } from "./model.ts";
 import type {
   AnalyticsPublisher,
   Clock,
@@ -27,6 +26,7 @@ import {
   type RetryPolicy,
   recordFailure,
 } from "./records.ts";
+import type { Settled } from "./sequence.ts";
 
 export interface PersistDeps {
   readonly messages: MessageRepository;

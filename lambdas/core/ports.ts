@@ -247,8 +247,6 @@ export interface ThreadRepository {
   getForInstall(id: string): Promise<ThreadInstall | null>;
   /** Newest first; `after` is the last thread of the previous page. */
   listByOwner(ownerId: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]>;
-  /** Allocates the next seq in PostgreSQL (used while the cache is down). Null: no such thread. */
-  allocateSeq(threadId: string): Promise<{ thread: Thread; seq: number } | null>;
 }
 
 /** What travels on the persist queue. */

@@ -21,7 +21,6 @@ import {
 import { eventFrame, messageCreatedFrame } from "./events.ts";
 import type { HistoryReader } from "./history-reader.ts";
 import type { Principal, StreamPosition } from "./model.ts";
-import type { Settled } from "./sequence.ts";
 import type {
   Clock,
   Connection,
@@ -32,6 +31,7 @@ import type {
   MessageCache,
   TokenVerifier,
 } from "./ports.ts";
+import type { Settled } from "./sequence.ts";
 import type { ThreadAccess } from "./thread-access.ts";
 
 export interface SubscriptionServiceDeps {
@@ -184,7 +184,10 @@ export class SubscriptionService {
 
   async unsubscribe(connection: Connection, threadId: string, requestId?: string): Promise<void> {
     await this.deps.registry.unsubscribe(connection.connectionId, threadId).catch(registryUnavailable);
-    await this.deps.notifier.send(connection.connectionId, eventFrame("unsubscribed", { threadId }, requestId));
+    await this.deps.notifier.send(
+      connection.connectionId,
+      eventFrame("unsubscribed", { threadId }, requestId),
+    );
   }
 
   async ping(connectionId: string, requestId?: string): Promise<void> {

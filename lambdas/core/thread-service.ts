@@ -89,9 +89,7 @@ export class ThreadService {
 
   async get(principal: Principal, threadId: string): Promise<Thread & { message_count: number }> {
     const thread = await this.deps.access.accessible(principal, threadId);
-    const count = await this.deps.messages
-      .count(threadId)
-      .catch(unavailableAs("Thread store unavailable"));
+    const count = await this.deps.messages.count(threadId).catch(unavailableAs("Thread store unavailable"));
     return { ...thread, message_count: count };
   }
 }

@@ -227,7 +227,9 @@ export const parseSubscribe = (frame: unknown): SubscribeInput => {
   return {
     threadId: parseId(input.threadId, "threadId"),
     position:
-      input.epoch !== undefined && input.pos !== undefined ? { epoch: input.epoch, pos: input.pos } : undefined,
+      input.epoch !== undefined && input.pos !== undefined
+        ? { epoch: input.epoch, pos: input.pos }
+        : undefined,
     sinceSeq: input.sinceSeq,
     requestId: input.request_id,
   };

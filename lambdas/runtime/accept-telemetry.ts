@@ -1,6 +1,7 @@
 /** Metrics and Server-Timing for the accept path (HTTP and WebSocket alike). */
-import { ServiceUnavailableError } from "../core/errors.ts";
+
 import type { AcceptResult } from "../core/acceptor.ts";
+import { ServiceUnavailableError } from "../core/errors.ts";
 import type { TierTiming } from "../core/timing.ts";
 import { Metric, type MetricName } from "./metric-names.ts";
 import { countMetric, logger, timeMetric } from "./telemetry.ts";

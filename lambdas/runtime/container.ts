@@ -27,16 +27,16 @@ import { createSqsClient, isAwsOutage } from "../adapters/sqs/client.ts";
 import { SqsAnalyticsPublisher } from "../adapters/sqs/sqs-analytics-publisher.ts";
 import { SqsMessagePublisher } from "../adapters/sqs/sqs-message-publisher.ts";
 import { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
-import type { Tier } from "../core/errors.ts";
 import { Acceptor } from "../core/acceptor.ts";
 import { CommitWriter, type DurableWriter, QueueFirstWriter } from "../core/durable-writers.ts";
+import type { Tier } from "../core/errors.ts";
 import { Fanout } from "../core/fanout.ts";
 import { HistoryReader } from "../core/history-reader.ts";
 import { OutboxRelay } from "../core/outbox-relay.ts";
 import { PersistService } from "../core/persist-service.ts";
 import type { Clock } from "../core/ports.ts";
-import { settledNow } from "../core/sequence.ts";
 import { unlimited } from "../core/rate-limit.ts";
+import { settledNow } from "../core/sequence.ts";
 import { SubscriptionService } from "../core/subscription-service.ts";
 import { ThreadAccess } from "../core/thread-access.ts";
 import { ThreadService } from "../core/thread-service.ts";
@@ -251,7 +251,10 @@ export const threadAccess = once(async () => {
     threadRepository(),
     messageRepository(),
   ]);
-  return new ThreadAccess({ cache: messageCache, threads, messages, diagnostics }, config().HISTORY_CACHE_SIZE);
+  return new ThreadAccess(
+    { cache: messageCache, threads, messages, diagnostics },
+    config().HISTORY_CACHE_SIZE,
+  );
 });
 
 export const historyReader = once(
@@ -270,7 +273,7 @@ const durableWriter = once(async (): Promise<DurableWriter> => {
   const messages = await messageRepository();
   return config().ACCEPT_MODE === "sync"
     ? new CommitWriter(messages)
-    : new QueueFirstWriter({ publisher: publisher(), messages, threads: await threadRepository(), diagnostics });
+    : new QueueFirstWriter({ publisher: publisher(), messages, diagnostics });
 });
 
 export const acceptor = once(async () => {
@@ -351,7 +354,12 @@ export const persistService = once(
 export const outboxRelay = once(
   async () =>
     new OutboxRelay(
-      { messages: await messageRepository(), analytics: analyticsPublisher(), cache: await cache(), diagnostics },
+      {
+        messages: await messageRepository(),
+        analytics: analyticsPublisher(),
+        cache: await cache(),
+        diagnostics,
+      },
       config().OUTBOX_BATCH_SIZE,
     ),
 );

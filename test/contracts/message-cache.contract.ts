@@ -7,8 +7,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { fingerprintOf, idempotencyKey, messageIdFor } from "../../lambdas/core/ids.ts";
-import { type Message, type Thread, toEpochSeconds } from "../../lambdas/core/model.ts";
 import type { StreamPosition } from "../../lambdas/core/model.ts";
+import { type Message, type Thread, toEpochSeconds } from "../../lambdas/core/model.ts";
 import type {
   Clock,
   ConnectionRegistry,
@@ -52,7 +52,14 @@ const OWNER = "alice";
 
 const newThread = (owner = OWNER): Thread => {
   const ms = Date.now();
-  return { id: randomUUID(), owner_id: owner, title: "t", metadata: {}, created_at: toEpochSeconds(ms), created_at_ms: ms };
+  return {
+    id: randomUUID(),
+    owner_id: owner,
+    title: "t",
+    metadata: {},
+    created_at: toEpochSeconds(ms),
+    created_at_ms: ms,
+  };
 };
 
 export const messageCacheContract = (name: string, make: () => Promise<CacheHarness>): void => {
@@ -286,7 +293,12 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         const first = await reserve(a);
         await h.cache.release({ ...releaseOf(a, first.seq), outcome: { kind: "unknown" } });
         const retry = await h.cache.reserve({ ...a.input, token: randomUUID() });
-        expect(retry).toMatchObject({ kind: "reserved", seq: first.seq, createdAtMs: first.createdAtMs, takeover: true });
+        expect(retry).toMatchObject({
+          kind: "reserved",
+          seq: first.seq,
+          createdAtMs: first.createdAtMs,
+          takeover: true,
+        });
       });
 
       it("frees the key of an abandoned try", async () => {
@@ -322,9 +334,17 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect(back.floor).toBe(0);
         expect(back.position.pos).toBe((await follow("reader")).position.pos);
         expect(back.rows.map((m) => m.id)).toEqual(posted.map((m) => m.id).reverse());
-        const fwd = await h.cache.history(thread.id, { direction: "forward", after: posted[0]?.seq as number, limit: 10 });
+        const fwd = await h.cache.history(thread.id, {
+          direction: "forward",
+          after: posted[0]?.seq as number,
+          limit: 10,
+        });
         expect(fwd?.rows.map((m) => m.id)).toEqual(posted.slice(1).map((m) => m.id));
-        const before = await h.cache.history(thread.id, { direction: "backward", before: posted[2]?.seq as number, limit: 1 });
+        const before = await h.cache.history(thread.id, {
+          direction: "backward",
+          before: posted[2]?.seq as number,
+          limit: 1,
+        });
         expect(before?.rows.map((m) => m.id)).toEqual([posted[1]?.id, posted[0]?.id]);
       });
 
@@ -338,7 +358,12 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         await h.cache.refresh(posted);
         posted.push((await post()).m);
         page = await newest();
-        expect(page.rows.map((m) => m.id)).toEqual(posted.slice(-historySize).map((m) => m.id).reverse());
+        expect(page.rows.map((m) => m.id)).toEqual(
+          posted
+            .slice(-historySize)
+            .map((m) => m.id)
+            .reverse(),
+        );
         expect(page.floor).toBe(posted.at(-historySize)?.seq);
       });
 
@@ -373,7 +398,10 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect(page.floor).toBeGreaterThan(0);
         const fwd = await h.cache.history(thread.id, { direction: "forward", after: 0, limit: 2 });
         expect(fwd?.rows.map((m) => m.seq)).toEqual(
-          posted.filter((m) => m.seq >= page.floor).slice(0, 3).map((m) => m.seq),
+          posted
+            .filter((m) => m.seq >= page.floor)
+            .slice(0, 3)
+            .map((m) => m.seq),
         );
       });
 
@@ -421,7 +449,9 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
           messages: [{ message: m, pos: later.s.position.pos + 1 }],
         });
         expect((await newest()).rows.map((x) => x.id)).toContain(m.id);
-        expect(await h.cache.reserve({ ...lost.input, token: randomUUID() })).toMatchObject({ kind: "replay" });
+        expect(await h.cache.reserve({ ...lost.input, token: randomUUID() })).toMatchObject({
+          kind: "replay",
+        });
         expect(await h.cache.refresh([m])).toEqual([]);
         expect((await follow("conn-late-2", start.position)).replay?.map((x) => x.message.id)).toEqual([
           later.m.id,

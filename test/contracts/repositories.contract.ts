@@ -26,10 +26,11 @@ let seqBase = Date.now() * 1000;
 
 const message = (t: Thread, overrides: Partial<Message> = {}): Message => {
   const ms = Date.now();
+  seqBase += 1000;
   return {
     id: randomUUID(),
     thread_id: t.id,
-    seq: (seqBase += 1000),
+    seq: seqBase,
     role: "user",
     user_id: t.owner_id,
     content: `hello ${randomUUID()}`,
@@ -63,8 +64,15 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
           { message: b, ownerId: t.owner_id },
           { message: a, ownerId: t.owner_id },
         ]);
-        expect(first.filter((r) => r.inserted).map((r) => r.message.id).sort()).toEqual([a.id, b.id].sort());
-        const again = await h.messages.persistBatch([{ message: { ...a, content: "changed" }, ownerId: t.owner_id }]);
+        expect(
+          first
+            .filter((r) => r.inserted)
+            .map((r) => r.message.id)
+            .sort(),
+        ).toEqual([a.id, b.id].sort());
+        const again = await h.messages.persistBatch([
+          { message: { ...a, content: "changed" }, ownerId: t.owner_id },
+        ]);
         expect(again).toEqual([{ message: a, inserted: false }]);
         expect(await h.messages.count(t.id)).toBe(2);
       });
@@ -77,7 +85,10 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         expect(allocated?.inserted).toBe(true);
         const second = await h.messages.commit({ ...message(t), seq: null });
         expect(second?.message.seq).toBeGreaterThan(allocated?.message.seq as number);
-        expect(await h.messages.commit({ ...given, content: "other" })).toEqual({ message: given, inserted: false });
+        expect(await h.messages.commit({ ...given, content: "other" })).toEqual({
+          message: given,
+          inserted: false,
+        });
         expect(await h.messages.commit({ ...message(t), thread_id: randomUUID() })).toBeNull();
       });
 
@@ -85,7 +96,11 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         const t = await newThread();
         for (let round = 0; round < 10; round++) {
           const m = message(t);
-          const results = await Promise.all([h.messages.commit(m), h.messages.commit(m), h.messages.commit(m)]);
+          const results = await Promise.all([
+            h.messages.commit(m),
+            h.messages.commit(m),
+            h.messages.commit(m),
+          ]);
           expect(results.map((r) => r?.message)).toEqual([m, m, m]);
           expect(results.filter((r) => r?.inserted)).toHaveLength(1);
         }
@@ -118,13 +133,25 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         const newest = await h.messages.history(t.id, { direction: "backward", limit: 3 });
         expect(seqs(newest.messages)).toEqual(seqs(all.slice(4)));
         expect(newest.next_cursor).toBe(all[4]?.seq);
-        const older = await h.messages.history(t.id, { direction: "backward", before: newest.next_cursor as number, limit: 10 });
+        const older = await h.messages.history(t.id, {
+          direction: "backward",
+          before: newest.next_cursor as number,
+          limit: 10,
+        });
         expect(seqs(older.messages)).toEqual(seqs(all.slice(0, 4)));
         expect(older.next_cursor).toBeNull();
-        const fwd = await h.messages.history(t.id, { direction: "forward", after: all[1]?.seq as number, limit: 2 });
+        const fwd = await h.messages.history(t.id, {
+          direction: "forward",
+          after: all[1]?.seq as number,
+          limit: 2,
+        });
         expect(seqs(fwd.messages)).toEqual(seqs(all.slice(2, 4)));
         expect(fwd.next_cursor).toBe(all[3]?.seq);
-        const bounded = await h.messages.history(t.id, { direction: "forward", after: 0, limit: 10 }, all[3]?.seq);
+        const bounded = await h.messages.history(
+          t.id,
+          { direction: "forward", after: 0, limit: 10 },
+          all[3]?.seq,
+        );
         expect(seqs(bounded.messages)).toEqual(seqs(all.slice(0, 3)));
         expect(bounded.next_cursor).toBeNull();
         const under = await h.messages.history(t.id, { direction: "backward", limit: 2 }, all[3]?.seq);
@@ -156,7 +183,10 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         const first = await h.threads.listByOwner(owner, { limit: 2 });
         expect(first.map((x) => x.id)).toEqual([made[2]?.id, made[1]?.id]);
         const last = first.at(-1) as Thread;
-        const rest = await h.threads.listByOwner(owner, { limit: 2, after: { created_at_ms: last.created_at_ms, id: last.id } });
+        const rest = await h.threads.listByOwner(owner, {
+          limit: 2,
+          after: { created_at_ms: last.created_at_ms, id: last.id },
+        });
         expect(rest.map((x) => x.id)).toEqual([made[0]?.id]);
       });
 
@@ -166,11 +196,12 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         const m = message(t);
         await h.messages.persistBatch([{ message: m, ownerId: t.owner_id }]);
         expect((await h.threads.getForInstall(t.id))?.lastSeq).toBe(m.seq);
-        const allocated = await h.threads.allocateSeq(t.id);
-        expect(allocated?.seq).toBeGreaterThan(0);
-        expect((await h.threads.getForInstall(t.id))?.lastSeq).toBe(Math.max(m.seq, allocated?.seq as number));
+        const allocated = await h.messages.commit({ ...message(t), seq: null });
+        expect(allocated?.message.seq).toBeGreaterThan(0);
+        expect((await h.threads.getForInstall(t.id))?.lastSeq).toBe(
+          Math.max(m.seq, allocated?.message.seq as number),
+        );
         expect(await h.threads.getForInstall(randomUUID())).toBeNull();
-        expect(await h.threads.allocateSeq(randomUUID())).toBeNull();
       });
     });
   });

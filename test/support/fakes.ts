@@ -33,11 +33,13 @@ import type {
   ConnectionRegistry,
   DeliveryResult,
   Diagnostics,
+  Following,
   MessageCache,
   MessagePublisher,
   MessageRepository,
   OwnedMessage,
   PersistEnvelope,
+  PositionedMessage,
   RateLimiter,
   CachedHistory,
   LateVisibility,
@@ -56,7 +58,13 @@ import {
   type RetryPolicy,
   serializeAnalyticsEnvelope,
 } from "../../lambdas/core/records.ts";
-import { nextSeq, POSTGRES_SEQ_LANE, REDIS_SEQ_LANE, SEQ_PER_MILLISECOND } from "../../lambdas/core/sequence.ts";
+import {
+  nextSeq,
+  POSTGRES_SEQ_LANE,
+  REDIS_SEQ_LANE,
+  SEQ_PER_MILLISECOND,
+  settledNow,
+} from "../../lambdas/core/sequence.ts";
 import { SubscriptionService } from "../../lambdas/core/subscription-service.ts";
 import { ThreadAccess } from "../../lambdas/core/thread-access.ts";
 import { ThreadService } from "../../lambdas/core/thread-service.ts";
@@ -89,6 +97,7 @@ export class TierFake<M extends string> {
   down = false;
   readonly calls: Call<M>[] = [];
   private readonly failures = new Map<M, unknown>();
+  private readonly nextFailures = new Map<M, unknown>();
 
   constructor(readonly tier: Tier) {}
 
@@ -101,9 +110,30 @@ export class TierFake<M extends string> {
     this.failures.set(method, error);
   }
 
+  /** Makes only the next call of `method` throw `error` (an outage of the tier by default). */
+  failNext(method: M, error: unknown = this.outage()): void {
+    this.nextFailures.set(method, error);
+  }
+
+  /**
+   * The next call of `method` does its work, then fails like a timeout (`maybeApplied`): the
+   * caller cannot tell that it took effect.
+   */
+  timeOutAfterNext(method: M): void {
+    const methods = this as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const original = methods[method];
+    if (original === undefined) throw new Error(`no method ${method}`);
+    methods[method] = async (...args: unknown[]) => {
+      delete methods[method];
+      await original.apply(this, args);
+      throw new TierUnavailableError(this.tier, "timeout", { maybeApplied: true });
+    };
+  }
+
   heal(): void {
     this.down = false;
     this.failures.clear();
+    this.nextFailures.clear();
   }
 
   callsTo(method: M): (readonly unknown[])[] {
@@ -114,6 +144,11 @@ export class TierFake<M extends string> {
   protected enter(method: M, ...args: unknown[]): void {
     this.calls.push({ method, args });
     if (this.down) throw this.outage();
+    if (this.nextFailures.has(method)) {
+      const error = this.nextFailures.get(method);
+      this.nextFailures.delete(method);
+      throw error;
+    }
     if (this.failures.has(method)) throw this.failures.get(method);
   }
 }
@@ -235,8 +270,6 @@ interface FakeThreadState {
   pos: number;
   epoch: string;
   floor: number;
-  holdUntil: number;
-  holdFloor: number;
   verifyUntil: number;
   /** seq → message (the index). */
   index: Map<number, Message>;
@@ -244,11 +277,14 @@ interface FakeThreadState {
   pending: Map<number, number>;
   /** seq → deadline: visible messages PostgreSQL has not confirmed. */
   unpersisted: Map<number, number>;
+  /** pos → seq: the replay log (one entry per seq; the newest `logSize` positions). */
+  log: Map<number, number>;
 }
 
 type IdemRecord =
   | { s: "p"; t: string; q: number; c: number; h: string; d: number; u: boolean }
-  | { s: "c"; h: string; m: Message };
+  /** Visible: `t` and `p` are the try that made it visible and its position (absent when refreshed). */
+  | { s: "c"; h: string; m: Message; t?: string; p?: number };
 
 const FAKE_SEQ_LANE = REDIS_SEQ_LANE;
 
@@ -271,13 +307,19 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       persistBoundMs: number;
       leaseMs: number;
       idempotencyTtlSeconds: number;
-    } = { historySize: 50, persistBoundMs: 60_000, leaseMs: 15_000, idempotencyTtlSeconds: 86_400 },
+      logSize: number;
+    } = { historySize: 50, persistBoundMs: 60_000, leaseMs: 15_000, idempotencyTtlSeconds: 86_400, logSize: 100 },
   ) {
     super("redis");
   }
 
-  async install({ thread, lastSeq, genesis }: ThreadInstall): Promise<void> {
-    this.enter("install", thread, lastSeq, genesis);
+  async install(input: ThreadInstall): Promise<void> {
+    this.enter("install", input.thread, input.lastSeq, input.genesis);
+    this.put(input);
+  }
+
+  /** Test set-up: installs a thread's hot state without going through the outage switch or the call log. */
+  put({ thread, lastSeq, genesis }: ThreadInstall): void {
     const existing = this.states.get(thread.id);
     if (existing !== undefined) {
       existing.meta = thread;
@@ -291,9 +333,10 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       index: new Map<number, Message>(),
       pending: new Map<number, number>(),
       unpersisted: new Map<number, number>(),
+      log: new Map<number, number>(),
     };
     if (genesis) {
-      this.states.set(thread.id, { ...base, seq: lastSeq, floor: 0, holdUntil: 0, holdFloor: 0, verifyUntil: 0 });
+      this.states.set(thread.id, { ...base, seq: lastSeq, floor: 0, verifyUntil: 0 });
       return;
     }
     const { persistBoundMs, idempotencyTtlSeconds } = this.options;
@@ -303,8 +346,6 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       ...base,
       seq: floor - 1,
       floor,
-      holdUntil: now + persistBoundMs,
-      holdFloor: Math.max(0, (now - persistBoundMs) * SEQ_PER_MILLISECOND - 1),
       verifyUntil: Math.floor(lastSeq / SEQ_PER_MILLISECOND) > now - windowMs ? now + windowMs : now + persistBoundMs,
     });
   }
@@ -361,7 +402,7 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
 
   async store(
     message: Message,
-    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; queued: boolean },
+    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; token: string; queued: boolean },
   ): Promise<StoreResult> {
     this.enter("store", message, ctx);
     this.byId.set(message.id, { message, ownerId: ctx.ownerId });
@@ -369,20 +410,22 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     if (st === undefined) return { kind: "lost" };
     const slot = idempotencySlot(message.thread_id, ctx.idempotencyKey);
     const rec = this.idempotency.get(slot);
-    if (rec?.s === "c") return { kind: "replay", message: rec.m };
+    const subscribers = this.registry.subscribersOf(message.thread_id);
+    if (rec?.s === "c") {
+      // The same try repeating a call that timed out gets its own position back.
+      if (rec.t === ctx.token && rec.p !== undefined) {
+        return { kind: "visible", position: { epoch: st.epoch, pos: rec.p }, subscribers };
+      }
+      return { kind: "replay", message: rec.m };
+    }
     const now = this.clock.now();
     st.index.set(message.seq, message);
     st.pending.delete(message.seq);
     if (ctx.queued) st.unpersisted.set(message.seq, now + this.options.persistBoundMs);
-    this.idempotency.set(slot, { s: "c", h: ctx.fingerprint, m: message });
-    st.pos += 1;
-    const watermark = this.watermark(st, now);
+    const pos = this.visible(st, message.seq);
+    this.idempotency.set(slot, { s: "c", h: ctx.fingerprint, m: message, t: ctx.token, p: pos });
     this.trim(st, now);
-    return {
-      kind: "visible",
-      position: { epoch: st.epoch, pos: st.pos, watermark },
-      subscribers: this.registry.subscribersOf(message.thread_id),
-    };
+    return { kind: "visible", position: { epoch: st.epoch, pos }, subscribers };
   }
 
   async release(input: {
@@ -415,7 +458,7 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     this.enter("history", threadId, query);
     const st = this.states.get(threadId);
     if (st === undefined) return null;
-    const watermark = this.watermark(st, this.clock.now());
+    const position = { epoch: st.epoch, pos: st.pos };
     const all = [...st.index.values()].sort((a, b) => a.seq - b.seq);
     const count = query.limit + 1;
     const { floor } = st;
@@ -425,18 +468,36 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
         .filter((m) => m.seq >= floor && (before === undefined || m.seq < before))
         .reverse()
         .slice(0, count);
-      return { floor, watermark, rows };
+      return { floor, position, rows };
     }
     const low = query.after >= floor - 1 ? (m: Message) => m.seq > query.after : (m: Message) => m.seq >= floor;
-    return { floor, watermark, rows: all.filter(low).slice(0, count) };
+    return { floor, position, rows: all.filter(low).slice(0, count) };
   }
 
-  async follow(threadId: string, connectionId: string): Promise<StreamPosition | null> {
-    this.enter("follow", threadId, connectionId);
+  async follow(
+    threadId: string,
+    connectionId: string,
+    since: StreamPosition | null,
+    limit: number,
+  ): Promise<Following | null> {
+    this.enter("follow", threadId, connectionId, since, limit);
     const st = this.states.get(threadId);
     if (st === undefined) return null;
     this.registry.joinThread(connectionId, threadId);
-    return { epoch: st.epoch, pos: st.pos, watermark: this.watermark(st, this.clock.now()) };
+    const position = { epoch: st.epoch, pos: st.pos };
+    const cannot = { position, replay: null };
+    if (since === null || since.epoch !== st.epoch || since.pos > st.pos || st.pos - since.pos > limit) {
+      return cannot;
+    }
+    const entries = [...st.log].filter(([pos]) => pos > since.pos).sort(([a], [b]) => a - b);
+    if (entries.length !== st.pos - since.pos) return cannot;
+    const replay: PositionedMessage[] = [];
+    for (const [pos, seq] of entries) {
+      const message = st.index.get(seq);
+      if (message === undefined) return cannot;
+      replay.push({ message, pos });
+    }
+    return { position, replay };
   }
 
   async warm(threadId: string, messages: readonly Message[], complete: boolean): Promise<void> {
@@ -458,30 +519,24 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     for (const [threadId, list] of byThread) {
       const st = this.states.get(threadId);
       if (st === undefined) continue;
-      const made: { message: Message; pos: number }[] = [];
+      const made: PositionedMessage[] = [];
       for (const m of list) {
         st.unpersisted.delete(m.seq);
-        if (st.index.has(m.seq)) continue;
-        const pending = st.pending.has(m.seq);
-        if (!(m.seq >= st.floor || pending || (now < st.holdUntil && m.seq > st.holdFloor))) continue;
-        st.index.set(m.seq, m);
-        st.pending.delete(m.seq);
         const slot = idempotencySlot(threadId, idempotencyKey(m.user_id, m.client_message_id ?? `id:${m.id}`));
-        if (this.idempotency.get(slot)?.s !== "c") {
+        const rec = this.idempotency.get(slot);
+        // Shown with another seq than PostgreSQL kept: corrected to the stored one.
+        const stale = rec?.s === "c" && rec.m.seq !== m.seq;
+        if (stale) st.index.delete(rec.m.seq);
+        if (rec === undefined || rec.s !== "c" || stale) {
+          st.index.set(m.seq, m);
+          st.pending.delete(m.seq);
           this.idempotency.set(slot, { s: "c", h: fingerprintOf(m), m });
+          made.push({ message: m, pos: this.visible(st, m.seq) });
         }
-        st.pos += 1;
-        made.push({ message: m, pos: st.pos });
       }
       if (made.length === 0) continue;
-      const watermark = this.watermark(st, now);
       this.trim(st, now);
-      result.push({
-        threadId,
-        messages: made,
-        subscribers: this.registry.subscribersOf(threadId),
-        position: { epoch: st.epoch, watermark, pos: st.pos },
-      });
+      result.push({ threadId, epoch: st.epoch, subscribers: this.registry.subscribersOf(threadId), messages: made });
     }
     return result;
   }
@@ -507,6 +562,21 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     return [...(this.states.get(threadId)?.index.keys() ?? [])].sort((a, b) => a - b);
   }
 
+  /** Seqs reserved in the thread and not resolved yet (whatever their deadline). */
+  pendingSeqs(threadId: string): number[] {
+    return [...(this.states.get(threadId)?.pending.keys() ?? [])].sort((a, b) => a - b);
+  }
+
+  /** Gives a message the thread's next stream position and logs it for replay. */
+  private visible(st: FakeThreadState, seq: number): number {
+    st.pos += 1;
+    for (const [pos, logged] of st.log) if (logged === seq) st.log.delete(pos);
+    st.log.set(st.pos, seq);
+    const positions = [...st.log.keys()].sort((a, b) => a - b);
+    for (const pos of positions.slice(0, Math.max(0, positions.length - this.options.logSize))) st.log.delete(pos);
+    return st.pos;
+  }
+
   /** The lowest entry whose deadline has not passed (expired ones are dropped on the way). */
   private liveMin(entries: Map<number, number>, now: number): number | undefined {
     for (const seq of [...entries.keys()].sort((a, b) => a - b)) {
@@ -514,12 +584,6 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       entries.delete(seq);
     }
     return undefined;
-  }
-
-  private watermark(st: FakeThreadState, now: number): number {
-    const low = this.liveMin(st.pending, now);
-    const w = low === undefined ? st.seq : low - 1;
-    return now < st.holdUntil ? Math.min(w, st.holdFloor) : w;
   }
 
   private trim(st: FakeThreadState, now: number): void {
@@ -835,8 +899,12 @@ export class FakeMessagePublisher extends TierFake<keyof MessagePublisher> imple
     super("sqs");
   }
 
+  /** Runs while a publish is in flight, before SQS takes the envelope (to interleave other work). */
+  onPublish: ((envelope: PersistEnvelope) => Promise<void>) | undefined;
+
   async publish(envelope: PersistEnvelope): Promise<void> {
     this.enter("publish", envelope);
+    await this.onPublish?.(envelope);
     this.envelopes.push(envelope);
   }
 
@@ -993,7 +1061,10 @@ export const createWorld = (options: WorldOptions = {}) => {
     persistBoundMs,
     leaseMs: options.leaseMs ?? 15_000,
     idempotencyTtlSeconds: 86_400,
+    logSize: options.replayLimit ?? 100,
   });
+  /** The settled cursor every component reports, by the world's clock and persist bound. */
+  const settled = settledNow(clock, persistBoundMs);
   const notifier = new FakeConnectionNotifier();
   const threads = new FakeThreadRepository(clock);
   const messages = new FakeMessageRepository(threads);
@@ -1009,8 +1080,13 @@ export const createWorld = (options: WorldOptions = {}) => {
     options.fanout ?? { concurrency: 8, budgetMs: 60_000 },
     diagnostics,
   );
+  /** The acceptor's waits for a try in flight: their lengths, and what else happens meanwhile. */
+  const pauses: { readonly log: number[]; during: ((ms: number) => Promise<void>) | undefined } = {
+    log: [],
+    during: undefined,
+  };
   const access = new ThreadAccess({ cache, threads, messages, diagnostics }, historyCacheSize);
-  const reader = new HistoryReader({ cache, messages, access, clock, diagnostics }, persistBoundMs);
+  const reader = new HistoryReader({ cache, messages, access, settled, diagnostics });
   const writer =
     options.mode === "sync"
       ? new CommitWriter(messages)
@@ -1023,9 +1099,14 @@ export const createWorld = (options: WorldOptions = {}) => {
     fanout,
     rateLimiter,
     clock,
+    settled,
     diagnostics,
     // Waiting for a try in flight advances the manual clock instead of sleeping.
-    pause: async (ms) => clock.advance(ms),
+    pause: async (ms) => {
+      pauses.log.push(ms);
+      clock.advance(ms);
+      await pauses.during?.(ms);
+    },
   });
   const threadService = new ThreadService({
     threads,
@@ -1037,10 +1118,10 @@ export const createWorld = (options: WorldOptions = {}) => {
     diagnostics,
   });
   const subscriptionService = new SubscriptionService(
-    { registry, cache, notifier, verifier, access, reader, clock, diagnostics },
+    { registry, cache, notifier, verifier, access, reader, settled, clock, diagnostics },
     { replayLimit: options.replayLimit ?? 100 },
   );
-  const persistService = new PersistService({ messages, analytics, cache, fanout, clock, diagnostics }, retry);
+  const persistService = new PersistService({ messages, analytics, cache, fanout, settled, clock, diagnostics }, retry);
   const archiveService = new ArchiveService({ store, clock, diagnostics }, retry);
   const outboxRelay = new OutboxRelay({ messages, analytics, cache, diagnostics }, options.outboxBatchSize ?? 100);
 
@@ -1066,6 +1147,8 @@ export const createWorld = (options: WorldOptions = {}) => {
     persistService,
     archiveService,
     outboxRelay,
+    settled,
+    pauses,
     /** Redis is one tier: the cache, the connection registry and the rate limiter fail together. */
     redisDown(): void {
       cache.down = true;
@@ -1076,6 +1159,13 @@ export const createWorld = (options: WorldOptions = {}) => {
     seedThread(ownerId: string, overrides: Partial<Thread> = {}): Thread {
       const thread = makeThread(ownerId, overrides);
       threads.put(thread);
+      return thread;
+    },
+    /** A thread as ThreadService.create leaves it: in PostgreSQL, and in the hot tier from its genesis. */
+    cachedThread(ownerId: string, overrides: Partial<Thread> = {}): Thread {
+      const thread = makeThread(ownerId, overrides);
+      threads.put(thread);
+      cache.put({ thread, lastSeq: 0, genesis: true });
       return thread;
     },
   };

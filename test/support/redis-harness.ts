@@ -4,7 +4,10 @@ import type { Cluster } from "ioredis";
 import { createRedisClient, isRedisOutage, type RedisClient } from "../../lambdas/adapters/redis/client.ts";
 import { RedisKeys } from "../../lambdas/adapters/redis/keys.ts";
 import { RedisConnectionRegistry } from "../../lambdas/adapters/redis/redis-connection-registry.ts";
-import { RedisMessageCache, type RedisCacheOptions } from "../../lambdas/adapters/redis/redis-message-cache.ts";
+import {
+  type RedisCacheOptions,
+  RedisMessageCache,
+} from "../../lambdas/adapters/redis/redis-message-cache.ts";
 import { Scripts } from "../../lambdas/adapters/redis/scripts.ts";
 import { TierGuard } from "../../lambdas/adapters/resilience/tier-guard.ts";
 import type { Clock } from "../../lambdas/core/ports.ts";

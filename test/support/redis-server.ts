@@ -65,6 +65,20 @@ export class PrivateRedis {
     await waitFor(() => answers(this.port), { what: `redis-server on ${this.port}`, timeoutMs: 10_000 });
   }
 
+  /** FLUSHALL: the server loses every key, as after a restart or a failover without the data. */
+  flushAll(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(this.port, "127.0.0.1");
+      socket.once("connect", () => socket.write("FLUSHALL\r\n"));
+      socket.once("data", (data) => {
+        socket.destroy();
+        if (data.toString().startsWith("+OK")) resolve();
+        else reject(new Error(`FLUSHALL: ${data.toString()}`));
+      });
+      socket.once("error", reject);
+    });
+  }
+
   /** Freezes the server (SIGSTOP): connections stay open, nothing is answered. */
   pause(): void {
     this.process?.kill("SIGSTOP");

@@ -23,11 +23,37 @@ export const blackhole = async (port: number): Promise<{ close(): Promise<void> 
   };
 };
 
+/**
+ * Forwards chunks from `from` to `to`, each `delay()` ms after it arrived but never before the one
+ * that arrived earlier (so the byte stream stays in order).
+ */
+const forward = (from: net.Socket, to: net.Socket, delay: () => number, onChunk?: () => boolean): void => {
+  let due = 0;
+  const later = (work: () => void): void => {
+    const ms = delay();
+    if (ms <= 0 && due <= Date.now()) {
+      work();
+      return;
+    }
+    due = Math.max(due, Date.now() + ms);
+    setTimeout(() => {
+      if (!to.destroyed) work();
+    }, due - Date.now());
+  };
+  from.on("data", (chunk: Buffer) => {
+    if (onChunk !== undefined && !onChunk()) return;
+    later(() => to.write(chunk));
+  });
+  from.on("end", () => later(() => to.end()));
+};
+
 export class TcpProxy {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
   /** Requests reach the server, but its answers are thrown away and the client's connection dropped. */
   dropResponses = false;
+  /** Milliseconds each chunk is held in each direction (0: none); a latency fault, not a cut. */
+  delayMs = 0;
 
   private constructor(
     readonly port: number,
@@ -57,12 +83,13 @@ export class TcpProxy {
           upstream.destroy();
         });
       }
-      client.pipe(upstream);
-      upstream.on("data", (chunk: Buffer) => {
-        if (this.dropResponses) client.destroy();
-        else client.write(chunk);
+      const delay = () => this.delayMs;
+      forward(client, upstream, delay);
+      forward(upstream, client, delay, () => {
+        if (!this.dropResponses) return true;
+        client.destroy();
+        return false;
       });
-      upstream.on("end", () => client.end());
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

@@ -3,7 +3,6 @@ import type pg from "pg";
 import type { JsonObject, Thread } from "../../core/model.ts";
 import type { ThreadCursor, ThreadInstall, ThreadRepository } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
-import { NEXT_SEQ_SQL } from "./next-seq.ts";
 
 const COLUMNS = "id, owner_id, title, metadata, created_at_ms";
 
@@ -79,19 +78,6 @@ export class PgThreadRepository implements ThreadRepository {
               [ownerId, page.after.created_at_ms, page.after.id, page.limit],
             );
       return rows.map(toThread);
-    });
-  }
-
-  allocateSeq(threadId: string): Promise<{ thread: Thread; seq: number } | null> {
-    return this.guard.run(async () => {
-      const { rows } = await this.pool.query<ThreadRow & { last_seq: string }>(
-        `UPDATE threads
-            SET last_seq = ${NEXT_SEQ_SQL}
-          WHERE id = $1 RETURNING ${COLUMNS}, last_seq`,
-        [threadId],
-      );
-      const row = rows[0];
-      return row === undefined ? null : { thread: toThread(row), seq: Number(row.last_seq) };
     });
   }
 }

@@ -170,7 +170,12 @@ export class RedisMessageCache implements MessageCache {
             ctx.token,
           ],
         ) as Promise<[number, ...unknown[]]>,
-        this.client.set(k.message(message.id), JSON.stringify({ o: ctx.ownerId, m: message }), "EX", o.ttlSeconds),
+        this.client.set(
+          k.message(message.id),
+          JSON.stringify({ o: ctx.ownerId, m: message }),
+          "EX",
+          o.ttlSeconds,
+        ),
       ]);
       const [kind, a, b, c] = reply;
       if (kind === 0) return { kind: "lost" };
@@ -196,7 +201,10 @@ export class RedisMessageCache implements MessageCache {
     return this.guard.run(async () => {
       await this.scripts.run(
         RELEASE,
-        [this.keys.threadPending(input.threadId), this.keys.idempotency(input.threadId, input.idempotencyKey)],
+        [
+          this.keys.threadPending(input.threadId),
+          this.keys.idempotency(input.threadId, input.idempotencyKey),
+        ],
         [
           seqArg(input.seq),
           input.token,
@@ -239,7 +247,12 @@ export class RedisMessageCache implements MessageCache {
     return this.guard.run(async () => {
       const reply = (await this.scripts.run(
         FOLLOW,
-        [k.threadState(threadId), k.threadSubscribers(threadId), k.threadLog(threadId), k.threadMessages(threadId)],
+        [
+          k.threadState(threadId),
+          k.threadSubscribers(threadId),
+          k.threadLog(threadId),
+          k.threadMessages(threadId),
+        ],
         [connectionId, this.options.ttlSeconds, since?.epoch ?? "", since?.pos ?? "", limit],
       )) as [number, string, string, string, ...string[]];
       const [found, epoch, pos, mode, ...entries] = reply;

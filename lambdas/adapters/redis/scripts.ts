@@ -404,7 +404,10 @@ type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 export class Scripts {
   constructor(private readonly client: RedisClient) {
     for (const s of ALL_SCRIPTS) {
-      client.defineCommand(s.name, s.keys === "varying" ? { lua: s.lua } : { numberOfKeys: s.keys, lua: s.lua });
+      client.defineCommand(
+        s.name,
+        s.keys === "varying" ? { lua: s.lua } : { numberOfKeys: s.keys, lua: s.lua },
+      );
     }
   }
 
