@@ -13,4 +13,7 @@ export const keepAliveHandler = (options: { timeoutMs: number; maxSockets?: numb
     httpsAgent: new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 50 }),
     connectionTimeout: options.timeoutMs,
     requestTimeout: options.timeoutMs,
+    // Without this the handler only logs a warning when the request timeout passes, and the call
+    // waits for as long as the endpoint takes: a slow SQS would hold the accept path.
+    throwOnRequestTimeout: true,
   });

@@ -459,6 +459,19 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         ]);
       });
 
+      it("lets the try that holds the key answer as its creator when the consumer made it visible first", async () => {
+        const a = attempt();
+        const r = await reserve(a);
+        const m = messageOf(a, r.seq, r.createdAtMs);
+        const [late] = await h.cache.refresh([m]);
+        const pos = late?.messages[0]?.pos;
+        expect(await store(a, m)).toMatchObject({ kind: "visible", position: { pos } });
+        expect(await store({ ...a, input: { ...a.input, token: randomUUID() } }, m)).toEqual({
+          kind: "replay",
+          message: m,
+        });
+      });
+
       it("makes a message accepted without the hot tier visible (its key has no record)", async () => {
         const a = attempt();
         const m = messageOf(a, (h.clock.now() + 5) * 1000 + 500, h.clock.now());

@@ -345,9 +345,12 @@ for i = 6, #ARGV, 3 do
     redis.call('ZREMRANGEBYSCORE', msgs, seq, seq)
     redis.call('ZADD', msgs, seq, ARGV[i + 1])
     redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
-    redis.call('SET', key, cjson.encode({s = 'c', h = ARGV[i + 2], m = ARGV[i + 1]}), 'EX', ARGV[3])
+    local pos = fmt(visible(st, log, seq, tonumber(ARGV[5]), ARGV[2]))
+    -- A try still holding the key keeps it: its own store then answers with this position.
+    local holder = rec and rec.s == 'p' and rec.t or nil
+    redis.call('SET', key, cjson.encode({s = 'c', h = ARGV[i + 2], m = ARGV[i + 1], t = holder, p = pos}), 'EX', ARGV[3])
     late[#late + 1] = seq
-    late[#late + 1] = fmt(visible(st, log, seq, tonumber(ARGV[5]), ARGV[2]))
+    late[#late + 1] = pos
   end
 end
 if #late == 0 then return {1} end

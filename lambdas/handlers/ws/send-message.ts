@@ -33,6 +33,7 @@ export const handler = wsRouteHandler(async ({ connection, frame }) => {
         // The sender's copy of the event: the same position the other subscribers get.
         ...(result.position ?? {}),
         durability: result.durability,
+        cache: result.cache,
         replayed: result.replayed,
         ...(requestId !== undefined ? { request_id: requestId } : {}),
       }),
