@@ -5,27 +5,22 @@
  * `TierUnavailableError(tier, "down")`, and `fail(method, error?)` makes one method fail (with an
  * outage unless another error is given) until `heal()`. Every call is recorded in `calls`.
  */
+
+import { Acceptor } from "../../lambdas/core/acceptor.ts";
 import { ArchiveService } from "../../lambdas/core/archive-service.ts";
+import { CommitWriter, QueueFirstWriter } from "../../lambdas/core/durable-writers.ts";
 import { type Tier, TierUnavailableError, UnauthorizedError } from "../../lambdas/core/errors.ts";
 import { Fanout, type FanoutOptions } from "../../lambdas/core/fanout.ts";
-import { newId } from "../../lambdas/core/ids.ts";
-import { Acceptor } from "../../lambdas/core/acceptor.ts";
-import { CommitWriter, QueueFirstWriter } from "../../lambdas/core/durable-writers.ts";
 import { HistoryReader } from "../../lambdas/core/history-reader.ts";
-import { fingerprintOf, idempotencyKey } from "../../lambdas/core/ids.ts";
-import type {
-  HistoryQuery,
-  Message,
-  Principal,
-  StreamPosition,
-  Thread,
-} from "../../lambdas/core/model.ts";
+import { fingerprintOf, idempotencyKey, newId } from "../../lambdas/core/ids.ts";
+import type { HistoryQuery, Message, Principal, StreamPosition, Thread } from "../../lambdas/core/model.ts";
 import { toEpochSeconds } from "../../lambdas/core/model.ts";
 import { OutboxRelay } from "../../lambdas/core/outbox-relay.ts";
 import { PersistService } from "../../lambdas/core/persist-service.ts";
 import type {
   AnalyticsPublisher,
   AnalyticsStore,
+  CachedHistory,
   Clock,
   CommitResult,
   Connection,
@@ -34,6 +29,7 @@ import type {
   DeliveryResult,
   Diagnostics,
   Following,
+  LateVisibility,
   MessageCache,
   MessagePublisher,
   MessageRepository,
@@ -41,8 +37,6 @@ import type {
   PersistEnvelope,
   PositionedMessage,
   RateLimiter,
-  CachedHistory,
-  LateVisibility,
   ReleaseOutcome,
   Reservation,
   ReserveInput,
@@ -308,7 +302,13 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       leaseMs: number;
       idempotencyTtlSeconds: number;
       logSize: number;
-    } = { historySize: 50, persistBoundMs: 60_000, leaseMs: 15_000, idempotencyTtlSeconds: 86_400, logSize: 100 },
+    } = {
+      historySize: 50,
+      persistBoundMs: 60_000,
+      leaseMs: 15_000,
+      idempotencyTtlSeconds: 86_400,
+      logSize: 100,
+    },
   ) {
     super("redis");
   }
@@ -346,7 +346,8 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       ...base,
       seq: floor - 1,
       floor,
-      verifyUntil: Math.floor(lastSeq / SEQ_PER_MILLISECOND) > now - windowMs ? now + windowMs : now + persistBoundMs,
+      verifyUntil:
+        Math.floor(lastSeq / SEQ_PER_MILLISECOND) > now - windowMs ? now + windowMs : now + persistBoundMs,
     });
   }
 
@@ -367,7 +368,14 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       if (rec.h !== input.fingerprint) return { kind: "mismatch" };
       if (rec.s === "c") return { kind: "replay", thread: st.meta, message: rec.m };
       const reserved = (takeover: boolean) =>
-        ({ kind: "reserved", thread: st.meta, seq: rec.q, createdAtMs: rec.c, takeover, verify: false }) as const;
+        ({
+          kind: "reserved",
+          thread: st.meta,
+          seq: rec.q,
+          createdAtMs: rec.c,
+          takeover,
+          verify: false,
+        }) as const;
       if (rec.t === input.token) return reserved(false);
       if (rec.u || rec.d < now) {
         rec.t = input.token;
@@ -446,7 +454,8 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       st?.pending.delete(input.seq);
       this.idempotency.set(slot, { s: "c", h: input.fingerprint, m: outcome.message });
     } else if (outcome.kind === "unknown") {
-      if (st?.pending.has(input.seq)) st.pending.set(input.seq, this.clock.now() + this.options.persistBoundMs);
+      if (st?.pending.has(input.seq))
+        st.pending.set(input.seq, this.clock.now() + this.options.persistBoundMs);
       if (mine && rec?.s === "p") rec.u = true;
     } else {
       st?.pending.delete(input.seq);
@@ -470,7 +479,8 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
         .slice(0, count);
       return { floor, position, rows };
     }
-    const low = query.after >= floor - 1 ? (m: Message) => m.seq > query.after : (m: Message) => m.seq >= floor;
+    const low =
+      query.after >= floor - 1 ? (m: Message) => m.seq > query.after : (m: Message) => m.seq >= floor;
     return { floor, position, rows: all.filter(low).slice(0, count) };
   }
 
@@ -522,7 +532,10 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       const made: PositionedMessage[] = [];
       for (const m of list) {
         st.unpersisted.delete(m.seq);
-        const slot = idempotencySlot(threadId, idempotencyKey(m.user_id, m.client_message_id ?? `id:${m.id}`));
+        const slot = idempotencySlot(
+          threadId,
+          idempotencyKey(m.user_id, m.client_message_id ?? `id:${m.id}`),
+        );
         const rec = this.idempotency.get(slot);
         // Shown with another seq than PostgreSQL kept: corrected to the stored one.
         const stale = rec?.s === "c" && rec.m.seq !== m.seq;
@@ -530,13 +543,21 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
         if (rec === undefined || rec.s !== "c" || stale) {
           st.index.set(m.seq, m);
           st.pending.delete(m.seq);
-          this.idempotency.set(slot, { s: "c", h: fingerprintOf(m), m });
-          made.push({ message: m, pos: this.visible(st, m.seq) });
+          const pos = this.visible(st, m.seq);
+          // A try still holding the key keeps it: its own store then answers with this position.
+          const holder = rec?.s === "p" ? rec.t : undefined;
+          this.idempotency.set(slot, { s: "c", h: fingerprintOf(m), m, t: holder, p: pos });
+          made.push({ message: m, pos });
         }
       }
       if (made.length === 0) continue;
       this.trim(st, now);
-      result.push({ threadId, epoch: st.epoch, subscribers: this.registry.subscribersOf(threadId), messages: made });
+      result.push({
+        threadId,
+        epoch: st.epoch,
+        subscribers: this.registry.subscribersOf(threadId),
+        messages: made,
+      });
     }
     return result;
   }
@@ -573,7 +594,8 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     for (const [pos, logged] of st.log) if (logged === seq) st.log.delete(pos);
     st.log.set(st.pos, seq);
     const positions = [...st.log.keys()].sort((a, b) => a - b);
-    for (const pos of positions.slice(0, Math.max(0, positions.length - this.options.logSize))) st.log.delete(pos);
+    for (const pos of positions.slice(0, Math.max(0, positions.length - this.options.logSize)))
+      st.log.delete(pos);
     return st.pos;
   }
 
@@ -705,7 +727,7 @@ const isBefore = (t: Thread, cursor: ThreadCursor): boolean =>
 
 export class FakeThreadRepository extends TierFake<keyof ThreadRepository> implements ThreadRepository {
   readonly rows = new Map<string, Thread>();
-  /** `threads.last_seq`: shared by `allocateSeq` and the repository's `commit` with `seq: null`. */
+  /** `threads.last_seq`: what the repository's `commit` with `seq: null` allocates from. */
   readonly lastSeq = new Map<string, number>();
 
   constructor(private readonly clock: Clock) {
@@ -742,12 +764,6 @@ export class FakeThreadRepository extends TierFake<keyof ThreadRepository> imple
       .filter((t) => t.owner_id === ownerId && (after === undefined || isBefore(t, after)))
       .sort(compareThreadsDesc)
       .slice(0, page.limit);
-  }
-
-  async allocateSeq(threadId: string): Promise<{ thread: Thread; seq: number } | null> {
-    this.enter("allocateSeq", threadId);
-    const thread = this.rows.get(threadId);
-    return thread === undefined ? null : { thread, seq: this.allocate(threadId) };
   }
 
   /** Test set-up: stores a thread without going through the outage switch or the call log. */
@@ -1090,7 +1106,7 @@ export const createWorld = (options: WorldOptions = {}) => {
   const writer =
     options.mode === "sync"
       ? new CommitWriter(messages)
-      : new QueueFirstWriter({ publisher, messages, threads, diagnostics });
+      : new QueueFirstWriter({ publisher, messages, diagnostics });
   const acceptor = new Acceptor({
     cache,
     messages,
@@ -1121,9 +1137,15 @@ export const createWorld = (options: WorldOptions = {}) => {
     { registry, cache, notifier, verifier, access, reader, settled, clock, diagnostics },
     { replayLimit: options.replayLimit ?? 100 },
   );
-  const persistService = new PersistService({ messages, analytics, cache, fanout, settled, clock, diagnostics }, retry);
+  const persistService = new PersistService(
+    { messages, analytics, cache, fanout, settled, clock, diagnostics },
+    retry,
+  );
   const archiveService = new ArchiveService({ store, clock, diagnostics }, retry);
-  const outboxRelay = new OutboxRelay({ messages, analytics, cache, diagnostics }, options.outboxBatchSize ?? 100);
+  // Given as a variable: with `fanout` and `settled` the relay can push what it makes visible, as the
+  // persist consumer does (events.ts, announceLate).
+  const relayDeps = { messages, analytics, cache, fanout, settled, diagnostics };
+  const outboxRelay = new OutboxRelay(relayDeps, options.outboxBatchSize ?? 100);
 
   return {
     clock,

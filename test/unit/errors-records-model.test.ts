@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import {
+  ConflictError,
   describeError,
   isTierUnavailable,
+  requestInProgress,
   ServiceUnavailableError,
   TierUnavailableError,
   unavailableAs,
@@ -19,23 +21,33 @@ import { admin, makeMessage, makeThread, service, user } from "../support/fakes.
 import { caught } from "./caught.ts";
 
 describe("unavailableAs", () => {
-  it("turns a tier outage into a 503 with the given message, Retry-After and the outage as cause", async () => {
+  it("turns a tier outage into a 503 with the given message and the outage as cause", async () => {
     const outage = new TierUnavailableError("postgres", "timeout");
-    const error = await caught(Promise.reject(outage).catch(unavailableAs("Database unavailable", 9)));
+    const error = await caught(Promise.reject(outage).catch(unavailableAs("Database unavailable")));
     expect(error).toBeInstanceOf(ServiceUnavailableError);
     expect(error).toMatchObject({
       kind: "unavailable",
       code: "service_unavailable",
       message: "Database unavailable",
-      retryAfterSeconds: 9,
       cause: outage,
+      clientMessageId: undefined,
     });
+  });
+
+  it("carries the key to retry with when one is given", async () => {
+    const outage = new TierUnavailableError("postgres", "timeout");
+    const error = await caught(
+      Promise.reject(outage).catch(
+        unavailableAs("Cache and database both unavailable", { clientMessageId: "c-1" }),
+      ),
+    );
+    expect(error).toMatchObject({ code: "service_unavailable", clientMessageId: "c-1", cause: outage });
   });
 
   it("lets every other error through unchanged", async () => {
     const bug = new TypeError("x is undefined");
-    expect(await caught(Promise.reject(bug).catch(unavailableAs("Database unavailable", 9)))).toBe(bug);
-    expect(await caught(Promise.reject("text").catch(unavailableAs("Database unavailable", 9)))).toBe("text");
+    expect(await caught(Promise.reject(bug).catch(unavailableAs("Database unavailable")))).toBe(bug);
+    expect(await caught(Promise.reject("text").catch(unavailableAs("Database unavailable")))).toBe("text");
   });
 
   it("recognises outages and describes errors", () => {
@@ -45,6 +57,38 @@ describe("unavailableAs", () => {
     expect(isTierUnavailable(new Error("sqs unavailable: circuit open"))).toBe(false);
     expect(describeError(outage)).toBe("sqs unavailable: circuit open");
     expect(describeError(42)).toBe("42");
+  });
+
+  it("counts an outage as maybe applied unless it was refused before it was sent", () => {
+    expect(new TierUnavailableError("redis", "timeout").maybeApplied).toBe(true);
+    expect(new TierUnavailableError("redis", "circuit open", { maybeApplied: false }).maybeApplied).toBe(
+      false,
+    );
+  });
+});
+
+describe("ServiceUnavailableError, ConflictError and requestInProgress", () => {
+  it("a 503 carries its cause and, when the message may have been stored, the key to retry with", () => {
+    const cause = new Error("both down");
+    expect(new ServiceUnavailableError("x", { cause, clientMessageId: "c-9" })).toMatchObject({
+      kind: "unavailable",
+      code: "service_unavailable",
+      message: "x",
+      cause,
+      clientMessageId: "c-9",
+    });
+    expect(new ServiceUnavailableError("y").clientMessageId).toBeUndefined();
+  });
+
+  it("a conflict keeps its code; a try in flight is the request_in_progress conflict", () => {
+    expect(new ConflictError("idempotency_key_reused", "m")).toMatchObject({
+      name: "ConflictError",
+      kind: "conflict",
+      code: "idempotency_key_reused",
+    });
+    const inProgress = requestInProgress();
+    expect(inProgress).toBeInstanceOf(ConflictError);
+    expect(inProgress).toMatchObject({ kind: "conflict", code: "request_in_progress" });
   });
 });
 

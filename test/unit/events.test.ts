@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { errorFrame, eventFrame, MAX_FRAME_BYTES, messageCreatedFrame } from "../../lambdas/core/events.ts";
-import { makeMessage, makeThread } from "../support/fakes.ts";
+import {
+  announceLate,
+  errorFrame,
+  eventFrame,
+  MAX_FRAME_BYTES,
+  messageCreatedFrame,
+} from "../../lambdas/core/events.ts";
+import type { LateVisibility } from "../../lambdas/core/ports.ts";
+import { createWorld, makeMessage, makeThread } from "../support/fakes.ts";
 
 const thread = makeThread("alice");
 const bytes = (s: string): number => Buffer.byteLength(s, "utf8");
@@ -16,6 +23,17 @@ describe("messageCreatedFrame", () => {
     expect(JSON.parse(messageCreatedFrame(message, { replay: true }))).toEqual({
       type: "message.created",
       replay: true,
+      message,
+    });
+  });
+
+  it("carries a live message's stream position and settled cursor beside it", () => {
+    const message = makeMessage(thread, 7);
+    expect(JSON.parse(messageCreatedFrame(message, { epoch: "e", pos: 3, settled: 99 }))).toEqual({
+      type: "message.created",
+      epoch: "e",
+      pos: 3,
+      settled: 99,
       message,
     });
   });
@@ -64,23 +82,87 @@ describe("messageCreatedFrame", () => {
 });
 
 describe("errorFrame and eventFrame", () => {
-  it("build typed frames, with request_id only when given", () => {
-    expect(JSON.parse(errorFrame("thread_not_found", "Thread not found"))).toEqual({
+  it("build an error frame from the same body as an HTTP error", () => {
+    expect(JSON.parse(errorFrame({ code: "thread_not_found", message: "Thread not found" }))).toEqual({
       type: "error",
       code: "thread_not_found",
       message: "Thread not found",
     });
-    expect(JSON.parse(errorFrame("rate_limited", "slow down", "r1"))).toEqual({
+    expect(
+      JSON.parse(
+        errorFrame({
+          code: "service_unavailable",
+          message: "Queue and database both unavailable",
+          client_message_id: "c-1",
+          retry_after_seconds: 2,
+          request_id: "r1",
+        }),
+      ),
+    ).toEqual({
       type: "error",
-      code: "rate_limited",
-      message: "slow down",
+      code: "service_unavailable",
+      message: "Queue and database both unavailable",
+      client_message_id: "c-1",
+      retry_after_seconds: 2,
       request_id: "r1",
     });
+  });
+
+  it("build typed event frames, with request_id only when given", () => {
     expect(JSON.parse(eventFrame("pong", { at: 5 }))).toEqual({ type: "pong", at: 5 });
     expect(JSON.parse(eventFrame("pong", { at: 5 }, "r2"))).toEqual({
       type: "pong",
       at: 5,
       request_id: "r2",
     });
+  });
+});
+
+describe("announceLate", () => {
+  const late = (
+    threadId: string,
+    subscribers: string[],
+    seqs: number[],
+    firstPos: number,
+  ): LateVisibility => ({
+    threadId,
+    epoch: "ep-1",
+    subscribers,
+    messages: seqs.map((seq, i) => ({ message: makeMessage({ id: threadId }, seq), pos: firstPos + i })),
+  });
+
+  it("pushes every message to the thread's subscribers, in order, each with the epoch, its own pos and the settled cursor", async () => {
+    const w = createWorld();
+    const batch = late(thread.id, ["conn-1", "conn-2"], [7, 8], 4);
+
+    await announceLate(w.fanout, [batch], 123);
+
+    for (const id of ["conn-1", "conn-2"]) {
+      expect(w.notifier.eventsFor(id)).toEqual(
+        batch.messages.map(({ message, pos }) => ({
+          type: "message.created",
+          epoch: "ep-1",
+          pos,
+          settled: 123,
+          message,
+        })),
+      );
+    }
+  });
+
+  it("skips threads nobody follows, and sends each thread's messages to its own subscribers", async () => {
+    const w = createWorld();
+    const other = makeThread("bob");
+    await announceLate(w.fanout, [late(thread.id, [], [1], 1), late(other.id, ["conn-bob"], [2], 9)], 0);
+    expect(w.notifier.calls.map((c) => c.args[0])).toEqual(["conn-bob"]);
+    expect(w.notifier.eventsFor("conn-bob")).toEqual([expect.objectContaining({ pos: 9 })]);
+  });
+
+  it("forgets a subscriber that is gone", async () => {
+    const w = createWorld();
+    w.registry.addSubscription("conn-gone", thread.id);
+    w.notifier.gone.add("conn-gone");
+    await announceLate(w.fanout, [late(thread.id, ["conn-gone"], [1], 1)], 0);
+    expect(w.registry.isSubscribed("conn-gone", thread.id)).toBe(false);
   });
 });

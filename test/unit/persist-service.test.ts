@@ -4,6 +4,8 @@ import type { PersistEnvelope } from "../../lambdas/core/ports.ts";
 import type { QueueRecord } from "../../lambdas/core/records.ts";
 import { createWorld, makeMessage, postInput, user } from "../support/fakes.ts";
 
+const alice = user("alice");
+
 const setup = () => {
   const w = createWorld({ retry: { baseDelaySeconds: 5, maxDelaySeconds: 60 } });
   const thread = w.seedThread("alice");
@@ -210,38 +212,14 @@ describe("PersistService.process", () => {
     expect(outcome.duplicates).toBe(0);
   });
 
-  it("fills holes in the cached thread index with the stored messages", async () => {
-    const { w, thread } = setup();
-    const [first, second] = messagesOf(thread, [1, 2]) as [Message, Message];
-    await w.cache.warm(thread.id, [first], true);
-
-    await w.persistService.process([recordOf(second)]);
-
-    expect(w.cache.callsTo("refresh")).toEqual([[[{ message: second, ownerId: "alice" }]]]);
-    expect(w.cache.cachedSeqs(thread.id)).toEqual([1, 2]);
-  });
-
-  it("only warns when the cache cannot be refreshed", async () => {
-    const { w, thread } = setup();
-    w.redisDown();
-    const outcome = await w.persistService.process(messagesOf(thread, [1]).map((m) => recordOf(m)));
-    expect(outcome).toMatchObject({ failures: [], inserted: 1 });
-    expect(w.diagnostics.messages()).toContain("could not refresh cache after persist");
-  });
-
   it("persists what the accept path queued, byte for byte", async () => {
-    const { w, thread } = setup();
-    w.cache.threads.set(thread.id, thread);
+    const w = createWorld({ retry: { baseDelaySeconds: 5, maxDelaySeconds: 60 } });
+    const thread = w.cachedThread("alice");
     const accepted = [];
     for (const content of ["one", "two"]) {
       accepted.push(
-        (
-          await w.messageService.accept({
-            principal: user("alice"),
-            threadId: thread.id,
-            input: postInput(content),
-          })
-        ).message,
+        (await w.acceptor.accept({ principal: alice, threadId: thread.id, input: postInput(content) }))
+          .message,
       );
       w.clock.advance(1);
     }
@@ -252,5 +230,135 @@ describe("PersistService.process", () => {
     // Accepted at t and t+1, persisted at t+102.
     expect(outcome).toMatchObject({ failures: [], inserted: 2, duplicates: 0, lagsMs: [102, 101] });
     expect(w.messages.threadMessages(thread.id)).toEqual(accepted);
+  });
+});
+
+describe("PersistService.process: confirming to the hot tier", () => {
+  /** A thread in the hot tier with a subscriber, conn-bob. */
+  const followed = () => {
+    const w = createWorld();
+    const thread = w.cachedThread("alice");
+    w.registry.addSubscription("conn-bob", thread.id);
+    return { w, thread };
+  };
+
+  it("confirms the stored rows, as PostgreSQL returned them, to the hot tier", async () => {
+    const { w, thread } = followed();
+    const [old, fresh] = messagesOf(thread, [1, 2]) as [Message, Message];
+    w.messages.put(old);
+    await w.persistService.process([recordOf({ ...old, content: "a different copy" }), recordOf(fresh)]);
+    expect(w.cache.callsTo("refresh")).toEqual([[[fresh, old]]]);
+  });
+
+  it("does not announce again what the accept path made visible (and pushed) already", async () => {
+    const { w, thread } = followed();
+    const { message } = await w.acceptor.accept({
+      principal: alice,
+      threadId: thread.id,
+      input: postInput("x"),
+    });
+
+    await w.persistService.process(w.publisher.records());
+
+    expect(w.notifier.eventsFor("conn-bob").map((e) => e.message)).toEqual([message]);
+    expect(w.cache.cachedSeqs(thread.id)).toEqual([message.seq]);
+  });
+
+  it("makes visible, and pushes with their own positions, messages the accept path could not show", async () => {
+    const { w, thread } = followed();
+    w.cache.fail("store");
+    const accepted: Message[] = [];
+    for (const content of ["one", "two"]) {
+      const result = await w.acceptor.accept({
+        principal: alice,
+        threadId: thread.id,
+        input: postInput(content),
+      });
+      expect(result.cache).toBe("failed");
+      accepted.push(result.message);
+    }
+    w.cache.heal();
+    w.clock.advance(50);
+    expect(w.notifier.calls).toEqual([]);
+
+    const outcome = await w.persistService.process(w.publisher.records());
+
+    expect(outcome).toMatchObject({ failures: [], inserted: 2 });
+    const epoch = w.cache.states.get(thread.id)?.epoch;
+    expect(w.notifier.eventsFor("conn-bob")).toEqual([
+      { type: "message.created", epoch, pos: 1, settled: w.settled(), message: accepted[0] },
+      { type: "message.created", epoch, pos: 2, settled: w.settled(), message: accepted[1] },
+    ]);
+    const page = await w.reader.history(alice, thread.id, { direction: "backward", limit: 10 });
+    expect(page.value.messages).toEqual(accepted);
+    // A retry of either key is now a replay.
+    const retry = await w.acceptor.accept({
+      principal: alice,
+      threadId: thread.id,
+      input: postInput("one", { clientMessageId: accepted[0]?.client_message_id ?? "" }),
+    });
+    expect(retry).toMatchObject({ replayed: true, message: accepted[0] });
+  });
+
+  it("corrects a message the hot tier shows with another seq than PostgreSQL kept, and pushes the correction", async () => {
+    // c-1 was accepted while the hot tier was unreachable (PostgreSQL allocated its seq); the
+    // client retried once the hot tier was back, before the first copy was persisted.
+    const { w, thread } = followed();
+    w.redisDown();
+    const first = await w.acceptor.accept({
+      principal: alice,
+      threadId: thread.id,
+      input: postInput("once", { clientMessageId: "c-1" }),
+    });
+    w.cache.heal();
+    w.registry.heal();
+    w.rateLimiter.heal();
+    w.clock.advance(5);
+    const retry = await w.acceptor.accept({
+      principal: alice,
+      threadId: thread.id,
+      input: postInput("once", { clientMessageId: "c-1" }),
+    });
+    expect(retry.message.seq).not.toBe(first.message.seq);
+
+    await w.persistService.process(w.publisher.records());
+
+    expect(w.messages.threadMessages(thread.id)).toEqual([first.message]);
+    const page = await w.reader.history(alice, thread.id, { direction: "backward", limit: 10 });
+    expect(page.value.messages).toEqual([first.message]);
+    expect(w.notifier.eventsFor("conn-bob").map((e) => [e.pos, (e.message as Message).seq])).toEqual([
+      [1, retry.message.seq],
+      [2, first.message.seq],
+    ]);
+  });
+
+  it("hands the messages to the outbox when the hot tier cannot be told, so the relay confirms them later", async () => {
+    const { w, thread } = followed();
+    const list = messagesOf(thread, [1, 2]);
+    w.cache.down = true;
+
+    const outcome = await w.persistService.process(list.map((m) => recordOf(m)));
+
+    expect(outcome).toMatchObject({ failures: [], inserted: 2, statements: 2 });
+    expect(w.analytics.batches).toEqual([list]);
+    expect(w.messages.outbox).toEqual(list.map((m) => m.id));
+    expect(w.diagnostics.messages()).toContain(
+      "analytics queue or cache unavailable; messages handed to the outbox",
+    );
+  });
+
+  it("fails the records, to run them again, when neither the hot tier nor the outbox can be reached", async () => {
+    const { w, thread } = followed();
+    const list = messagesOf(thread, [1, 2]);
+    const records = list.map((m) => recordOf(m, { receiveCount: 1 }));
+    w.cache.down = true;
+    w.messages.fail("addToOutbox");
+
+    const outcome = await w.persistService.process(records);
+
+    expect(outcome.failures).toEqual(
+      records.map((r) => ({ id: r.id, reason: "postgres unavailable: down", retryDelaySeconds: 5 })),
+    );
+    expect(w.messages.threadMessages(thread.id)).toEqual(list);
   });
 });

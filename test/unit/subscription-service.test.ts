@@ -7,7 +7,7 @@ import {
 } from "../../lambdas/core/errors.ts";
 import type { Message } from "../../lambdas/core/model.ts";
 import type { Connection } from "../../lambdas/core/ports.ts";
-import { createWorld, makeMessage, user } from "../support/fakes.ts";
+import { createWorld, makeMessage, postInput, user } from "../support/fakes.ts";
 import { caught } from "./caught.ts";
 
 const alice = user("alice");
@@ -102,30 +102,42 @@ describe("SubscriptionService.connection / disconnect", () => {
   });
 });
 
-describe("SubscriptionService.subscribe", () => {
-  it("registers the subscription before it replays anything", async () => {
+describe("SubscriptionService.subscribe: catching up by seq", () => {
+  it("joins the thread before it replays anything", async () => {
     const { w, thread, connection } = setup();
     seedMessages(w, thread.id, [10, 11]);
     const subscribedAtSend: boolean[] = [];
     w.notifier.onSend = () => subscribedAtSend.push(w.registry.isSubscribed("conn-1", thread.id));
 
-    await w.subscriptionService.subscribe(connection, thread.id, 0);
+    await w.subscriptionService.subscribe(connection, thread.id, { sinceSeq: 0 });
 
     expect(subscribedAtSend).toEqual([true, true, true]);
+    expect(w.registry.connectionThreads.get("conn-1")).toEqual(new Set([thread.id]));
   });
 
-  it("replays the missed messages in seq order, then sends a subscribed frame with the counts", async () => {
+  it("replays the messages after sinceSeq in seq order, then sends a subscribed frame with the position to resume from", async () => {
     const { w, thread, connection } = setup();
     const list = seedMessages(w, thread.id, [10, 11, 12, 13]);
 
-    const result = await w.subscriptionService.subscribe(connection, thread.id, 10, "req-7");
+    const result = await w.subscriptionService.subscribe(connection, thread.id, { sinceSeq: 10 }, "req-7");
 
-    expect(result).toEqual({ replayed: 3, hasMore: false });
+    const position = { epoch: expect.any(String), pos: 0 };
+    expect(result).toEqual({ replayed: 3, hasMore: false, recovered: false, position });
     expect(w.notifier.eventsFor("conn-1")).toEqual([
       { type: "message.created", replay: true, message: list[1] },
       { type: "message.created", replay: true, message: list[2] },
       { type: "message.created", replay: true, message: list[3] },
-      { type: "subscribed", threadId: thread.id, replayed: 3, has_more: false, request_id: "req-7" },
+      {
+        type: "subscribed",
+        threadId: thread.id,
+        recovered: false,
+        replayed: 3,
+        has_more: false,
+        epoch: result.position.epoch,
+        pos: 0,
+        settled: w.settled(),
+        request_id: "req-7",
+      },
     ]);
   });
 
@@ -133,34 +145,45 @@ describe("SubscriptionService.subscribe", () => {
     const { w, thread, connection } = setup({ replayLimit: 2 });
     const list = seedMessages(w, thread.id, [10, 11, 12, 13]);
 
-    const result = await w.subscriptionService.subscribe(connection, thread.id, 0);
+    const result = await w.subscriptionService.subscribe(connection, thread.id, { sinceSeq: 0 });
 
-    expect(result).toEqual({ replayed: 2, hasMore: true });
+    expect(result).toMatchObject({ replayed: 2, hasMore: true, recovered: false });
     const events = w.notifier.eventsFor("conn-1");
     expect(events.slice(0, 2).map((e) => e.message)).toEqual(list.slice(0, 2));
-    expect(events[2]).toEqual({
-      type: "subscribed",
-      threadId: thread.id,
-      replayed: 2,
-      has_more: true,
-      next_cursor: 11,
-    });
+    expect(events[2]).toMatchObject({ type: "subscribed", replayed: 2, has_more: true, next_cursor: 11 });
   });
 
-  it("sends only the subscribed frame when no sinceSeq is given", async () => {
+  it("catches up from both tiers: PostgreSQL below the hot tier's floor, the hot tier above it", async () => {
+    const { w, thread, connection } = setup();
+    const stored = seedMessages(w, thread.id, [10, 11]);
+    await w.access.install(thread.id);
+    const fresh = await w.acceptor.accept({
+      principal: alice,
+      threadId: thread.id,
+      input: postInput("fresh"),
+    });
+
+    await w.subscriptionService.subscribe(connection, thread.id, { sinceSeq: 10 });
+
+    const replayed = w.notifier.eventsFor("conn-1").filter((e) => e.type === "message.created");
+    expect(replayed.map((e) => e.message)).toEqual([stored[1], fresh.message]);
+  });
+
+  it("sends only the subscribed frame when the subscriber gives neither a position nor a seq", async () => {
     const { w, thread, connection } = setup();
     seedMessages(w, thread.id, [10]);
-    expect(await w.subscriptionService.subscribe(connection, thread.id, undefined)).toEqual({
+    expect(await w.subscriptionService.subscribe(connection, thread.id, {})).toMatchObject({
       replayed: 0,
       hasMore: false,
+      recovered: false,
     });
     expect(w.notifier.eventsFor("conn-1")).toEqual([
-      { type: "subscribed", threadId: thread.id, replayed: 0, has_more: false },
+      expect.objectContaining({ type: "subscribed", threadId: thread.id, replayed: 0, has_more: false }),
     ]);
     expect(w.registry.isSubscribed("conn-1", thread.id)).toBe(true);
   });
 
-  it("stops replaying when the connection is gone, without a subscribed frame", async () => {
+  it("stops replaying when the connection is gone, without a subscribed frame, and forgets it", async () => {
     const { w, thread, connection } = setup();
     seedMessages(w, thread.id, [10, 11, 12]);
     let sends = 0;
@@ -168,30 +191,196 @@ describe("SubscriptionService.subscribe", () => {
       if (++sends === 2) w.notifier.gone.add("conn-1");
     };
 
-    expect(await w.subscriptionService.subscribe(connection, thread.id, 0)).toEqual({
+    expect(await w.subscriptionService.subscribe(connection, thread.id, { sinceSeq: 0 })).toMatchObject({
       replayed: 1,
       hasMore: true,
+      recovered: false,
     });
     expect(w.notifier.callsTo("send")).toHaveLength(2);
+    expect(w.registry.connections.has("conn-1")).toBe(false);
+    expect(w.registry.isSubscribed("conn-1", thread.id)).toBe(false);
+  });
+});
+
+describe("SubscriptionService.subscribe: resuming by stream position", () => {
+  /** A subscriber that saw the thread up to `seen`, then missed what follows. */
+  const missed = async (count: number, options: Parameters<typeof createWorld>[0] = {}) => {
+    const w = createWorld(options);
+    const thread = w.cachedThread("alice");
+    const seen = (
+      await w.acceptor.accept({ principal: alice, threadId: thread.id, input: postInput("seen") })
+    ).position;
+    if (seen === null) throw new Error("no position");
+    const messages: Message[] = [];
+    for (let i = 0; i < count; i++) {
+      messages.push(
+        (await w.acceptor.accept({ principal: alice, threadId: thread.id, input: postInput(`missed ${i}`) }))
+          .message,
+      );
+    }
+    const connection: Connection = { connectionId: "conn-1", principal: alice, connectedAt: w.clock.now() };
+    return { w, thread, connection, seen: { epoch: seen.epoch, pos: seen.pos }, messages };
+  };
+
+  it("replays exactly the messages after the subscriber's position, each with its pos, and says it recovered", async () => {
+    const { w, thread, connection, seen, messages } = await missed(2);
+
+    const result = await w.subscriptionService.subscribe(
+      connection,
+      thread.id,
+      { position: seen, sinceSeq: 1 },
+      "r1",
+    );
+
+    expect(result).toEqual({
+      replayed: 2,
+      hasMore: false,
+      recovered: true,
+      position: { epoch: seen.epoch, pos: 3 },
+    });
+    expect(w.notifier.eventsFor("conn-1")).toEqual([
+      { type: "message.created", replay: true, epoch: seen.epoch, pos: 2, message: messages[0] },
+      { type: "message.created", replay: true, epoch: seen.epoch, pos: 3, message: messages[1] },
+      {
+        type: "subscribed",
+        threadId: thread.id,
+        recovered: true,
+        replayed: 2,
+        has_more: false,
+        epoch: seen.epoch,
+        pos: 3,
+        settled: w.settled(),
+        request_id: "r1",
+      },
+    ]);
+    // The replay came from the hot tier's log: no history read.
+    expect(w.cache.callsTo("history")).toEqual([]);
+    expect(w.messages.callsTo("history")).toEqual([]);
   });
 
+  it("replays nothing for a subscriber that is up to date", async () => {
+    const { w, thread, connection, messages } = await missed(1);
+    const current = {
+      epoch: (await w.cache.follow(thread.id, "probe", null, 1))?.position.epoch ?? "",
+      pos: 2,
+    };
+    expect(messages).toHaveLength(1);
+    const result = await w.subscriptionService.subscribe(connection, thread.id, { position: current });
+    expect(result).toMatchObject({ replayed: 0, recovered: true, position: current });
+  });
+
+  it("pushes a message that becomes visible after the subscription live, with the next pos", async () => {
+    const { w, thread, connection, seen } = await missed(0);
+    const { position } = await w.subscriptionService.subscribe(connection, thread.id, { position: seen });
+
+    const next = await w.acceptor.accept({ principal: alice, threadId: thread.id, input: postInput("live") });
+
+    expect(next.position).toMatchObject({ epoch: position.epoch, pos: position.pos + 1 });
+    expect(w.notifier.eventsFor("conn-1").at(-1)).toEqual({
+      type: "message.created",
+      ...next.position,
+      message: next.message,
+    });
+  });
+
+  it("catches up by seq instead when the subscriber is further behind than replayLimit", async () => {
+    const { w, thread, connection, seen, messages } = await missed(3, { replayLimit: 2 });
+    await w.persistService.process(w.publisher.records());
+
+    const result = await w.subscriptionService.subscribe(connection, thread.id, {
+      position: seen,
+      sinceSeq: messages[0]?.seq ?? 0,
+    });
+
+    expect(result).toMatchObject({ recovered: false, replayed: 2, hasMore: false });
+    expect(w.notifier.eventsFor("conn-1").slice(0, 2)).toEqual(
+      messages.slice(1).map((message) => ({ type: "message.created", replay: true, message })),
+    );
+  });
+
+  it("catches up by seq when the hot tier lost the thread (a new epoch), reading what PostgreSQL has", async () => {
+    const { w, thread, connection, seen, messages } = await missed(2);
+    await w.persistService.process(w.publisher.records());
+    w.cache.flush();
+
+    const result = await w.subscriptionService.subscribe(connection, thread.id, {
+      position: seen,
+      sinceSeq: messages[0]?.seq ?? 0,
+    });
+
+    expect(result.recovered).toBe(false);
+    expect(result.position.epoch).not.toBe(seen.epoch);
+    expect(w.notifier.eventsFor("conn-1")).toEqual([
+      { type: "message.created", replay: true, message: messages[1] },
+      expect.objectContaining({
+        type: "subscribed",
+        recovered: false,
+        replayed: 1,
+        epoch: result.position.epoch,
+        pos: 0,
+      }),
+    ]);
+  });
+
+  it("replays nothing, and says so, when the position cannot be replayed and no seq is given", async () => {
+    const { w, thread, connection } = await missed(1);
+    const result = await w.subscriptionService.subscribe(connection, thread.id, {
+      position: { epoch: "an-epoch-long-gone", pos: 1 },
+    });
+    expect(result).toMatchObject({ replayed: 0, recovered: false });
+    expect(w.notifier.eventsFor("conn-1")).toEqual([
+      expect.objectContaining({ type: "subscribed", recovered: false }),
+    ]);
+  });
+});
+
+describe("SubscriptionService.subscribe: refusals and outages", () => {
   it("refuses another user's thread as thread_not_found and does not subscribe", async () => {
     const { w, thread } = setup();
     const bobs: Connection = { connectionId: "conn-bob", principal: user("bob"), connectedAt: 0 };
-    const error = await caught(w.subscriptionService.subscribe(bobs, thread.id, 0));
+    const error = await caught(w.subscriptionService.subscribe(bobs, thread.id, { sinceSeq: 0 }));
     expect(error).toBeInstanceOf(NotFoundError);
     expect(error).toMatchObject({ code: "thread_not_found" });
     expect(w.registry.isSubscribed("conn-bob", thread.id)).toBe(false);
+    expect(w.cache.callsTo("follow")).toEqual([]);
     expect(w.notifier.calls).toEqual([]);
   });
 
   it("answers 503 when the registry cannot record the subscription", async () => {
     const { w, thread, connection } = setup();
     w.registry.fail("subscribe");
-    expect(await caught(w.subscriptionService.subscribe(connection, thread.id, 0))).toBeInstanceOf(
+    expect(
+      await caught(w.subscriptionService.subscribe(connection, thread.id, { sinceSeq: 0 })),
+    ).toBeInstanceOf(ServiceUnavailableError);
+    expect(w.notifier.calls).toEqual([]);
+  });
+
+  it("answers 503 when the hot tier cannot be followed", async () => {
+    const { w, thread, connection } = setup();
+    w.cache.fail("follow");
+    expect(await caught(w.subscriptionService.subscribe(connection, thread.id, {}))).toBeInstanceOf(
       ServiceUnavailableError,
     );
     expect(w.notifier.calls).toEqual([]);
+  });
+
+  it("installs the thread when the hot tier has no state for it, and answers 503 when it still has none", async () => {
+    const { w, thread, connection } = setup();
+    w.cache.fail("install");
+    const error = await caught(w.subscriptionService.subscribe(connection, thread.id, {}));
+    expect(error).toBeInstanceOf(ServiceUnavailableError);
+    expect(error).toMatchObject({ message: "Thread state unavailable; retry" });
+    expect(w.cache.callsTo("follow")).toHaveLength(2);
+    expect(w.threads.callsTo("getForInstall")).toHaveLength(2);
+  });
+
+  it("answers 503 when the catch-up cannot be read", async () => {
+    const { w, thread, connection } = setup();
+    seedMessages(w, thread.id, [10]);
+    w.messages.down = true;
+    expect(
+      await caught(w.subscriptionService.subscribe(connection, thread.id, { sinceSeq: 0 })),
+    ).toBeInstanceOf(ServiceUnavailableError);
   });
 });
 

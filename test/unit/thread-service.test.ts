@@ -7,7 +7,7 @@ import {
 } from "../../lambdas/core/errors.ts";
 import { decodeThreadCursor, encodeThreadCursor } from "../../lambdas/core/thread-service.ts";
 import { isUuid } from "../../lambdas/core/validation.ts";
-import { createWorld, makeMessage, service, user } from "../support/fakes.ts";
+import { createWorld, makeMessage, postInput, service, user } from "../support/fakes.ts";
 import { caught } from "./caught.ts";
 
 const ID = "0196a0b0-1c2d-7e3f-8a4b-5c6d7e8f9a0b";
@@ -64,7 +64,24 @@ describe("ThreadService.create", () => {
       created_at_ms: now,
     });
     expect(w.threads.rows.get(thread.id)).toEqual(thread);
-    expect(w.cache.threads.get(thread.id)).toEqual(thread);
+    // A new thread's hot state is complete from the start: nothing of it can exist anywhere else.
+    expect(w.cache.callsTo("install")).toEqual([[thread, 0, true]]);
+    expect(await w.cache.getThread(thread.id)).toEqual(thread);
+  });
+
+  it("leaves a thread whose first messages the hot tier serves without asking PostgreSQL", async () => {
+    const w = createWorld();
+    const thread = await w.threadService.create(alice, { title: null, metadata: {} });
+    const { message, position } = await w.acceptor.accept({
+      principal: alice,
+      threadId: thread.id,
+      input: postInput("first"),
+    });
+    expect(position).toMatchObject({ pos: 1 });
+    const page = await w.reader.history(alice, thread.id, { direction: "backward", limit: 10 });
+    expect(page).toMatchObject({ source: "cache", value: { messages: [message], next_cursor: null } });
+    expect(w.messages.callsTo("history")).toEqual([]);
+    expect(w.messages.callsTo("findById")).toEqual([]);
   });
 
   it("still creates the thread when the cache is down, with a warning", async () => {
@@ -80,7 +97,8 @@ describe("ThreadService.create", () => {
     w.threads.down = true;
     const error = await caught(w.threadService.create(alice, { title: null, metadata: {} }));
     expect(error).toBeInstanceOf(ServiceUnavailableError);
-    expect(error).toMatchObject({ retryAfterSeconds: w.retryAfterSeconds });
+    expect(error).toMatchObject({ code: "service_unavailable", message: "Thread store unavailable" });
+    expect(w.cache.callsTo("install")).toEqual([]);
   });
 
   it("refuses a user over the request budget with 429 before creating anything", async () => {
@@ -159,6 +177,13 @@ describe("ThreadService.get", () => {
     expect(error).toBeInstanceOf(NotFoundError);
     expect(error).toMatchObject({ code: "thread_not_found" });
     expect(w.messages.callsTo("count")).toEqual([]);
+  });
+
+  it("reads a thread the hot tier lacks from PostgreSQL, and installs it", async () => {
+    const w = createWorld();
+    const thread = w.seedThread("alice");
+    expect(await w.threadService.get(alice, thread.id)).toEqual({ ...thread, message_count: 0 });
+    expect(w.cache.callsTo("install")).toEqual([[thread, 0, false]]);
   });
 
   it("answers 503 when the count cannot be read", async () => {
