@@ -142,7 +142,13 @@ export class Acceptor {
     if (reserved.status === "rejected") throw reserved.reason;
     const reservation = reserved.value;
     if (reservation === null) return this.acceptWithoutCache(attempt);
-    if (reservation.kind === "replay") return this.replay(attempt, reservation.message, "queued");
+    if (reservation.kind === "replay") {
+      return this.replay(
+        attempt,
+        reservation.message,
+        this.deps.writer.mode === "sync" ? "committed" : "queued",
+      );
+    }
     return this.acceptReserved(attempt, reservation);
   }
 
@@ -197,28 +203,30 @@ export class Acceptor {
         }
       }
     };
-    let reservation = await call();
-    if (reservation?.kind === "unknown_thread") {
-      if ((await this.deps.access.install(threadId)) === null) throw threadNotFound();
-      reservation = await call();
-      if (reservation?.kind === "unknown_thread") return null;
-    }
-    for (const ms of IN_PROGRESS_PAUSES_MS) {
-      if (reservation?.kind !== "in_progress") break;
-      await this.pause(ms);
-      reservation = await call();
-    }
-    if (reservation === null) return null;
-    switch (reservation.kind) {
-      case "in_progress":
-        throw requestInProgress();
-      case "mismatch":
-        throw keyReused();
-      case "not_found":
-      case "unknown_thread":
-        throw threadNotFound();
-      default:
-        return reservation;
+    let installs = 0;
+    let waits = 0;
+    for (;;) {
+      const reservation = await call();
+      if (reservation === null) return null;
+      switch (reservation.kind) {
+        case "unknown_thread":
+          // Not in the hot tier (new to it, or lost with a flush, also while waiting below).
+          if (installs++ >= 2) return null;
+          if ((await this.deps.access.install(threadId)) === null) throw threadNotFound();
+          continue;
+        case "in_progress": {
+          const ms = IN_PROGRESS_PAUSES_MS[waits++];
+          if (ms === undefined) throw requestInProgress();
+          await this.pause(ms);
+          continue;
+        }
+        case "mismatch":
+          throw keyReused();
+        case "not_found":
+          throw threadNotFound();
+        default:
+          return reservation;
+      }
     }
   }
 
@@ -314,9 +322,11 @@ export class Acceptor {
       return this.replay(attempt, written.stored, "committed");
     }
     const message = written.message;
+    const settled = this.deps.settled();
     const stored = await this.store(attempt, message, thread.owner_id, false, false);
     if (stored?.kind === "replay") return this.replay(attempt, stored.message, "committed");
     const visible = stored?.kind === "visible" ? stored : null;
+    const position = visible === null ? null : { ...visible.position, settled };
     return {
       message,
       replayed: false,
@@ -324,15 +334,10 @@ export class Acceptor {
       degraded: written.degraded,
       cache: visible !== null ? "written" : "skipped",
       delivery:
-        visible === null
+        visible === null || position === null
           ? emptyFanout()
-          : await this.notify(
-              attempt,
-              message,
-              { ...visible.position, settled: this.deps.settled() },
-              visible.subscribers,
-            ),
-      position: null,
+          : await this.notify(attempt, message, position, visible.subscribers),
+      position,
       timings: [...attempt.watch.timings, attempt.watch.total()],
     };
   }

@@ -9,7 +9,7 @@
  * below the floor. Without the hot tier the page comes from PostgreSQL alone, without a position.
  */
 import { bestEffort } from "./best-effort.ts";
-import { messageNotFound, unavailableAs } from "./errors.ts";
+import { describeError, messageNotFound, ServiceUnavailableError, unavailableAs } from "./errors.ts";
 import {
   canAccessThread,
   type HistoryPage,
@@ -153,18 +153,24 @@ export class HistoryReader {
     return this.deps.messages.history(threadId, query, below).catch(unavailableAs("History unavailable"));
   }
 
-  /** One message: the hot tier first, then PostgreSQL. */
+  /**
+   * One message: the hot tier first, then PostgreSQL. Not found in PostgreSQL while the hot tier
+   * could not be asked is not "not found": the message may be accepted and on its way (503).
+   */
   async message(principal: Principal, messageId: string): Promise<ReadResult<Message>> {
-    const cached = await bestEffort(
-      this.deps.diagnostics,
-      "cache unavailable for message lookup",
-      { messageId },
-      () => this.deps.cache.getMessage(messageId),
-      null,
-    );
+    let cacheAnswered = true;
+    const cached = await this.deps.cache.getMessage(messageId).catch((error: unknown) => {
+      cacheAnswered = false;
+      this.deps.diagnostics.warn("cache unavailable for message lookup", {
+        messageId,
+        error: describeError(error),
+      });
+      return null;
+    });
     const found =
       cached ??
       (await this.deps.messages.findById(messageId).catch(unavailableAs("Message store unavailable")));
+    if (found === null && !cacheAnswered) throw new ServiceUnavailableError("Message store unavailable");
     if (found === null || !canAccessThread(principal, { owner_id: found.ownerId })) throw messageNotFound();
     return { value: found.message, source: cached !== null ? "cache" : "database" };
   }

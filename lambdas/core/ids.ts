@@ -31,9 +31,19 @@ export const idempotencyKey = (authorId: string, clientMessageId: string): strin
  */
 export const fingerprintOf = (m: Pick<Message, "role" | "content" | "metadata">): string =>
   createHash("sha256")
-    .update(JSON.stringify([m.role, m.content, m.metadata]))
+    .update(canonicalJson([m.role, m.content, m.metadata]))
     .digest("base64url")
     .slice(0, 22);
+
+/** JSON with object keys sorted at every level: PostgreSQL's jsonb gives keys back in its own order. */
+const canonicalJson = (value: unknown): string =>
+  JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
+      : v,
+  );
 
 /** Identifies one try of an accept (a try that repeats its own timed-out call is recognised). */
 export const tryToken = (): string => randomBytes(9).toString("base64url");

@@ -3,9 +3,14 @@
  * to the hot tier: those committed synchronously (SQS-down fallback, rollback mode), and those the
  * persist consumer stored while the analytics queue or the hot tier was unreachable. The relay
  * forwards them (ClickHouse deduplicates a repeat), confirms them to the hot tier — which makes
- * visible any that never were — and clears them only then. Runs on a schedule.
+ * visible any that never were, and they are pushed to the subscribers — and clears them only
+ * then. Runs on a schedule.
  */
+import { bestEffort } from "./best-effort.ts";
+import { announceLate } from "./events.ts";
+import type { Fanout } from "./fanout.ts";
 import type { AnalyticsPublisher, Diagnostics, MessageCache, MessageRepository } from "./ports.ts";
+import type { Settled } from "./sequence.ts";
 
 export class OutboxRelay {
   constructor(
@@ -13,6 +18,9 @@ export class OutboxRelay {
       messages: MessageRepository;
       analytics: AnalyticsPublisher;
       cache: MessageCache;
+      /** Pushes messages made visible late to their subscribers (absent: subscribers catch up). */
+      fanout?: Fanout;
+      settled: Settled;
       diagnostics: Diagnostics;
     },
     private readonly batchSize: number,
@@ -26,7 +34,18 @@ export class OutboxRelay {
       if (pending.length === 0) break;
       await this.deps.analytics.publish(pending);
       // Not cleared unless confirmed: the next run tries again (the forward repeats harmlessly).
-      await this.deps.cache.refresh(pending);
+      const settled = this.deps.settled();
+      const late = await this.deps.cache.refresh(pending);
+      const { fanout } = this.deps;
+      if (fanout !== undefined) {
+        await bestEffort(
+          this.deps.diagnostics,
+          "could not push late messages",
+          {},
+          () => announceLate(fanout, late, settled),
+          undefined,
+        );
+      }
       await this.deps.messages.clearOutbox(pending.map((m) => m.id));
       forwarded += pending.length;
       if (pending.length < this.batchSize) break;

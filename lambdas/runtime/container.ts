@@ -358,6 +358,8 @@ export const outboxRelay = once(
         messages: await messageRepository(),
         analytics: analyticsPublisher(),
         cache: await cache(),
+        ...(config().WEBSOCKET_API_ENDPOINT !== undefined ? { fanout: await fanout() } : {}),
+        settled: settled(),
         diagnostics,
       },
       config().OUTBOX_BATCH_SIZE,

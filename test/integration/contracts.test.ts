@@ -3,12 +3,13 @@
  * standalone server and once against a 3-master cluster) and PostgreSQL. The same suites run
  * against the in-memory fakes in test/unit/contracts.test.ts.
  */
-import { CONTRACT_OPTIONS, messageCacheContract } from "../contracts/message-cache.contract.ts";
+
 import pg from "pg";
 import { PgMessageRepository } from "../../lambdas/adapters/postgres/pg-message-repository.ts";
 import { PgThreadRepository } from "../../lambdas/adapters/postgres/pg-thread-repository.ts";
 import { isPgOutage } from "../../lambdas/adapters/postgres/pool.ts";
 import { TierGuard } from "../../lambdas/adapters/resilience/tier-guard.ts";
+import { CONTRACT_OPTIONS, messageCacheContract } from "../contracts/message-cache.contract.ts";
 import { repositoryContract } from "../contracts/repositories.contract.ts";
 import { ManualClock } from "../support/fakes.ts";
 import { redisHarness } from "../support/redis-harness.ts";

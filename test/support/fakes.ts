@@ -1142,10 +1142,10 @@ export const createWorld = (options: WorldOptions = {}) => {
     retry,
   );
   const archiveService = new ArchiveService({ store, clock, diagnostics }, retry);
-  // Given as a variable: with `fanout` and `settled` the relay can push what it makes visible, as the
-  // persist consumer does (events.ts, announceLate).
-  const relayDeps = { messages, analytics, cache, fanout, settled, diagnostics };
-  const outboxRelay = new OutboxRelay(relayDeps, options.outboxBatchSize ?? 100);
+  const outboxRelay = new OutboxRelay(
+    { messages, analytics, cache, fanout, settled, diagnostics },
+    options.outboxBatchSize ?? 100,
+  );
 
   return {
     clock,
