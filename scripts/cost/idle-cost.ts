@@ -300,7 +300,7 @@ export const idleCost = (templates: Templates, prices: PriceList): CostLine[] =>
     `Secrets Manager secrets created beforehand (${[...namedSecrets].sort().join(", ")})`,
     namedSecrets.size,
     "secretsManagerSecretMonth",
-    "secrets",
+    "secret",
   );
   monthly("KMS customer managed keys", of("AWS::KMS::Key").length, "kmsKeyMonth", "key");
 
