@@ -3,12 +3,14 @@
  * (SQS-down fallback, rollback mode) from PostgreSQL to the analytics queue.
  *
  * Every run connects to PostgreSQL, so how often it runs decides whether a pausable Aurora ever
- * pauses. The outbox only fills while the accept path falls back to a synchronous commit (metric
- * QueueFallbacks) or in rollback mode, so besides its schedule the relay can run when it has work:
- * an alarm on QueueFallbacks invokes it when fallbacks start (ALARM) and once more after they
- * stopped (OK), which forwards the messages committed in between; the schedule is the backstop
- * (e.g. daily in dev, every minute in prod). Runs may overlap; a message forwarded twice is
- * harmless (ClickHouse deduplicates by id).
+ * pauses. The outbox only fills when SQS fails: the accept path then commits synchronously (metric
+ * QueueFallbacks), and the persist consumer hands messages it cannot publish to the analytics queue
+ * to the outbox (its SQS circuit breaker opens: BreakerOpened, Tier sqs); and in rollback mode. So
+ * besides its schedule the relay runs when it has work: an alarm on those two metrics invokes it
+ * when they start (ALARM) and once more after they stopped (OK), which forwards what was committed
+ * in between (a failed run is retried twice by Lambda, minutes apart); the schedule is the backstop
+ * (daily in dev, every minute in prod). Runs may overlap; a message forwarded twice is harmless
+ * (ClickHouse deduplicates by id).
  */
 import { Duration } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
@@ -81,16 +83,26 @@ export class OutboxRelay extends Construct {
     });
 
     if (props.runOnQueueFallback === true) {
+      const metric = (metricName: string, extra: Record<string, string> = {}) =>
+        new cloudwatch.Metric({
+          namespace: METRICS_NAMESPACE,
+          metricName,
+          dimensionsMap: { service: SERVICE_NAME, env: props.runtime.appEnv, ...extra },
+          statistic: "Sum",
+          period: Duration.minutes(1),
+        });
       this.fallbackTrigger = new cloudwatch.Alarm(this, "FallbackTrigger", {
         alarmName: `chat-pipeline-${props.runtime.appEnv}-OutboxRelayTrigger`,
         alarmDescription:
-          "Runs the outbox relay when the accept path starts (ALARM) and stops (OK) committing to PostgreSQL because SQS failed. Not a page: the BreakerOpen-sqs alarm is.",
-        metric: new cloudwatch.Metric({
-          namespace: METRICS_NAMESPACE,
-          metricName: Metric.QueueFallbacks,
-          dimensionsMap: { service: SERVICE_NAME, env: props.runtime.appEnv },
-          statistic: "Sum",
+          "Runs the outbox relay when messages start (ALARM) and stop (OK) going to the outbox because SQS failed. Not a page: the BreakerOpen-sqs alarm is.",
+        metric: new cloudwatch.MathExpression({
+          expression: "FILL(fallbacks, 0) + FILL(sqsBreaker, 0)",
+          usingMetrics: {
+            fallbacks: metric(Metric.QueueFallbacks),
+            sqsBreaker: metric(Metric.BreakerOpened, { Tier: "sqs" }),
+          },
           period: Duration.minutes(1),
+          label: "messages going to the outbox",
         }),
         threshold: 0,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

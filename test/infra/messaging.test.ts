@@ -2,7 +2,13 @@ import { describe, expect, it } from "vitest";
 import { CONSUMER_FUNCTIONS } from "../../lambdas/handlers/catalog.ts";
 import { METRICS_NAMESPACE, Metric } from "../../lambdas/runtime/metric-names.ts";
 import { environment, type Synthesized, synthesize } from "./support/synth.ts";
-import { crossStackValue, type Json, referencedId, resources } from "./support/template-queries.ts";
+import {
+  alarmMetrics,
+  crossStackValue,
+  type Json,
+  referencedId,
+  resources,
+} from "./support/template-queries.ts";
 
 const synthesized: Synthesized[] = [synthesize(environment("dev")), synthesize(environment("prod"))];
 
@@ -107,14 +113,21 @@ describe.each(synthesized)("queues and consumers ($config.name)", (s) => {
     expect(trigger !== undefined).toBe(s.config.outboxRelay.runOnQueueFallback);
     if (trigger === undefined) return;
     expect(trigger.Properties).toMatchObject({
-      Namespace: METRICS_NAMESPACE,
-      MetricName: Metric.QueueFallbacks,
-      Statistic: "Sum",
-      Period: 60,
       Threshold: 0,
       EvaluationPeriods: 1,
       TreatMissingData: "notBreaching",
     });
+    const watched = alarmMetrics(trigger.Properties);
+    expect(watched.map((m) => [m.metricName, m.dimensions.Tier ?? null, m.stat]).sort()).toEqual(
+      [
+        [Metric.BreakerOpened, "sqs", "Sum"],
+        [Metric.QueueFallbacks, null, "Sum"],
+      ].sort(),
+    );
+    for (const m of watched) {
+      expect(m.namespace).toBe(METRICS_NAMESPACE);
+      expect(m.dimensions.env).toBe(s.config.name);
+    }
     for (const actions of [trigger.Properties?.AlarmActions, trigger.Properties?.OKActions]) {
       expect(actions.map(referencedId)).toEqual([relay]);
     }

@@ -132,9 +132,9 @@ describe.each(synthesized)("observability ($config.name)", (s) => {
   });
 
   it("alarms when a circuit breaker opens, for every tier", () => {
-    const tiers = alarmsWatching(Metric.BreakerOpened).map(
-      ([, a]) => alarmMetrics(a.Properties)[0]?.dimensions.Tier,
-    );
+    const tiers = alarmsWatching(Metric.BreakerOpened)
+      .filter(([, a]) => a.Properties?.AlarmName !== `chat-pipeline-${s.config.name}-OutboxRelayTrigger`)
+      .map(([, a]) => alarmMetrics(a.Properties)[0]?.dimensions.Tier);
     expect(tiers.sort()).toEqual([...TIERS].sort());
   });
 
