@@ -9,7 +9,7 @@ import { validateCache } from "../constructs/cache.ts";
 import { validateConsumer } from "../constructs/consumers.ts";
 import { validateDatabase } from "../constructs/database.ts";
 import { validateIdentity } from "../constructs/identity.ts";
-import { validateNetwork } from "../constructs/network.ts";
+import { validateNetwork, validatePrivateLinkService } from "../constructs/network.ts";
 import { validateWorkQueue, visibilityTimeoutFor } from "../constructs/queues.ts";
 import { validateRouteFunctionSettings } from "../constructs/websocket-api.ts";
 import { validateOrigins } from "../shared/cors.ts";
@@ -140,22 +140,11 @@ export const environmentProblems = (c: EnvironmentConfig): readonly string[] => 
     `clickhouse.secretName "${c.clickhouse.secretName}" is not a Secrets Manager secret name`,
   );
   if (c.clickhouse.privateLinkServiceName !== undefined) {
-    p.add(
-      prefixed(
-        "clickhouse",
-        validateNetwork({
-          maxAzs: c.network.maxAzs,
-          egress: c.network.egress,
-          privateLinkServices: [
-            {
-              id: "privateLink",
-              serviceName: c.clickhouse.privateLinkServiceName,
-              port: c.clickhouse.privateLinkPort ?? 8443,
-            },
-          ],
-        }).filter((m) => m.startsWith("privateLink")),
-      ),
-    );
+    const service = {
+      serviceName: c.clickhouse.privateLinkServiceName,
+      port: c.clickhouse.privateLinkPort ?? 8443,
+    };
+    p.add(prefixed("clickhouse.privateLink", validatePrivateLinkService(service)));
   }
 
   const a = c.alarms;

@@ -124,15 +124,21 @@ export const validateNetwork = (
       `interfaceEndpoints: unknown service "${e}" (sqs, secretsmanager)`,
     );
   }
-  for (const s of props.privateLinkServices ?? []) {
-    problems.check(
-      VPCE_SERVICE.test(s.serviceName),
-      `${s.id}: "${s.serviceName}" is not an endpoint service name (com.amazonaws.vpce.<region>.vpce-svc-…)`,
-    );
-    problems.integer(`${s.id} port`, s.port, 1, 65_535);
+  for (const service of props.privateLinkServices ?? []) {
+    problems.add(validatePrivateLinkService(service).map((m) => `${service.id}: ${m}`));
   }
   return problems.list;
 };
+
+export const validatePrivateLinkService = (
+  s: Pick<PrivateLinkService, "serviceName" | "port">,
+): readonly string[] =>
+  new Problems()
+    .check(
+      VPCE_SERVICE.test(s.serviceName),
+      `"${s.serviceName}" is not an endpoint service name (com.amazonaws.vpce.<region>.vpce-svc-…)`,
+    )
+    .integer("port", s.port, 1, 65_535).list;
 
 export class Network extends Construct {
   readonly vpc: ec2.Vpc;

@@ -79,7 +79,7 @@ export interface ObservabilityProps {
   readonly consumers: { readonly persist: lambda.IFunction; readonly analytics: lambda.IFunction };
   readonly outboxRelay: lambda.IFunction;
   readonly httpApi: apigwv2.IHttpApi;
-  /** The route functions of each API (at most 10 each: one alarm sums them). */
+  /** The route functions of each API (one alarm sums the failed invocations of up to 10 of them). */
   readonly routeFunctions: {
     readonly http: readonly lambda.IFunction[];
     readonly webSocket: readonly lambda.IFunction[];
@@ -138,12 +138,6 @@ export class Observability extends Construct {
     problems.range("auroraCapacityPercent", capacityPercent, 1, 100);
     problems.range("proxyBorrowLatencyMs", borrowLatencyMs, 1, 60_000);
     problems.check(props.alarmTargets.length >= 1, "alarmTargets must not be empty");
-    for (const [api, fns] of Object.entries(props.routeFunctions)) {
-      problems.check(
-        fns.length <= 10,
-        `routeFunctions.${api}: an alarm sums at most 10 metrics (${fns.length})`,
-      );
-    }
     problems.integer("evaluationPeriods", evaluationPeriods, 1, 100);
     problems.check(
       [1, 5, 10, 15, 30, 60].includes(this.period.toMinutes()),
@@ -233,19 +227,23 @@ export class Observability extends Construct {
         period: this.period,
         label,
       });
+    // An alarm on a metric math expression reads at most 10 metrics: one alarm per 10 functions.
     for (const [api, fns] of [
       ["Http", props.routeFunctions.http],
       ["WebSocket", props.routeFunctions.webSocket],
     ] as const) {
-      alarm(
-        `${api}RouteFunctionErrors`,
-        sumOf(
-          `${api} route function errors`,
-          fns.map((fn) => fn.metricErrors({ statistic: "Sum", period: this.period })),
-        ),
-        routeErrors,
-        `${api} route functions: more than ${routeErrors} failed invocations (crash or timeout) per ${this.period.toMinutes()} min`,
-      );
+      const groups = chunks(fns, MAX_ALARM_METRICS);
+      groups.forEach((group, i) => {
+        alarm(
+          `${api}RouteFunctionErrors${groups.length > 1 ? i + 1 : ""}`,
+          sumOf(
+            `${api} route function errors`,
+            group.map((fn) => fn.metricErrors({ statistic: "Sum", period: this.period })),
+          ),
+          routeErrors,
+          `${api} route functions: more than ${routeErrors} failed invocations (crash or timeout) per ${this.period.toMinutes()} min`,
+        );
+      });
     }
     // Account-wide (one account per environment, docs/deploy.md): a throttled function means the
     // account's concurrency quota is reached, e.g. the 10 of a new account.
@@ -458,6 +456,12 @@ export class Observability extends Construct {
 }
 
 const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
+
+/** CloudWatch's limit on the metrics of one metric-math alarm. */
+const MAX_ALARM_METRICS = 10;
+
+const chunks = <T>(items: readonly T[], size: number): T[][] =>
+  Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 
 export interface EgressAlarmsProps {
   readonly appEnv: string;

@@ -157,16 +157,24 @@ describe.each(synthesized)("observability ($config.name)", (s) => {
       ["HttpRouteFunctionErrors", "httpApi"],
       ["WebSocketRouteFunctionErrors", "webSocketApi"],
     ] as const) {
-      const a = named(suffix)?.Properties;
-      expect(a?.Threshold).toBe(s.config.alarms.routeFunctionErrors);
-      const metrics = alarmMetrics(a);
-      expect(metrics.every((m) => m.namespace === "AWS/Lambda" && m.metricName === "Errors")).toBe(true);
-      expect(metrics.map((m) => referencedId(m.dimensions.FunctionName)).sort()).toEqual(routeFunctions(api));
-      // The alarm watches their sum.
-      const expression = (a.Metrics as Json[]).find(
-        (m) => m.ReturnData !== false && m.Expression,
-      )?.Expression;
-      expect(expression).toBe(metrics.map((_, i) => `m${i}`).join(" + "));
+      // One alarm per 10 functions (CloudWatch's limit for a metric-math alarm).
+      const group = alarms
+        .map(([, a]) => a.Properties)
+        .filter((a) => new RegExp(`^chat-pipeline-${s.config.name}-${suffix}\\d*$`).test(a?.AlarmName));
+      expect(group.length).toBe(Math.ceil(routeFunctions(api).length / 10));
+      const watched: (string | undefined)[] = [];
+      for (const a of group) {
+        expect(a?.Threshold).toBe(s.config.alarms.routeFunctionErrors);
+        const metrics = alarmMetrics(a);
+        expect(metrics.every((m) => m.namespace === "AWS/Lambda" && m.metricName === "Errors")).toBe(true);
+        watched.push(...metrics.map((m) => referencedId(m.dimensions.FunctionName)));
+        // The alarm watches their sum.
+        const expression = (a.Metrics as Json[]).find(
+          (m) => m.ReturnData !== false && m.Expression,
+        )?.Expression;
+        expect(expression).toBe(metrics.map((_, i) => `m${i}`).join(" + "));
+      }
+      expect(watched.sort()).toEqual(routeFunctions(api));
     }
   });
 
