@@ -183,6 +183,8 @@ export class HttpApi extends Construct {
             latencyMs: "$context.responseLatency",
             integrationLatencyMs: "$context.integrationLatency",
             integrationError: "$context.integrationErrorMessage",
+            // Why the JWT authorizer refused a request (401 without a function run).
+            authorizerError: "$context.authorizer.error",
           }),
         ),
       },
