@@ -140,6 +140,22 @@ export const validatePrivateLinkService = (
     )
     .integer("port", s.port, 1, 65_535).list;
 
+/**
+ * CDK's NAT instance set-up, with the package install retried: the instance downloads it through
+ * the address it booted with, which the Elastic IP association below replaces within seconds.
+ */
+const natInstanceUserData = (): ec2.UserData => {
+  const userData = ec2.UserData.forLinux();
+  userData.addCommands(
+    ...ec2.NatInstanceProviderV2.DEFAULT_USER_DATA_COMMANDS.map((command) =>
+      command.startsWith("yum install")
+        ? `for attempt in 1 2 3 4 5 6 7 8 9 10; do ${command} && break; sleep 15; done`
+        : command,
+    ),
+  );
+  return userData;
+};
+
 export class Network extends Construct {
   readonly vpc: ec2.Vpc;
   readonly securityGroups: NetworkSecurityGroups;
@@ -169,6 +185,7 @@ export class Network extends Construct {
             instanceType: new ec2.InstanceType(egress.instanceType),
             // Nothing from the internet; the functions' groups are admitted below.
             defaultAllowedTraffic: ec2.NatTrafficDirection.OUTBOUND_ONLY,
+            userData: natInstanceUserData(),
           });
 
     this.vpc = new ec2.Vpc(this, "Vpc", {
