@@ -1,7 +1,7 @@
 /**
  * The whole deployment of one environment: three stacks, deployed in order.
- *  - `ChatPipeline-<env>-Network`: VPC, endpoints, security groups;
- *  - `ChatPipeline-<env>-Data`: stateful (Aurora + RDS Proxy, ElastiCache, SQS, secrets, Cognito);
+ *  - `ChatPipeline-<env>-Network`: VPC, egress, endpoints, security groups, the alarm topic;
+ *  - `ChatPipeline-<env>-Data`: stateful (Aurora [+ RDS Proxy], ElastiCache, SQS, secrets, Cognito);
  *  - `ChatPipeline-<env>-App`: stateless (functions, APIs, schema migrations, dashboard, alarms).
  */
 import { Tags } from "aws-cdk-lib";
@@ -51,6 +51,7 @@ export const createChatPipeline = (
     env,
     config,
     network: network.network,
+    alarmTopic: network.alarmTopic,
     data,
     description: description("functions, APIs and monitoring"),
     ...(options.schemaMigrationRunId !== undefined

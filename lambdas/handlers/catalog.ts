@@ -3,11 +3,27 @@
  * built-in local stack both read this table, so the routes served locally are the deployed ones.
  * (Paths only: importing this file loads no handler.)
  */
+/**
+ * What a function reaches, so what it is granted (lib/constructs/runtime.ts): the secrets of the
+ * tiers its services connect to at cold start, and the queue and @connections calls on its path.
+ * The message service opens Redis and PostgreSQL together, so every route that uses it needs both.
+ */
+export type FunctionNeed =
+  | "redis"
+  | "database"
+  | "clickhouse"
+  | "sendToPersistQueue"
+  | "readPersistQueue"
+  | "manageConnections";
+
 export interface HttpFunction {
   readonly id: string;
   readonly entry: string;
   /** API Gateway HTTP API route key. */
   readonly routeKey: string;
+  readonly needs: readonly FunctionNeed[];
+  /** `none`: callers need no token (the gateway's JWT authorizer is not attached). @default "jwt" */
+  readonly auth?: "jwt" | "none";
 }
 
 export interface WebSocketFunction {
@@ -15,44 +31,87 @@ export interface WebSocketFunction {
   readonly entry: string;
   /** API Gateway WebSocket route key (selected by `$request.body.action`). */
   readonly routeKey: string;
+  readonly needs: readonly FunctionNeed[];
 }
 
+const STORES: readonly FunctionNeed[] = ["redis", "database"];
+/** The accept path: stores, the persist queue and the fan-out. */
+const ACCEPT: readonly FunctionNeed[] = [...STORES, "sendToPersistQueue", "manageConnections"];
+/** WebSocket routes that answer over @connections. */
+const WS_REPLY: readonly FunctionNeed[] = [...STORES, "manageConnections"];
+
 export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
-  { id: "CreateThread", entry: "lambdas/handlers/http/create-thread.ts", routeKey: "POST /api/threads" },
-  { id: "ListThreads", entry: "lambdas/handlers/http/list-threads.ts", routeKey: "GET /api/threads" },
-  { id: "GetThread", entry: "lambdas/handlers/http/get-thread.ts", routeKey: "GET /api/threads/{threadId}" },
+  {
+    id: "CreateThread",
+    entry: "lambdas/handlers/http/create-thread.ts",
+    routeKey: "POST /api/threads",
+    needs: STORES,
+  },
+  {
+    id: "ListThreads",
+    entry: "lambdas/handlers/http/list-threads.ts",
+    routeKey: "GET /api/threads",
+    needs: STORES,
+  },
+  {
+    id: "GetThread",
+    entry: "lambdas/handlers/http/get-thread.ts",
+    routeKey: "GET /api/threads/{threadId}",
+    needs: STORES,
+  },
   {
     id: "PostMessage",
     entry: "lambdas/handlers/http/post-message.ts",
     routeKey: "POST /api/threads/{threadId}/messages",
+    needs: ACCEPT,
   },
   {
     id: "ListMessages",
     entry: "lambdas/handlers/http/list-messages.ts",
     routeKey: "GET /api/threads/{threadId}/messages",
+    needs: STORES,
   },
   {
     id: "GetMessage",
     entry: "lambdas/handlers/http/get-message.ts",
     routeKey: "GET /api/messages/{messageId}",
+    needs: STORES,
   },
   {
     id: "RecoverCache",
     entry: "lambdas/handlers/http/recover-cache.ts",
     routeKey: "POST /api/admin/recover-redis-cache",
+    needs: STORES,
   },
-  { id: "GetHealth", entry: "lambdas/handlers/http/get-health.ts", routeKey: "GET /api/health" },
-  { id: "NotFound", entry: "lambdas/handlers/http/not-found.ts", routeKey: "$default" },
+  {
+    // Load balancers and uptime monitors call it without a token; tier details are for admins.
+    id: "GetHealth",
+    entry: "lambdas/handlers/http/get-health.ts",
+    routeKey: "GET /api/health",
+    needs: [...STORES, "clickhouse", "readPersistQueue"],
+    auth: "none",
+  },
+  { id: "NotFound", entry: "lambdas/handlers/http/not-found.ts", routeKey: "$default", needs: [] },
 ];
 
 export const WEBSOCKET_FUNCTIONS: readonly WebSocketFunction[] = [
-  { id: "WsConnect", entry: "lambdas/handlers/ws/connect.ts", routeKey: "$connect" },
-  { id: "WsDisconnect", entry: "lambdas/handlers/ws/disconnect.ts", routeKey: "$disconnect" },
-  { id: "WsSubscribe", entry: "lambdas/handlers/ws/subscribe.ts", routeKey: "subscribe" },
-  { id: "WsUnsubscribe", entry: "lambdas/handlers/ws/unsubscribe.ts", routeKey: "unsubscribe" },
-  { id: "WsSendMessage", entry: "lambdas/handlers/ws/send-message.ts", routeKey: "sendMessage" },
-  { id: "WsPing", entry: "lambdas/handlers/ws/ping.ts", routeKey: "ping" },
-  { id: "WsDefault", entry: "lambdas/handlers/ws/default.ts", routeKey: "$default" },
+  { id: "WsConnect", entry: "lambdas/handlers/ws/connect.ts", routeKey: "$connect", needs: STORES },
+  { id: "WsDisconnect", entry: "lambdas/handlers/ws/disconnect.ts", routeKey: "$disconnect", needs: STORES },
+  { id: "WsSubscribe", entry: "lambdas/handlers/ws/subscribe.ts", routeKey: "subscribe", needs: WS_REPLY },
+  {
+    id: "WsUnsubscribe",
+    entry: "lambdas/handlers/ws/unsubscribe.ts",
+    routeKey: "unsubscribe",
+    needs: WS_REPLY,
+  },
+  {
+    id: "WsSendMessage",
+    entry: "lambdas/handlers/ws/send-message.ts",
+    routeKey: "sendMessage",
+    needs: ACCEPT,
+  },
+  { id: "WsPing", entry: "lambdas/handlers/ws/ping.ts", routeKey: "ping", needs: WS_REPLY },
+  { id: "WsDefault", entry: "lambdas/handlers/ws/default.ts", routeKey: "$default", needs: WS_REPLY },
 ];
 
 export const CONSUMER_FUNCTIONS = {

@@ -1,13 +1,16 @@
 /**
  * The deployment environments. `cdk deploy -c env=<name>` selects one (see bin/app.ts).
  *
- * dev: cheap and destroyable: two AZs, one NAT gateway, a single-instance Aurora Serverless v2
- * cluster, small cache limits, a week of logs; everything is deleted with its stack.
- * prod: three AZs with a NAT gateway each, a writer and a reader in different AZs, backups for two
- * weeks, deletion protection, termination protection on the Data stack, data retained when a
- * stack is deleted.
+ * dev: cheap when idle and destroyable: two AZs, one NAT instance, no interface endpoints, a
+ * single-instance Aurora Serverless v2 cluster that pauses when unused (so no RDS Proxy, and an
+ * outbox relay that runs when the accept path falls back to PostgreSQL, plus once a day), small
+ * cache limits, a week of logs; everything is deleted with its stack.
+ * prod: three AZs with a NAT gateway each, RDS Proxy, a writer and a reader in different AZs,
+ * backups for two weeks, deletion protection, termination protection on the Data stack, data
+ * retained when a stack is deleted.
  *
- * Replace the account ids with yours before the first deploy (docs/deploy.md).
+ * Replace the account ids, the alarm endpoints and the allowed browser origins with yours before
+ * the first deploy (docs/deploy.md).
  */
 import type { EnvironmentConfig } from "./types.ts";
 
@@ -20,11 +23,18 @@ export const dev: EnvironmentConfig = {
   acceptMode: "queued",
   logLevel: "INFO",
   logRetentionDays: 7,
-  network: { maxAzs: 2, natGateways: 1, flowLogs: false },
+  network: {
+    maxAzs: 2,
+    egress: { kind: "natInstance", instanceType: "t4g.nano" },
+    interfaceEndpoints: [],
+    flowLogs: false,
+  },
   database: {
     engineVersion: "17.7",
-    minCapacity: 0.5,
+    minCapacity: 0,
     maxCapacity: 4,
+    connection: "direct",
+    autoPauseAfterMinutes: 10,
     readers: 0,
     backupRetentionDays: 1,
     deletionProtection: false,
@@ -59,16 +69,28 @@ export const dev: EnvironmentConfig = {
     throttleRatePerSecond: 50,
     throttleBurst: 100,
     webSocketStageName: "dev",
+    // A web client served from a developer's machine.
+    corsAllowedOrigins: ["http://localhost:3000", "http://127.0.0.1:3000"],
+    corsMaxAgeSeconds: 600,
+    jwtAuthorizer: true,
   },
   retry: { baseDelaySeconds: 5, maxDelaySeconds: 120 },
-  outboxRelay: { timeoutSeconds: 50, memoryMb: 256 },
-  auth: { kind: "cognito" },
+  // The outbox only fills while SQS is down (or in rollback mode): run then, and once a day.
+  outboxRelay: { timeoutSeconds: 50, memoryMb: 256, intervalMinutes: 1_440, runOnQueueFallback: true },
+  // Passwords may be sent to Cognito directly (scripts, the curl examples of docs/deploy.md).
+  auth: { kind: "cognito", passwordAuth: true },
   clickhouse: { secretName: "chat-pipeline/dev/clickhouse" },
   alarms: {
     emails: [],
+    snsTopicArns: [],
     acceptLatencyP99Ms: 1_000,
     persistLagP99Ms: 60_000,
     consumerErrors: 0,
+    routeFunctionErrors: 5,
+    api5xx: 10,
+    queueOldestMessageSeconds: 900,
+    auroraCapacityPercent: 90,
+    proxyBorrowLatencyMs: 100,
     periodMinutes: 5,
     evaluationPeriods: 3,
   },
@@ -83,11 +105,17 @@ export const prod: EnvironmentConfig = {
   acceptMode: "queued",
   logLevel: "INFO",
   logRetentionDays: 90,
-  network: { maxAzs: 3, natGateways: 3, flowLogs: true },
+  network: {
+    maxAzs: 3,
+    egress: { kind: "natGateway", count: 3 },
+    interfaceEndpoints: ["sqs", "secretsmanager"],
+    flowLogs: true,
+  },
   database: {
     engineVersion: "17.7",
     minCapacity: 2,
     maxCapacity: 32,
+    connection: "proxy",
     readers: 1,
     backupRetentionDays: 14,
     deletionProtection: true,
@@ -127,16 +155,26 @@ export const prod: EnvironmentConfig = {
     throttleRatePerSecond: 1_000,
     throttleBurst: 2_000,
     webSocketStageName: "prod",
+    corsAllowedOrigins: ["https://chat.example.com"],
+    corsMaxAgeSeconds: 7_200,
+    jwtAuthorizer: true,
   },
   retry: { baseDelaySeconds: 10, maxDelaySeconds: 900 },
-  outboxRelay: { timeoutSeconds: 50, memoryMb: 512 },
-  auth: { kind: "cognito" },
+  outboxRelay: { timeoutSeconds: 50, memoryMb: 512, intervalMinutes: 1, runOnQueueFallback: true },
+  // Sign-in with SRP only (no password sent to Cognito); OAuth off until a web client needs it.
+  auth: { kind: "cognito", passwordAuth: false },
   clickhouse: { secretName: "chat-pipeline/prod/clickhouse" },
   alarms: {
-    emails: [],
+    emails: ["chat-oncall@example.com"],
+    snsTopicArns: [],
     acceptLatencyP99Ms: 500,
     persistLagP99Ms: 30_000,
     consumerErrors: 0,
+    routeFunctionErrors: 0,
+    api5xx: 5,
+    queueOldestMessageSeconds: 300,
+    auroraCapacityPercent: 80,
+    proxyBorrowLatencyMs: 50,
     periodMinutes: 5,
     evaluationPeriods: 2,
   },

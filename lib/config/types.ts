@@ -3,7 +3,8 @@
  * `validate.ts` checks them (every problem at once) before any construct is built. Nothing in
  * `lib/` reads CDK context or `process.env`: `bin/app.ts` selects an environment and passes it on.
  */
-import type { JwtSettings } from "../constructs/identity.ts";
+import type { CognitoClientSettings, JwtSettings } from "../constructs/identity.ts";
+import type { InterfaceEndpointName } from "../constructs/network.ts";
 
 /** `queued`: accept into Redis + SQS (normal). `sync`: commit to PostgreSQL in the request (rollback flag). */
 export type AcceptMode = "queued" | "sync";
@@ -13,11 +14,37 @@ export type LogLevel = "DEBUG" | "INFO" | "WARN" | "ERROR";
 /** What happens to stateful resources (database, cache, queues, secrets, user pool, logs) on stack deletion. */
 export type DataRetention = "destroy" | "retain";
 
+/**
+ * How the functions reach the internet (JWKS, ClickHouse, the @connections API). Its public
+ * addresses are what an IP allow-list (ClickHouse) must admit: allocate them beforehand and name
+ * them here to allow-list them before the first deploy (docs/deploy.md).
+ */
+export type EgressConfig =
+  | {
+      /** Managed NAT gateways, one per AZ up to `count` (1–maxAzs): highly available, $0.045/h each. */
+      readonly kind: "natGateway";
+      readonly count: number;
+      /** Elastic IP allocation ids (`eipalloc-…`), one per gateway. @default new addresses, created with the stack */
+      readonly eipAllocationIds?: readonly string[];
+    }
+  | {
+      /** One NAT instance (Amazon Linux 2023, arm64): a few dollars a month, a single point of failure. */
+      readonly kind: "natInstance";
+      /** An arm64 instance type, e.g. "t4g.nano". */
+      readonly instanceType: string;
+      /** Elastic IP allocation id (`eipalloc-…`). @default a new address, created with the stack */
+      readonly eipAllocationId?: string;
+    };
+
 export interface NetworkConfig {
   /** Availability zones used (2–6); the database and the cache need at least two. */
   readonly maxAzs: number;
-  /** NAT gateways (1–maxAzs). One per AZ removes the cross-AZ dependency; one is cheaper. */
-  readonly natGateways: number;
+  readonly egress: EgressConfig;
+  /**
+   * Interface endpoints ($0.01/h per AZ each). RDS Proxy needs `secretsmanager` (it runs in the
+   * isolated subnets and reads its secret through it); without a proxy, NAT carries these calls.
+   */
+  readonly interfaceEndpoints: readonly InterfaceEndpointName[];
   /** VPC flow logs to CloudWatch Logs (with the log retention below). */
   readonly flowLogs: boolean;
 }
@@ -28,6 +55,14 @@ export interface DatabaseConfig {
   /** Aurora Serverless v2 capacity in ACUs (0–256, steps of 0.5; 0 allows auto-pause). */
   readonly minCapacity: number;
   readonly maxCapacity: number;
+  /**
+   * How the functions reach PostgreSQL: `proxy` through RDS Proxy (connection multiplexing, faster
+   * failover; billed for at least 8 ACUs), `direct` to the cluster's writer endpoint (no proxy; the
+   * only choice with auto-pause, which RDS Proxy prevents).
+   */
+  readonly connection: "proxy" | "direct";
+  /** With minCapacity 0: minutes without connections before Aurora pauses (5–1440). */
+  readonly autoPauseAfterMinutes?: number;
   /** Reader instances in other AZs (0 = single-AZ; ≥ 1 = multi-AZ with automatic failover). */
   readonly readers: number;
   /** Automated backup retention (1–35 days). */
@@ -82,6 +117,15 @@ export interface ApiConfig {
   readonly throttleBurst: number;
   /** WebSocket API stage name (part of the wss:// URL and of WEBSOCKET_API_ENDPOINT). */
   readonly webSocketStageName: string;
+  /** Browser origins allowed to call the HTTP API (CORS); empty: no browser on another origin. */
+  readonly corsAllowedOrigins: readonly string[];
+  /** How long browsers may cache a preflight answer (seconds, 0–86400). */
+  readonly corsMaxAgeSeconds: number;
+  /**
+   * API Gateway verifies bearer tokens (JWT authorizer, same issuer and audience as the functions)
+   * before any function runs; `GET /api/health` stays open. Needs an audience, and RSA-signed tokens.
+   */
+  readonly jwtAuthorizer: boolean;
 }
 
 /**
@@ -91,20 +135,69 @@ export interface ApiConfig {
  *   `cognito:groups`.
  * - `oidc`: an external OpenID Connect provider; nothing is created.
  */
-export type AuthConfig = { readonly kind: "cognito" } | ({ readonly kind: "oidc" } & JwtSettings);
+export type AuthConfig =
+  | ({ readonly kind: "cognito" } & CognitoClientSettings)
+  | ({ readonly kind: "oidc" } & JwtSettings);
 
 export interface AlarmsConfig {
-  /** Email addresses subscribed to the alarm topic (each must confirm the subscription). */
+  /**
+   * Who hears the alarms: email addresses subscribed to the alarm topic (each must confirm the
+   * subscription) and SNS topics (ARNs, at most 4: e.g. a chat or paging integration) every alarm
+   * also notifies. An environment that retains its data must name at least one.
+   */
   readonly emails: readonly string[];
+  readonly snsTopicArns: readonly string[];
   /** Accept latency p99 (ms) above which the alarm fires. */
   readonly acceptLatencyP99Ms: number;
   /** Persist lag p99 (ms, accepted → row in PostgreSQL) above which the alarm fires. */
   readonly persistLagP99Ms: number;
   /** Failed invocations of a consumer (or the outbox relay) per period above which the alarm fires. */
   readonly consumerErrors: number;
+  /** Failed invocations of the HTTP route functions (together), and of the WebSocket ones, per period. */
+  readonly routeFunctionErrors: number;
+  /** HTTP API 5xx answers per period above which the alarm fires. */
+  readonly api5xx: number;
+  /** Age of the oldest message in a main queue (seconds) above which the alarm fires. */
+  readonly queueOldestMessageSeconds: number;
+  /** Aurora capacity used, % of maxCapacity, above which the alarm fires. */
+  readonly auroraCapacityPercent: number;
+  /** RDS Proxy: average time to borrow a database connection (ms) above which the alarm fires. */
+  readonly proxyBorrowLatencyMs: number;
   /** Period of every alarm, and how many consecutive breaching periods raise it. */
   readonly periodMinutes: number;
   readonly evaluationPeriods: number;
+}
+
+/**
+ * The outbox relay forwards messages committed synchronously (SQS-down fallback, rollback mode) to
+ * the analytics queue. Every run connects to PostgreSQL, so its schedule decides whether a pausable
+ * Aurora ever pauses.
+ */
+export interface OutboxRelayConfig {
+  readonly timeoutSeconds: number;
+  readonly memoryMb: number;
+  /** Minutes between scheduled runs (1–1440). */
+  readonly intervalMinutes: number;
+  /**
+   * Also run when the accept path starts and stops falling back to a synchronous commit (an
+   * alarm on the QueueFallbacks metric invokes the relay): the outbox only fills then, or in
+   * rollback mode, so the schedule can be slow.
+   */
+  readonly runOnQueueFallback: boolean;
+}
+
+export interface ClickHouseConfig {
+  /** Name of the Secrets Manager secret {url, username, password, database} created beforehand. */
+  readonly secretName: string;
+  /**
+   * ClickHouse Cloud over AWS PrivateLink instead of the internet: the endpoint service name
+   * (`com.amazonaws.vpce.<region>.vpce-svc-…`) shown by ClickHouse Cloud. The Network stack
+   * creates an interface endpoint with private DNS; register its id with the ClickHouse service
+   * before the App stack is deployed. @default over the internet, through NAT
+   */
+  readonly privateLinkServiceName?: string;
+  /** Port of the HTTPS interface behind PrivateLink. @default 8443 */
+  readonly privateLinkPort?: number;
 }
 
 export interface EnvironmentConfig {
@@ -127,9 +220,8 @@ export interface EnvironmentConfig {
   readonly api: ApiConfig;
   /** Retry backoff of the consumers (ChangeMessageVisibility): base · 2^(receives−1), capped. */
   readonly retry: { readonly baseDelaySeconds: number; readonly maxDelaySeconds: number };
-  readonly outboxRelay: { readonly timeoutSeconds: number; readonly memoryMb: number };
+  readonly outboxRelay: OutboxRelayConfig;
   readonly auth: AuthConfig;
-  /** Name of the Secrets Manager secret {url, username, password, database} created beforehand. */
-  readonly clickhouse: { readonly secretName: string };
+  readonly clickhouse: ClickHouseConfig;
   readonly alarms: AlarmsConfig;
 }

@@ -56,6 +56,8 @@ export class Cache extends Construct {
   readonly authSecret: secretsmanager.ISecret;
   readonly keyPrefix: string;
   readonly securityGroup: ec2.SecurityGroup;
+  /** Physical name of the serverless cache (the `clusterId` dimension of its metrics). */
+  readonly name: string;
 
   constructor(scope: Construct, id: string, props: CacheProps) {
     super(scope, id);
@@ -64,6 +66,7 @@ export class Cache extends Construct {
     const snapshotRetentionDays = props.snapshotRetentionDays ?? 0;
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
     this.keyPrefix = props.keyPrefix ?? "chat:";
+    this.name = props.namePrefix;
 
     new Problems().add(validateCache(props)).throwIfAny(`props of ${this.node.path}`);
 

@@ -1,10 +1,15 @@
 /**
  * PostgreSQL: Aurora PostgreSQL Serverless v2 in the isolated subnets, encrypted, TLS enforced,
- * behind RDS Proxy. Two sets of credentials, both generated into Secrets Manager:
+ * reached by the functions through RDS Proxy or, without a proxy, at the writer endpoint directly.
+ * Two sets of credentials, both generated into Secrets Manager:
  *  - the admin (master) user, used only by the schema-migration step, which connects to the
  *    cluster directly;
  *  - the application user (`chat_app`: DML on the application's tables, no DDL), created and
  *    granted by the migration step; the only user the proxy knows, so the only one the Lambdas get.
+ *
+ * A minimum capacity of 0 lets Aurora pause when nobody is connected (no proxy then: RDS Proxy
+ * keeps connections open). Idle sessions are closed by the server after `idleSessionTimeout`, so
+ * a frozen Lambda's pooled connection does not keep the cluster awake.
  */
 import { Duration, RemovalPolicy } from "aws-cdk-lib";
 import * as ec2 from "aws-cdk-lib/aws-ec2";
@@ -17,8 +22,14 @@ export interface DatabaseProps {
   readonly vpc: ec2.IVpc;
   /** Subnets of the cluster and the proxy (isolated ones). */
   readonly subnets: ec2.SubnetSelection;
-  /** Clients of RDS Proxy (the Lambdas). */
+  /** The Lambdas: clients of RDS Proxy, or of the cluster itself when there is no proxy. */
   readonly proxyClients: readonly ec2.ISecurityGroup[];
+  /** Put RDS Proxy between the Lambdas and the cluster. @default true */
+  readonly proxy?: boolean;
+  /** With minCapacity 0: how long without connections before Aurora pauses (5 min–24 h). @default 10 minutes */
+  readonly autoPauseAfter?: Duration;
+  /** Server-side `idle_session_timeout`. @default 5 minutes when Aurora may pause, otherwise none */
+  readonly idleSessionTimeout?: Duration;
   /** Clients allowed to reach the cluster directly (the schema-migration step). */
   readonly directClients: readonly ec2.ISecurityGroup[];
   /** Prefix of physical names (cluster and proxy identifiers), e.g. "chat-dev". */
@@ -57,6 +68,8 @@ type DatabaseSettings = Pick<
   | "databaseName"
   | "appUsername"
   | "namePrefix"
+  | "proxy"
+  | "autoPauseAfter"
 >;
 
 export const validateDatabase = (props: DatabaseSettings): readonly string[] => {
@@ -76,20 +89,35 @@ export const validateDatabase = (props: DatabaseSettings): readonly string[] => 
     .check(
       /^[a-z][a-z0-9-]{0,50}$/.test(props.namePrefix),
       `namePrefix "${props.namePrefix}" is not a valid identifier`,
+    )
+    .check(
+      minCapacity > 0 || props.proxy === false,
+      "minCapacity 0 (auto-pause) needs a direct connection: RDS Proxy keeps Aurora from pausing",
+    )
+    .check(
+      props.autoPauseAfter === undefined ||
+        (minCapacity === 0 &&
+          props.autoPauseAfter.toSeconds() >= 300 &&
+          props.autoPauseAfter.toSeconds() <= 86_400),
+      "autoPauseAfter must be from 5 minutes to 24 hours, and only with minCapacity 0",
     ).list;
 };
 
 export class Database extends Construct {
   readonly cluster: rds.DatabaseCluster;
-  readonly proxy: rds.DatabaseProxy;
+  /** Set when the Lambdas go through RDS Proxy. */
+  readonly proxy?: rds.DatabaseProxy;
   /** Master credentials {username, password, host, port, ...}: schema migrations only. */
   readonly adminSecret: secretsmanager.ISecret;
   /** Application credentials {username, password}: registered with the proxy. */
   readonly appSecret: secretsmanager.ISecret;
   readonly databaseName: string;
   readonly appUsername: string;
+  /** Physical names (for alarms in other stacks, without a cross-stack reference). */
+  readonly clusterIdentifier: string;
+  readonly proxyName?: string;
   readonly securityGroup: ec2.SecurityGroup;
-  readonly proxySecurityGroup: ec2.SecurityGroup;
+  readonly proxySecurityGroup?: ec2.SecurityGroup;
 
   constructor(scope: Construct, id: string, props: DatabaseProps) {
     super(scope, id);
@@ -99,30 +127,40 @@ export class Database extends Construct {
     const readers = props.readers ?? 0;
     const backupRetentionDays = props.backupRetentionDays ?? 7;
     this.databaseName = props.databaseName ?? "chat";
+    this.clusterIdentifier = props.namePrefix;
     this.appUsername = props.appUsername ?? "chat_app";
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
     const azs = props.vpc.availabilityZones;
+    const useProxy = props.proxy ?? true;
+    const pausable = minCapacity === 0;
+    const idleSessionTimeout = props.idleSessionTimeout ?? (pausable ? Duration.minutes(5) : undefined);
 
     new Problems()
       .add(validateDatabase(props))
       .check(readers === 0 || azs.length >= 2, "readers need a VPC with at least two AZs")
       .throwIfAny(`props of ${this.node.path}`);
 
-    // The cluster admits the proxy and the direct clients; the proxy admits its clients. Neither
-    // has any other ingress, and the cluster has no egress at all.
+    // The cluster admits the proxy (or, without one, the Lambdas) and the direct clients; the
+    // proxy admits its clients. Neither has any other ingress, and the cluster has no egress.
     this.securityGroup = new ec2.SecurityGroup(this, "ClusterSg", {
       vpc: props.vpc,
       description: "Chat pipeline Aurora PostgreSQL",
       allowAllOutbound: false,
     });
-    this.proxySecurityGroup = new ec2.SecurityGroup(this, "ProxySg", {
-      vpc: props.vpc,
-      description: "Chat pipeline RDS Proxy",
-      // The proxy reaches the cluster and Secrets Manager (through its VPC endpoint).
-      allowAllOutbound: true,
-    });
-    for (const client of props.proxyClients) {
-      this.proxySecurityGroup.addIngressRule(client, ec2.Port.tcp(POSTGRES_PORT), "Lambdas to RDS Proxy");
+    if (useProxy) {
+      this.proxySecurityGroup = new ec2.SecurityGroup(this, "ProxySg", {
+        vpc: props.vpc,
+        description: "Chat pipeline RDS Proxy",
+        // The proxy reaches the cluster and Secrets Manager (through its VPC endpoint).
+        allowAllOutbound: true,
+      });
+      for (const client of props.proxyClients) {
+        this.proxySecurityGroup.addIngressRule(client, ec2.Port.tcp(POSTGRES_PORT), "Lambdas to RDS Proxy");
+      }
+    } else {
+      for (const client of props.proxyClients) {
+        this.securityGroup.addIngressRule(client, ec2.Port.tcp(POSTGRES_PORT), "Lambdas to Aurora");
+      }
     }
     for (const client of props.directClients) {
       this.securityGroup.addIngressRule(client, ec2.Port.tcp(POSTGRES_PORT), "Schema migrations to Aurora");
@@ -155,6 +193,7 @@ export class Database extends Construct {
       ),
       serverlessV2MinCapacity: minCapacity,
       serverlessV2MaxCapacity: maxCapacity,
+      ...(pausable ? { serverlessV2AutoPauseDuration: props.autoPauseAfter ?? Duration.minutes(10) } : {}),
       vpc: props.vpc,
       vpcSubnets: props.subnets,
       port: POSTGRES_PORT,
@@ -166,7 +205,12 @@ export class Database extends Construct {
       preferredMaintenanceWindow: "Sun:04:30-Sun:05:30",
       copyTagsToSnapshot: true,
       // TLS for every connection, direct or through the proxy.
-      parameters: { "rds.force_ssl": "1" },
+      parameters: {
+        "rds.force_ssl": "1",
+        ...(idleSessionTimeout !== undefined
+          ? { idle_session_timeout: String(idleSessionTimeout.toMilliseconds()) }
+          : {}),
+      },
     });
     // The attached secret: the same secret, plus the cluster's host and port.
     this.adminSecret = this.cluster.secret ?? adminSecret;
@@ -182,24 +226,27 @@ export class Database extends Construct {
       removalPolicy,
     });
 
-    this.proxy = this.cluster.addProxy("Proxy", {
-      dbProxyName: props.namePrefix,
-      secrets: [this.appSecret],
-      vpc: props.vpc,
-      vpcSubnets: props.subnets,
-      securityGroups: [this.proxySecurityGroup],
-      requireTLS: true,
-      iamAuth: false,
-      // Leave headroom for the migration step and for operators connecting directly.
-      maxConnectionsPercent: 90,
-      maxIdleConnectionsPercent: 30,
-      borrowTimeout: Duration.seconds(5),
-      idleClientTimeout: Duration.minutes(15),
-    });
+    if (this.proxySecurityGroup !== undefined) {
+      this.proxyName = props.namePrefix;
+      this.proxy = this.cluster.addProxy("Proxy", {
+        dbProxyName: props.namePrefix,
+        secrets: [this.appSecret],
+        vpc: props.vpc,
+        vpcSubnets: props.subnets,
+        securityGroups: [this.proxySecurityGroup],
+        requireTLS: true,
+        iamAuth: false,
+        // Leave headroom for the migration step and for operators connecting directly.
+        maxConnectionsPercent: 90,
+        maxIdleConnectionsPercent: 30,
+        borrowTimeout: Duration.seconds(5),
+        idleClientTimeout: Duration.minutes(15),
+      });
+    }
   }
 
-  /** Hostname the Lambdas connect to (DATABASE_HOST). */
-  get proxyEndpoint(): string {
-    return this.proxy.endpoint;
+  /** Hostname the Lambdas connect to (DATABASE_HOST): the proxy, or the cluster's writer endpoint. */
+  get functionsEndpoint(): string {
+    return this.proxy !== undefined ? this.proxy.endpoint : this.cluster.clusterEndpoint.hostname;
   }
 }

@@ -1,22 +1,33 @@
 /**
- * The HTTP API: one route per entry of HTTP_FUNCTIONS (the `$default` entry catches the rest), a
- * throttled `$default` stage with JSON access logs, and the route functions. Authentication is
- * the functions' own (bearer JWT verified against the JWKS), so the routes have no authorizer.
+ * The HTTP API: one route per entry of HTTP_FUNCTIONS, a throttled `$default` stage with JSON
+ * access logs, and the route functions, each granted what its catalog entry needs.
+ *
+ * - CORS from the environment's allowed origins: API Gateway answers preflights itself. The
+ *   catalog's catch-all (`$default`) is served as `<method> /{proxy+}` for every method but
+ *   OPTIONS, because a `$default` route would also catch the preflights and answer them 404.
+ * - A JWT authorizer (same issuer and audience as the functions) rejects requests without a valid
+ *   token before any function runs; routes marked `auth: "none"` (the health check) stay open.
+ *   The functions still verify the token themselves (and its roles); see docs/deploy.md.
  */
 import { Duration } from "aws-cdk-lib";
 import * as apigw from "aws-cdk-lib/aws-apigateway";
 import * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
+import { HttpJwtAuthorizer } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import { HTTP_FUNCTIONS, type HttpFunction } from "../../lambdas/handlers/catalog.ts";
+import {
+  CORS_ALLOW_HEADERS,
+  CORS_ALLOW_METHODS,
+  CORS_EXPOSE_HEADERS,
+  validateOrigins,
+} from "../shared/cors.ts";
 import { Problems } from "../shared/problems.ts";
 import { ChatFunction } from "./chat-function.ts";
 import {
-  API_NEEDS,
   functionEnvironment,
   grantNeeds,
-  type Need,
   type Placement,
   type Resources,
   type RuntimeSettings,
@@ -37,11 +48,47 @@ export const parseRouteKey = (routeKey: string): apigwv2.HttpRouteKey => {
   return apigwv2.HttpRouteKey.with(path, method as apigwv2.HttpMethod);
 };
 
+/** The methods the catch-all serves: all but OPTIONS, which API Gateway answers (CORS preflight). */
+export const CATCH_ALL_METHODS: readonly apigwv2.HttpMethod[] = Object.values(apigwv2.HttpMethod).filter(
+  (m) => m !== apigwv2.HttpMethod.ANY && m !== apigwv2.HttpMethod.OPTIONS,
+);
+
+/** The route keys of a catalog entry: itself, or the catch-all's `<method> /{proxy+}` keys. */
+export const routeKeysOf = (routeKey: string): apigwv2.HttpRouteKey[] =>
+  routeKey === "$default"
+    ? CATCH_ALL_METHODS.map((m) => apigwv2.HttpRouteKey.with("/{proxy+}", m))
+    : [parseRouteKey(routeKey)];
+
+/** Static response headers added to the functions' answers for these status codes. */
+const MAPPED_STATUS_CODES = [
+  "200",
+  "201",
+  "400",
+  "401",
+  "403",
+  "404",
+  "409",
+  "413",
+  "422",
+  "429",
+  "500",
+  "503",
+];
+
+export interface CorsSettings {
+  /** Origins allowed to call the API from a browser ("*" alone for any). */
+  readonly allowedOrigins: readonly string[];
+  /** How long a browser may cache a preflight answer. @default Duration.minutes(10) */
+  readonly maxAge?: Duration;
+}
+
 export interface HttpApiProps {
   /** @default HTTP_FUNCTIONS from lambdas/handlers/catalog.ts */
   readonly routes?: readonly HttpFunction[];
-  /** Grants beyond the accept path's, by function id (e.g. the health check pings ClickHouse). @default none */
-  readonly extraNeeds?: Readonly<Record<string, readonly Need[]>>;
+  /** @default no CORS: no browser on another origin can call the API */
+  readonly cors?: CorsSettings;
+  /** Verify bearer tokens at the gateway (all routes but those with auth "none"). @default none */
+  readonly jwtAuthorizer?: { readonly issuer: string; readonly audience: string };
   /** @default API Gateway's account-level limits */
   readonly throttle?: Throttle;
   readonly functionSettings?: RouteFunctionSettings;
@@ -61,7 +108,6 @@ export class HttpApi extends Construct {
     super(scope, id);
     const routes = props.routes ?? HTTP_FUNCTIONS;
     const settings = props.functionSettings ?? {};
-    const extraNeeds = props.extraNeeds ?? {};
     const problems = new Problems();
     problems.add(validateRouteFunctionSettings(settings));
     problems.check(
@@ -76,11 +122,10 @@ export class HttpApi extends Construct {
         problems.check(false, (error as Error).message);
       }
     }
-    for (const fnId of Object.keys(extraNeeds)) {
-      problems.check(
-        routes.some((r) => r.id === fnId),
-        `extraNeeds names an unknown function "${fnId}"`,
-      );
+    if (props.cors !== undefined) {
+      problems.add(validateOrigins(props.cors.allowedOrigins).map((m) => `cors: ${m}`));
+      const maxAge = props.cors.maxAge?.toSeconds() ?? 600;
+      problems.integer("cors.maxAge (s)", maxAge, 0, 86_400);
     }
     if (props.throttle !== undefined) {
       problems.check(
@@ -90,11 +135,32 @@ export class HttpApi extends Construct {
     }
     problems.throwIfAny(`props of ${this.node.path}`);
 
+    const cors = props.cors !== undefined && props.cors.allowedOrigins.length > 0 ? props.cors : undefined;
     this.api = new apigwv2.HttpApi(this, "Api", {
       apiName: `${props.runtime.appEnv}-chat-http`,
       description: "Chat pipeline: threads and messages",
       createDefaultStage: false,
+      ...(cors !== undefined
+        ? {
+            corsPreflight: {
+              allowOrigins: [...cors.allowedOrigins],
+              allowHeaders: [...CORS_ALLOW_HEADERS],
+              allowMethods: CORS_ALLOW_METHODS.map((m) => m as apigwv2.CorsHttpMethod),
+              exposeHeaders: [...CORS_EXPOSE_HEADERS],
+              allowCredentials: false,
+              maxAge: cors.maxAge ?? Duration.minutes(10),
+            },
+          }
+        : {}),
     });
+    const authorizer =
+      props.jwtAuthorizer !== undefined
+        ? new HttpJwtAuthorizer("JwtAuthorizer", props.jwtAuthorizer.issuer, {
+            authorizerName: `${props.runtime.appEnv}-chat-jwt`,
+            jwtAudience: [props.jwtAuthorizer.audience],
+            identitySource: ["$request.header.Authorization"],
+          })
+        : undefined;
     const accessLogs = new logs.LogGroup(this, "AccessLogs", {
       retention: props.placement.logRetention,
       removalPolicy: props.placement.logRemovalPolicy,
@@ -117,6 +183,8 @@ export class HttpApi extends Construct {
             latencyMs: "$context.responseLatency",
             integrationLatencyMs: "$context.integrationLatency",
             integrationError: "$context.integrationErrorMessage",
+            // Why the JWT authorizer refused a request (401 without a function run).
+            authorizerError: "$context.authorizer.error",
           }),
         ),
       },
@@ -136,17 +204,38 @@ export class HttpApi extends Construct {
         environment,
         ...props.placement,
       });
-      grantNeeds(fn.function, [...API_NEEDS, ...(extraNeeds[route.id] ?? [])], props.resources);
-      new apigwv2.HttpRoute(this, `${route.id}Route`, {
-        httpApi: this.api,
-        routeKey: parseRouteKey(route.routeKey),
-        integration: new HttpLambdaIntegration(`${route.id}Integration`, fn.function, {
-          payloadFormatVersion: apigwv2.PayloadFormatVersion.VERSION_2_0,
-        }),
+      grantNeeds(fn.function, route.needs, props.resources);
+      const integration = new HttpLambdaIntegration(`${route.id}Integration`, fn.function, {
+        payloadFormatVersion: apigwv2.PayloadFormatVersion.VERSION_2_0,
       });
+      const keys = routeKeysOf(route.routeKey);
+      for (const routeKey of keys) {
+        const suffix = keys.length === 1 ? "" : (routeKey.method ?? "");
+        new apigwv2.HttpRoute(this, `${route.id}${suffix}Route`, {
+          httpApi: this.api,
+          routeKey,
+          integration,
+          ...(authorizer !== undefined && route.auth !== "none" ? { authorizer } : {}),
+        });
+      }
       functions.set(route.id, fn);
     }
     this.functions = functions;
+
+    // Browsers expose Server-Timing to another origin's scripts only with Timing-Allow-Origin.
+    if (cors !== undefined) {
+      const value = cors.allowedOrigins.join(", ");
+      for (const child of this.node.findAll()) {
+        if (child instanceof apigwv2.CfnIntegration) {
+          child.addPropertyOverride(
+            "ResponseParameters",
+            Object.fromEntries(
+              MAPPED_STATUS_CODES.map((code) => [code, { "overwrite:header.Timing-Allow-Origin": value }]),
+            ),
+          );
+        }
+      }
+    }
   }
 
   get url(): string {

@@ -21,14 +21,29 @@ export interface JwtSettings {
   readonly rolesClaim: string;
 }
 
+/** How the Cognito app client lets users sign in: every choice explicit, none of CDK's defaults. */
+export interface CognitoClientSettings {
+  /**
+   * USER_PASSWORD_AUTH: the client sends the password itself to Cognito (scripts, the curl
+   * examples of docs/deploy.md). SRP sign-in (USER_SRP_AUTH) is always on.
+   */
+  readonly passwordAuth: boolean;
+  /**
+   * OAuth 2.0 / hosted UI with the authorization code grant only (never the implicit grant), for
+   * these callback and sign-out URLs (https, or http://localhost for development).
+   * @default OAuth off: no OAuth flow and no callback URL at all
+   */
+  readonly oauth?: { readonly callbackUrls: readonly string[]; readonly logoutUrls: readonly string[] };
+}
+
 export type IdentityProps =
-  | {
+  | ({
       readonly kind: "cognito";
       /** Physical name of the user pool. */
       readonly userPoolName: string;
       /** @default RemovalPolicy.DESTROY (and no deletion protection) */
       readonly removalPolicy?: RemovalPolicy;
-    }
+    } & CognitoClientSettings)
   | ({ readonly kind: "oidc" } & JwtSettings);
 
 const httpsUrl = (value: string): boolean => {
@@ -39,8 +54,27 @@ const httpsUrl = (value: string): boolean => {
   }
 };
 
+const callbackUrl = (value: string): boolean => {
+  try {
+    const url = new URL(value);
+    return url.protocol === "https:" || (url.protocol === "http:" && url.hostname === "localhost");
+  } catch {
+    return false;
+  }
+};
+
 export const validateIdentity = (props: IdentityProps): readonly string[] => {
   const problems = new Problems();
+  if (props.kind === "cognito" && props.oauth !== undefined) {
+    const { callbackUrls, logoutUrls } = props.oauth;
+    problems.check(
+      callbackUrls.length > 0,
+      "oauth.callbackUrls must not be empty (leave oauth out to turn OAuth off)",
+    );
+    for (const url of [...callbackUrls, ...logoutUrls]) {
+      problems.check(callbackUrl(url), `oauth: "${url}" must be an https URL (or http://localhost)`);
+    }
+  }
   if (props.kind === "oidc") {
     problems.check(httpsUrl(props.issuer), `issuer must be an https URL (got "${props.issuer}")`);
     problems.check(httpsUrl(props.jwksUrl), `jwksUrl must be an https URL (got "${props.jwksUrl}")`);
@@ -91,8 +125,20 @@ export class Identity extends Construct {
         description: `Chat pipeline role "${role}" (claim cognito:groups)`,
       });
     }
+    const { oauth } = props;
     const client = pool.addClient("AppClient", {
-      authFlows: { userSrp: true, userPassword: true },
+      authFlows: { userSrp: true, userPassword: props.passwordAuth },
+      // CDK's defaults would turn on the implicit grant with an https://example.com callback.
+      ...(oauth === undefined
+        ? { disableOAuth: true }
+        : {
+            oAuth: {
+              flows: { authorizationCodeGrant: true, implicitCodeGrant: false, clientCredentials: false },
+              scopes: [cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL, cognito.OAuthScope.PROFILE],
+              callbackUrls: [...oauth.callbackUrls],
+              logoutUrls: [...oauth.logoutUrls],
+            },
+          }),
       generateSecret: false,
       preventUserExistenceErrors: true,
       idTokenValidity: Duration.hours(1),

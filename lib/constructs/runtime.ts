@@ -10,6 +10,7 @@ import type * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
+import type { FunctionNeed } from "../../lambdas/handlers/catalog.ts";
 import type { Env } from "../../lambdas/runtime/config.ts";
 import { METRICS_NAMESPACE, SERVICE_NAME } from "../../lambdas/runtime/metric-names.ts";
 import type { AcceptMode, LogLevel } from "../config/types.ts";
@@ -26,7 +27,7 @@ export interface RuntimeSettings {
   readonly redisAuthSecretArn: string;
   readonly redisKeyPrefix: string;
   readonly databaseSecretArn: string;
-  /** RDS Proxy endpoint. */
+  /** RDS Proxy endpoint, or the cluster's writer endpoint when there is no proxy. */
   readonly databaseHost: string;
   readonly databaseName: string;
   readonly persistQueueUrl: string;
@@ -94,14 +95,8 @@ export interface Placement {
   readonly logRemovalPolicy: RemovalPolicy;
 }
 
-/** Something a function may be granted. */
-export type Need =
-  | "redis"
-  | "database"
-  | "clickhouse"
-  | "sendToPersistQueue"
-  | "sendToAnalyticsQueue"
-  | "manageConnections";
+/** Something a function may be granted: the catalog's route needs, and the consumers'. */
+export type Need = FunctionNeed | "sendToAnalyticsQueue";
 
 /** The resources behind each need. */
 export interface Resources {
@@ -129,6 +124,10 @@ export const grantNeeds = (grantee: iam.IGrantable, needs: readonly Need[], r: R
       case "sendToPersistQueue":
         r.persistQueue.grantSendMessages(grantee);
         break;
+      case "readPersistQueue":
+        // The health check's ping: GetQueueAttributes only.
+        r.persistQueue.grant(grantee, "sqs:GetQueueAttributes");
+        break;
       case "sendToAnalyticsQueue":
         r.analyticsQueue.grantSendMessages(grantee);
         break;
@@ -140,6 +139,3 @@ export const grantNeeds = (grantee: iam.IGrantable, needs: readonly Need[], r: R
     }
   }
 };
-
-/** The accept path (HTTP and WebSocket routes): cache, database, persist queue, fan-out. */
-export const API_NEEDS: readonly Need[] = ["redis", "database", "sendToPersistQueue", "manageConnections"];

@@ -12,7 +12,6 @@ import { WEBSOCKET_FUNCTIONS, type WebSocketFunction } from "../../lambdas/handl
 import { Problems } from "../shared/problems.ts";
 import { ChatFunction } from "./chat-function.ts";
 import {
-  API_NEEDS,
   functionEnvironment,
   grantNeeds,
   type Placement,
@@ -111,7 +110,7 @@ export class WebSocketApi extends Construct {
         environment,
         ...props.placement,
       });
-      grantNeeds(fn.function, API_NEEDS, resources);
+      grantNeeds(fn.function, route.needs, resources);
       this.api.addRoute(route.routeKey, {
         integration: new WebSocketLambdaIntegration(`${route.id}Integration`, fn.function),
       });

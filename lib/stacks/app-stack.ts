@@ -1,7 +1,9 @@
 import { CfnOutput, Duration, Stack, type StackProps, Tokenization } from "aws-cdk-lib";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
 import type { Construct } from "constructs";
 import type { EnvironmentConfig } from "../config/types.ts";
+import type { AlarmTopic } from "../constructs/alarm-topic.ts";
 import { Consumers } from "../constructs/consumers.ts";
 import { HttpApi } from "../constructs/http-api.ts";
 import type { Network } from "../constructs/network.ts";
@@ -16,6 +18,8 @@ import { logRetention, removalPolicy } from "./policies.ts";
 export interface AppStackProps extends StackProps {
   readonly config: EnvironmentConfig;
   readonly network: Network;
+  /** Where the alarms go (created in the Network stack). */
+  readonly alarmTopic: AlarmTopic;
   readonly data: DataStack;
   /** Forces the schema-migration step to run on this deploy. @default runs when the migrations change */
   readonly schemaMigrationRunId?: string;
@@ -50,7 +54,7 @@ export class AppStack extends Stack {
       redisAuthSecretArn: data.cache.authSecret.secretArn,
       redisKeyPrefix: data.cache.keyPrefix,
       databaseSecretArn: data.database.appSecret.secretArn,
-      databaseHost: data.database.proxyEndpoint,
+      databaseHost: data.database.functionsEndpoint,
       databaseName: data.database.databaseName,
       persistQueueUrl: data.queues.persist.queue.queueUrl,
       analyticsQueueUrl: data.queues.analytics.queue.queueUrl,
@@ -101,6 +105,7 @@ export class AppStack extends Stack {
       runtime,
       resources,
     });
+    const { jwt } = data.identity;
     this.httpApi = new HttpApi(this, "Http", {
       throttle,
       functionSettings,
@@ -108,8 +113,14 @@ export class AppStack extends Stack {
       runtime,
       resources: { ...resources, webSocketStage: this.webSocketApi.stage },
       webSocketApiEndpoint: this.webSocketApi.callbackUrl,
-      // The health check pings ClickHouse too.
-      extraNeeds: { GetHealth: ["clickhouse"] },
+      cors: {
+        allowedOrigins: config.api.corsAllowedOrigins,
+        maxAge: Duration.seconds(config.api.corsMaxAgeSeconds),
+      },
+      // Validation makes sure there is an audience when the authorizer is on.
+      ...(config.api.jwtAuthorizer && jwt.audience !== undefined
+        ? { jwtAuthorizer: { issuer: jwt.issuer, audience: jwt.audience } }
+        : {}),
     });
     this.consumers = new Consumers(this, "Consumers", {
       persist: { ...config.queues.persist, source: data.queues.persist },
@@ -119,6 +130,8 @@ export class AppStack extends Stack {
       resources,
     });
     this.outboxRelay = new OutboxRelay(this, "OutboxRelay", {
+      intervalMinutes: config.outboxRelay.intervalMinutes,
+      runOnQueueFallback: config.outboxRelay.runOnQueueFallback,
       timeoutSeconds: config.outboxRelay.timeoutSeconds,
       memoryMb: config.outboxRelay.memoryMb,
       placement,
@@ -135,19 +148,34 @@ export class AppStack extends Stack {
       this.outboxRelay.function,
     );
 
+    const fns = (m: ReadonlyMap<string, { function: lambda.IFunction }>) =>
+      [...m.values()].map((f) => f.function);
     this.observability = new Observability(this, "Observability", {
       appEnv: config.name,
+      alarmTargets: props.alarmTopic.targets,
       queues: { persist: data.queues.persist, analytics: data.queues.analytics },
       consumers: {
         persist: this.consumers.functions.persist.function,
         analytics: this.consumers.functions.analytics.function,
       },
       outboxRelay: this.outboxRelay.function.function,
-      alarmEmails: config.alarms.emails,
+      httpApi: this.httpApi.api,
+      routeFunctions: { http: fns(this.httpApi.functions), webSocket: fns(this.webSocketApi.functions) },
+      // By physical name: the App stack holds no reference to the cluster, proxy or cache themselves.
+      database: {
+        clusterIdentifier: data.database.clusterIdentifier,
+        ...(data.database.proxyName !== undefined ? { proxyName: data.database.proxyName } : {}),
+      },
+      cacheName: data.cache.name,
       thresholds: {
         acceptLatencyP99Ms: config.alarms.acceptLatencyP99Ms,
         persistLagP99Ms: config.alarms.persistLagP99Ms,
         consumerErrors: config.alarms.consumerErrors,
+        routeFunctionErrors: config.alarms.routeFunctionErrors,
+        api5xx: config.alarms.api5xx,
+        queueOldestMessageSeconds: config.alarms.queueOldestMessageSeconds,
+        auroraCapacityPercent: config.alarms.auroraCapacityPercent,
+        proxyBorrowLatencyMs: config.alarms.proxyBorrowLatencyMs,
         period: Duration.minutes(config.alarms.periodMinutes),
         evaluationPeriods: config.alarms.evaluationPeriods,
       },
@@ -156,7 +184,7 @@ export class AppStack extends Stack {
     new CfnOutput(this, "HttpApiUrl", { value: this.httpApi.url, description: "HTTP API base URL" });
     new CfnOutput(this, "WebSocketUrl", { value: this.webSocketApi.url, description: "WebSocket API URL" });
     new CfnOutput(this, "DashboardName", { value: this.observability.dashboard.dashboardName });
-    new CfnOutput(this, "AlarmTopicArn", { value: this.observability.topic.topicArn });
+    new CfnOutput(this, "AlarmTopicArn", { value: props.alarmTopic.topic.topicArn });
     new CfnOutput(this, "PersistDlqArn", { value: data.queues.persist.deadLetterQueue.queueArn });
     new CfnOutput(this, "AnalyticsDlqArn", { value: data.queues.analytics.deadLetterQueue.queueArn });
     const { userPool, userPoolClient } = data.identity;

@@ -1,4 +1,4 @@
-import { Stack, type StackProps } from "aws-cdk-lib";
+import { Duration, Stack, type StackProps } from "aws-cdk-lib";
 import type { Construct } from "constructs";
 import type { EnvironmentConfig } from "../config/types.ts";
 import { Cache } from "../constructs/cache.ts";
@@ -39,6 +39,10 @@ export class DataStack extends Stack {
       engineVersion: config.database.engineVersion,
       minCapacity: config.database.minCapacity,
       maxCapacity: config.database.maxCapacity,
+      proxy: config.database.connection === "proxy",
+      ...(config.database.autoPauseAfterMinutes !== undefined
+        ? { autoPauseAfter: Duration.minutes(config.database.autoPauseAfterMinutes) }
+        : {}),
       readers: config.database.readers,
       backupRetentionDays: config.database.backupRetentionDays,
       deletionProtection: config.database.deletionProtection,
@@ -73,7 +77,7 @@ export class DataStack extends Stack {
       this,
       "Identity",
       config.auth.kind === "cognito"
-        ? { kind: "cognito", userPoolName: prefix, removalPolicy: policy }
+        ? { ...config.auth, userPoolName: prefix, removalPolicy: policy }
         : { ...config.auth },
     );
   }

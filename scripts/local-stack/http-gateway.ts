@@ -2,12 +2,24 @@
  * A local API Gateway HTTP API: matches requests against the deployed route keys and invokes the
  * route's function with a payload-format-2.0 event, then writes its result back as API Gateway
  * does (including the "inferred" format and a 500 for a failed invocation).
+ *
+ * CORS as the deployed API has it (lib/shared/cors.ts): a preflight (OPTIONS with Origin and
+ * Access-Control-Request-Method) is answered 204 by the gateway itself, without running a
+ * function; every answer to an allowed origin carries Access-Control-Allow-Origin and
+ * Access-Control-Expose-Headers, and every answer carries Timing-Allow-Origin.
  */
 
 import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
+import {
+  CORS_ALLOW_HEADERS,
+  CORS_ALLOW_METHODS,
+  CORS_EXPOSE_HEADERS,
+  originAllowed,
+  validateOrigins,
+} from "../../lib/shared/cors.ts";
 import type { LocalFunction } from "./lambda-runtime.ts";
 import { readBody } from "./request-body.ts";
 
@@ -75,16 +87,41 @@ const send = (
   res.end(body);
 };
 
+export interface LocalCors {
+  /** Origins allowed to call the API from a browser ("*" alone for any). */
+  readonly allowedOrigins: readonly string[];
+  /** @default 600 */
+  readonly maxAgeSeconds?: number;
+}
+
+/** Origins a browser page served by a local development server uses. */
+export const DEFAULT_CORS_ORIGINS: readonly string[] = ["http://127.0.0.1:3000", "http://localhost:3000"];
+
+/** CORS_ALLOWED_ORIGINS (comma-separated; empty: no origin) or the defaults; a bad origin stops the start. */
+export const corsFromEnvironment = (value: string | undefined): LocalCors => {
+  if (value === undefined) return { allowedOrigins: DEFAULT_CORS_ORIGINS };
+  const allowedOrigins = value
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o.length > 0);
+  const problems = validateOrigins(allowedOrigins);
+  if (problems.length > 0) throw new Error(`CORS_ALLOWED_ORIGINS: ${problems.join("; ")}`);
+  return { allowedOrigins };
+};
+
 export class HttpGateway {
   private readonly routes: CompiledRoute[];
   private readonly fallback: CompiledRoute | undefined;
   private readonly server: http.Server;
+  private readonly cors: LocalCors;
 
-  constructor(routes: readonly HttpRoute[]) {
+  constructor(routes: readonly HttpRoute[], cors: LocalCors = { allowedOrigins: [] }) {
+    this.cors = cors;
     const compiled = routes.map(compile);
     this.routes = compiled.filter((r) => r.routeKey !== "$default");
     this.fallback = compiled.find((r) => r.routeKey === "$default");
     this.server = http.createServer((req, res) => {
+      this.applyCors(req, res);
       this.handle(req, res).catch(() => send(res, 500, '{"message":"Internal Server Error"}'));
     });
     this.server.keepAliveTimeout = 65_000;
@@ -131,7 +168,47 @@ export class HttpGateway {
     return this.fallback === undefined ? undefined : { route: this.fallback, params: {} };
   }
 
+  /** The CORS headers of every answer; a preflight is answered here and then. */
+  private applyCors(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const { allowedOrigins } = this.cors;
+    if (allowedOrigins.length === 0) return;
+    res.setHeader("Timing-Allow-Origin", allowedOrigins.join(", "));
+    const origin = req.headers.origin;
+    if (origin === undefined) return;
+    res.setHeader("Vary", "Origin");
+    if (originAllowed(origin, allowedOrigins)) {
+      res.setHeader("Access-Control-Allow-Origin", allowedOrigins.includes("*") ? "*" : origin);
+      res.setHeader("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS.join(","));
+    }
+  }
+
+  private isPreflight(req: http.IncomingMessage): boolean {
+    return (
+      this.cors.allowedOrigins.length > 0 &&
+      req.method === "OPTIONS" &&
+      req.headers.origin !== undefined &&
+      req.headers["access-control-request-method"] !== undefined
+    );
+  }
+
+  /** 204 with the allowed methods and headers (none for an origin that is not allowed): no function runs. */
+  private answerPreflight(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (originAllowed(req.headers.origin ?? "", this.cors.allowedOrigins)) {
+      res.setHeader("Access-Control-Allow-Methods", CORS_ALLOW_METHODS.join(","));
+      res.setHeader("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS.join(","));
+      res.setHeader("Access-Control-Max-Age", String(this.cors.maxAgeSeconds ?? 600));
+    }
+    res.removeHeader("Access-Control-Expose-Headers");
+    res.writeHead(204);
+    res.end();
+  }
+
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (this.isPreflight(req)) {
+      req.resume();
+      this.answerPreflight(req, res);
+      return;
+    }
     const body = await readBody(req, MAX_REQUEST_BYTES);
     if (body === undefined) {
       send(res, 413, '{"message":"Request Entity Too Large"}');
@@ -197,7 +274,11 @@ export class HttpGateway {
     }
     const r = result as APIGatewayProxyStructuredResultV2;
     const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(r.headers ?? {})) headers[k] = String(v);
+    for (const [k, v] of Object.entries(r.headers ?? {})) {
+      // As API Gateway with CORS configured: the function's own CORS headers are ignored.
+      if (this.cors.allowedOrigins.length > 0 && /^access-control-/i.test(k)) continue;
+      headers[k] = String(v);
+    }
     if (r.cookies !== undefined && r.cookies.length > 0) headers["set-cookie"] = r.cookies;
     const body = r.body === undefined ? "" : r.isBase64Encoded ? Buffer.from(r.body, "base64") : r.body;
     res.writeHead(r.statusCode ?? 200, headers);

@@ -45,7 +45,7 @@ if (values.json) {
   console.log(`
 Chat message pipeline — local stack (${stack.env.ACCEPT_MODE} mode)
 
-  HTTP API        ${stack.httpUrl}/api
+  HTTP API        ${stack.httpUrl}/api   (browsers on ${stack.corsAllowedOrigins.join(", ") || "no other origin"})
   WebSocket API   ${stack.wsUrl}?token=<JWT>
   @connections    ${stack.managementEndpoint}/@connections/<connectionId>
   SQS endpoint    ${stack.sqsEndpoint}

@@ -20,7 +20,7 @@ import {
 } from "../../lambdas/handlers/catalog.ts";
 import { LOCAL_DEFAULTS } from "./defaults.ts";
 import { SqsEventSource } from "./event-source.ts";
-import { HttpGateway } from "./http-gateway.ts";
+import { corsFromEnvironment, HttpGateway, type LocalCors } from "./http-gateway.ts";
 import { LocalFunction } from "./lambda-runtime.ts";
 import { ensureClickHouse, ensurePostgres } from "./schema.ts";
 import { createQueueWithDlq, type LocalQueue, startSqsEndpoint } from "./sqs-endpoint.ts";
@@ -77,11 +77,15 @@ export interface LocalStackOptions {
   /** False: queues exist but nothing consumes them (a test can run consumers itself). */
   readonly startConsumers?: boolean;
   readonly websocketIdleTimeoutMs?: number;
+  /** CORS of the HTTP API. @default CORS_ALLOWED_ORIGINS (comma-separated), else http://127.0.0.1:3000 and http://localhost:3000 */
+  readonly cors?: LocalCors;
   readonly onError?: (source: string, error: unknown) => void;
 }
 
 export interface LocalStack {
   readonly httpUrl: string;
+  /** Browser origins the HTTP API admits (CORS). */
+  readonly corsAllowedOrigins: readonly string[];
   readonly wsUrl: string;
   readonly managementEndpoint: string;
   readonly sqsEndpoint: string;
@@ -136,11 +140,13 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
   };
 
   const stage = options.stage ?? "local";
+  const cors = options.cors ?? corsFromEnvironment(process.env.CORS_ALLOWED_ORIGINS);
   const httpGateway = new HttpGateway(
     HTTP_FUNCTIONS.map((f) => ({
       routeKey: f.routeKey,
       fn: new LocalFunction<APIGatewayProxyEventV2, unknown>(f.id, f.entry, HTTP_TIMEOUT_MS),
     })),
+    cors,
   );
   const websocket = new WebSocketGateway({
     stage,
@@ -210,6 +216,7 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
 
   return {
     httpUrl,
+    corsAllowedOrigins: cors.allowedOrigins,
     wsUrl,
     managementEndpoint,
     sqsEndpoint: sqs.endpoint,

@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { CONSUMER_FUNCTIONS } from "../../lambdas/handlers/catalog.ts";
+import { METRICS_NAMESPACE, Metric } from "../../lambdas/runtime/metric-names.ts";
 import { environment, type Synthesized, synthesize } from "./support/synth.ts";
-import { crossStackValue, type Json, referencedId, resources } from "./support/template-queries.ts";
+import {
+  alarmMetrics,
+  crossStackValue,
+  type Json,
+  referencedId,
+  resources,
+} from "./support/template-queries.ts";
 
 const synthesized: Synthesized[] = [synthesize(environment("dev")), synthesize(environment("prod"))];
 
@@ -82,10 +89,53 @@ describe.each(synthesized)("queues and consumers ($config.name)", (s) => {
     }
   });
 
-  it("runs the outbox relay every minute", () => {
-    s.app.hasResourceProperties("AWS::Events::Rule", {
-      ScheduleExpression: "rate(1 minute)",
-      State: "ENABLED",
+  it("runs the outbox relay on the configured schedule", () => {
+    const minutes = s.config.outboxRelay.intervalMinutes;
+    const expected =
+      minutes === 1
+        ? "rate(1 minute)"
+        : minutes % 1440 === 0
+          ? `rate(${minutes / 1440} day${minutes === 1440 ? "" : "s"})`
+          : undefined;
+    const [[, rule] = ["", undefined]] = resources(s.app, "AWS::Events::Rule");
+    expect(rule?.Properties?.State).toBe("ENABLED");
+    if (expected !== undefined) expect(rule?.Properties?.ScheduleExpression).toBe(expected);
+    const relay = [...functions].find(([id]) => id.startsWith("OutboxRelay"))?.[0];
+    expect(referencedId(rule?.Properties?.Targets[0].Arn)).toBe(relay);
+    expect(rule?.Properties?.Targets[0].RetryPolicy).toEqual({ MaximumRetryAttempts: 0 });
+  });
+
+  it("runs the outbox relay when synchronous fallbacks start and stop (only then does the outbox fill)", () => {
+    const relay = [...functions].find(([id]) => id.startsWith("OutboxRelay"))?.[0];
+    const trigger = resources(s.app, "AWS::CloudWatch::Alarm").find(
+      ([, a]) => a.Properties?.AlarmName === `chat-pipeline-${s.config.name}-OutboxRelayTrigger`,
+    )?.[1];
+    expect(trigger !== undefined).toBe(s.config.outboxRelay.runOnQueueFallback);
+    if (trigger === undefined) return;
+    expect(trigger.Properties).toMatchObject({
+      Threshold: 0,
+      EvaluationPeriods: 1,
+      TreatMissingData: "notBreaching",
     });
+    const watched = alarmMetrics(trigger.Properties);
+    expect(watched.map((m) => [m.metricName, m.dimensions.Tier ?? null, m.stat]).sort()).toEqual(
+      [
+        [Metric.BreakerOpened, "sqs", "Sum"],
+        [Metric.QueueFallbacks, null, "Sum"],
+      ].sort(),
+    );
+    for (const m of watched) {
+      expect(m.namespace).toBe(METRICS_NAMESPACE);
+      expect(m.dimensions.env).toBe(s.config.name);
+    }
+    for (const actions of [trigger.Properties?.AlarmActions, trigger.Properties?.OKActions]) {
+      expect(actions.map(referencedId)).toEqual([relay]);
+    }
+    // CloudWatch may invoke it, for this alarm only.
+    const permissions = resources(s.app, "AWS::Lambda::Permission").filter(
+      ([, p]) => p.Properties?.Principal === "lambda.alarms.cloudwatch.amazonaws.com",
+    );
+    expect(permissions).toHaveLength(1);
+    expect(referencedId(permissions[0]?.[1].Properties?.FunctionName)).toBe(relay);
   });
 });

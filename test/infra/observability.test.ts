@@ -1,3 +1,4 @@
+import type { CfnElement } from "aws-cdk-lib";
 import { describe, expect, it } from "vitest";
 import { METRICS_NAMESPACE, Metric } from "../../lambdas/runtime/metric-names.ts";
 import { TIERS } from "../../lib/constructs/observability.ts";
@@ -20,7 +21,10 @@ describe.each(synthesized)("observability ($config.name)", (s) => {
   const alarms = resources(s.app, "AWS::CloudWatch::Alarm");
   const [[, dashboard] = ["", undefined]] = resources(s.app, "AWS::CloudWatch::Dashboard");
   const drawn = dashboardMetrics(dashboardBody(dashboard?.Properties?.DashboardBody));
-  const [[topicId] = [""]] = resources(s.app, "AWS::SNS::Topic");
+  const [[topicId] = [""]] = resources(s.network, "AWS::SNS::Topic");
+  const networkAlarms = resources(s.network, "AWS::CloudWatch::Alarm");
+  const named = (suffix: string) =>
+    alarms.find(([, a]) => a.Properties?.AlarmName === `chat-pipeline-${s.config.name}-${suffix}`)?.[1];
   const alarmsWatching = (metricName: string, namespace = METRICS_NAMESPACE) =>
     alarms.filter(([, a]) =>
       alarmMetrics(a.Properties).some((m) => m.metricName === metricName && m.namespace === namespace),
@@ -112,7 +116,10 @@ describe.each(synthesized)("observability ($config.name)", (s) => {
 
   it("alarms on errors of each consumer and of the outbox relay", () => {
     const functions = new Set(resources(s.app, "AWS::Lambda::Function").map(([id]) => id));
-    const watched = alarmsWatching("Errors", "AWS/Lambda").map(([, a]) => {
+    const single = alarmsWatching("Errors", "AWS/Lambda").filter(
+      ([, a]) => a.Properties?.MetricName === "Errors",
+    );
+    const watched = single.map(([, a]) => {
       const fn = referencedId(alarmMetrics(a.Properties)[0]?.dimensions.FunctionName);
       expect(functions.has(fn ?? "")).toBe(true);
       expect(a.Properties?.Threshold).toBe(s.config.alarms.consumerErrors);
@@ -125,23 +132,164 @@ describe.each(synthesized)("observability ($config.name)", (s) => {
   });
 
   it("alarms when a circuit breaker opens, for every tier", () => {
-    const tiers = alarmsWatching(Metric.BreakerOpened).map(
-      ([, a]) => alarmMetrics(a.Properties)[0]?.dimensions.Tier,
-    );
+    const tiers = alarmsWatching(Metric.BreakerOpened)
+      .filter(([, a]) => a.Properties?.AlarmName !== `chat-pipeline-${s.config.name}-OutboxRelayTrigger`)
+      .map(([, a]) => alarmMetrics(a.Properties)[0]?.dimensions.Tier);
     expect(tiers.sort()).toEqual([...TIERS].sort());
   });
 
-  it("notifies the alarm topic when an alarm fires and when it clears", () => {
-    expect(alarms.length).toBe(2 + 2 + 3 + TIERS.length);
-    for (const [, a] of alarms) {
-      expect(a.Properties?.AlarmActions).toEqual([{ Ref: topicId }]);
-      expect(a.Properties?.OKActions).toEqual([{ Ref: topicId }]);
+  it("alarms on HTTP API 5xx answers", () => {
+    const a = named("HttpApi5xx")?.Properties;
+    expect(a).toMatchObject({ Namespace: "AWS/ApiGateway", MetricName: "5xx", Statistic: "Sum" });
+    expect(a?.Threshold).toBe(s.config.alarms.api5xx);
+    const [[httpApiId] = [""]] = resources(s.app, "AWS::ApiGatewayV2::Api").filter(
+      ([, r]) => r.Properties?.ProtocolType === "HTTP",
+    );
+    expect(alarmMetrics(a)[0]?.dimensions.ApiId).toEqual({ Ref: httpApiId });
+  });
+
+  it("alarms on failed invocations of the route functions, every one of them, HTTP and WebSocket apart", () => {
+    const routeFunctions = (api: "httpApi" | "webSocketApi") =>
+      [...s.pipeline.app[api].functions.values()]
+        .map((f) => s.pipeline.app.getLogicalId(f.function.node.defaultChild as CfnElement))
+        .sort();
+    for (const [suffix, api] of [
+      ["HttpRouteFunctionErrors", "httpApi"],
+      ["WebSocketRouteFunctionErrors", "webSocketApi"],
+    ] as const) {
+      // One alarm per 10 functions (CloudWatch's limit for a metric-math alarm).
+      const group = alarms
+        .map(([, a]) => a.Properties)
+        .filter((a) => new RegExp(`^chat-pipeline-${s.config.name}-${suffix}\\d*$`).test(a?.AlarmName));
+      expect(group.length).toBe(Math.ceil(routeFunctions(api).length / 10));
+      const watched: (string | undefined)[] = [];
+      for (const a of group) {
+        expect(a?.Threshold).toBe(s.config.alarms.routeFunctionErrors);
+        const metrics = alarmMetrics(a);
+        expect(metrics.every((m) => m.namespace === "AWS/Lambda" && m.metricName === "Errors")).toBe(true);
+        watched.push(...metrics.map((m) => referencedId(m.dimensions.FunctionName)));
+        // The alarm watches their sum.
+        const expression = (a.Metrics as Json[]).find(
+          (m) => m.ReturnData !== false && m.Expression,
+        )?.Expression;
+        expect(expression).toBe(metrics.map((_, i) => `m${i}`).join(" + "));
+      }
+      expect(watched.sort()).toEqual(routeFunctions(api));
     }
+  });
+
+  it("alarms on throttled invocations (the account's concurrency quota)", () => {
+    const a = named("LambdaThrottles")?.Properties;
+    expect(a).toMatchObject({ Namespace: "AWS/Lambda", MetricName: "Throttles", Threshold: 0 });
+    expect(a?.Dimensions).toBeUndefined();
+  });
+
+  it("alarms on the age of the oldest message of each main queue", () => {
+    const mainQueues = resources(s.data, "AWS::SQS::Queue")
+      .filter(([, q]) => q.Properties?.RedrivePolicy !== undefined)
+      .map(([id]) => id);
+    const watched = alarmsWatching("ApproximateAgeOfOldestMessage", "AWS/SQS").map(([, a]) => {
+      expect(a.Properties?.Threshold).toBe(s.config.alarms.queueOldestMessageSeconds);
+      expect(a.Properties?.Statistic).toBe("Maximum");
+      return referencedId(crossStackValue(alarmMetrics(a.Properties)[0]?.dimensions.QueueName, s.data));
+    });
+    expect(watched.sort()).toEqual(mainQueues.sort());
+  });
+
+  it("alarms on Aurora capacity and ElastiCache throttling, by the stores' physical names", () => {
+    const [[, cluster] = ["", undefined]] = resources(s.data, "AWS::RDS::DBCluster");
+    const aurora = named("AuroraCapacity")?.Properties;
+    expect(aurora).toMatchObject({ Namespace: "AWS/RDS", MetricName: "ACUUtilization" });
+    expect(aurora?.Threshold).toBe(s.config.alarms.auroraCapacityPercent);
+    expect(alarmMetrics(aurora)[0]?.dimensions).toEqual({
+      DBClusterIdentifier: cluster?.Properties?.DBClusterIdentifier,
+    });
+    const [[, cache] = ["", undefined]] = resources(s.data, "AWS::ElastiCache::ServerlessCache");
+    const throttled = named("CacheThrottled")?.Properties;
+    expect(throttled).toMatchObject({
+      Namespace: "AWS/ElastiCache",
+      MetricName: "ThrottledCmds",
+      Threshold: 0,
+    });
+    expect(alarmMetrics(throttled)[0]?.dimensions).toEqual({
+      clusterId: cache?.Properties?.ServerlessCacheName,
+    });
+  });
+
+  it("alarms on RDS Proxy session pinning and borrow latency when there is a proxy", () => {
+    const proxies = resources(s.data, "AWS::RDS::DBProxy");
+    const pinning = named("ProxySessionPinning")?.Properties;
+    const borrow = named("ProxyBorrowLatency")?.Properties;
+    if (s.config.database.connection === "direct") {
+      expect(proxies).toEqual([]);
+      expect(pinning).toBeUndefined();
+      expect(borrow).toBeUndefined();
+      return;
+    }
+    const proxyName = proxies[0]?.[1].Properties?.DBProxyName;
+    expect(pinning).toMatchObject({
+      MetricName: "DatabaseConnectionsCurrentlySessionPinned",
+      Dimensions: [{ Name: "ProxyName", Value: proxyName }],
+      Threshold: 0,
+    });
+    expect(borrow).toMatchObject({
+      MetricName: "DatabaseConnectionsBorrowLatency",
+      Dimensions: [{ Name: "ProxyName", Value: proxyName }],
+      Threshold: s.config.alarms.proxyBorrowLatencyMs * 1000,
+    });
+  });
+
+  it("alarms on NAT port allocation errors of each NAT gateway, or on the NAT instance's status checks", () => {
+    const gateways = resources(s.network, "AWS::EC2::NatGateway").map(([id]) => id);
+    const portAlarms = networkAlarms.filter(([, a]) => a.Properties?.MetricName === "ErrorPortAllocation");
+    expect(
+      portAlarms.map(([, a]) => referencedId(alarmMetrics(a.Properties)[0]?.dimensions.NatGatewayId)).sort(),
+    ).toEqual(gateways.sort());
+    const instances = resources(s.network, "AWS::EC2::Instance").map(([id]) => id);
+    const statusAlarms = networkAlarms.filter(([, a]) => a.Properties?.MetricName === "StatusCheckFailed");
+    expect(
+      statusAlarms.map(([, a]) => referencedId(alarmMetrics(a.Properties)[0]?.dimensions.InstanceId)),
+    ).toEqual(instances);
+    expect(gateways.length + instances.length).toBeGreaterThan(0);
+  });
+
+  it("notifies the alarm topic (Network stack) when an alarm fires and when it clears", () => {
+    const trigger = `chat-pipeline-${s.config.name}-OutboxRelayTrigger`;
+    const paging = [...alarms, ...networkAlarms].filter(([, a]) => a.Properties?.AlarmName !== trigger);
+    expect(paging.length).toBeGreaterThan(20);
+    const topic = (action: Json) =>
+      action?.Ref !== undefined ? action.Ref : referencedId(crossStackValue(action, s.network));
+    for (const [, a] of paging) {
+      expect(a.Properties?.AlarmActions.map(topic)).toEqual([topicId]);
+      expect(a.Properties?.OKActions.map(topic)).toEqual([topicId]);
+    }
+    const emails = resources(s.network, "AWS::SNS::Subscription").map(([, r]) => r.Properties);
+    expect(emails.map((e) => e?.Endpoint).sort()).toEqual([...s.config.alarms.emails].sort());
+    for (const e of emails) expect(e).toMatchObject({ Protocol: "email", TopicArn: { Ref: topicId } });
   });
 
   it("keeps every log for the configured retention", () => {
     const groups = s.all.flatMap((t) => resources(t, "AWS::Logs::LogGroup"));
     expect(groups.length).toBeGreaterThan(20);
     for (const [, g] of groups) expect(g.Properties?.RetentionInDays).toBe(s.config.logRetentionDays);
+  });
+});
+
+describe("alarm endpoints", () => {
+  it("every alarm also notifies the SNS topics the configuration names", () => {
+    const chatOps = "arn:aws:sns:us-east-1:111111111111:chat-ops";
+    const s = synthesize({
+      ...environment("dev"),
+      alarms: { ...environment("dev").alarms, snsTopicArns: [chatOps] },
+    });
+    const alarms = [
+      ...resources(s.app, "AWS::CloudWatch::Alarm"),
+      ...resources(s.network, "AWS::CloudWatch::Alarm"),
+    ].filter(([, a]) => !String(a.Properties?.AlarmName).endsWith("OutboxRelayTrigger"));
+    expect(alarms.length).toBeGreaterThan(0);
+    for (const [, a] of alarms) {
+      expect(a.Properties?.AlarmActions).toContain(chatOps);
+      expect(a.Properties?.OKActions).toContain(chatOps);
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { HTTP_FUNCTIONS, WEBSOCKET_FUNCTIONS } from "../../lambdas/handlers/catalog.ts";
 import { environment, type Synthesized, synthesize } from "./support/synth.ts";
 import {
   crossStackValue,
@@ -41,7 +42,7 @@ describe.each(synthesized)("security ($config.name)", (s) => {
       ...resources(s.data, "AWS::RDS::DBProxy").map(([, r]) => r.Properties?.VpcSubnetIds),
       ...resources(s.data, "AWS::ElastiCache::ServerlessCache").map(([, r]) => r.Properties?.SubnetIds),
     ];
-    expect(subnetLists).toHaveLength(3);
+    expect(subnetLists).toHaveLength(s.config.database.connection === "proxy" ? 3 : 2);
     for (const list of subnetLists) {
       expect(list).toHaveLength(s.config.network.maxAzs);
       for (const ref of list) {
@@ -69,7 +70,8 @@ describe.each(synthesized)("security ($config.name)", (s) => {
       expect(rule.CidrIpv6).toBeUndefined();
       expect(rule.SourceSecurityGroupId).toBeDefined();
     }
-    // The network stack itself opens nothing to the internet either (endpoints: VPC range only).
+    // The network stack itself opens nothing to the internet either (endpoints: VPC range only;
+    // the NAT instance and PrivateLink endpoints: the functions' groups only).
     for (const t of [s.network, s.app]) {
       for (const [, r] of resources(t, "AWS::EC2::SecurityGroup")) {
         for (const rule of (r.Properties?.SecurityGroupIngress ?? []) as Json[]) {
@@ -77,7 +79,36 @@ describe.each(synthesized)("security ($config.name)", (s) => {
           expect(rule.CidrIpv6).not.toBe("::/0");
         }
       }
-      expect(resources(t, "AWS::EC2::SecurityGroupIngress")).toEqual([]);
+      for (const [, r] of resources(t, "AWS::EC2::SecurityGroupIngress")) {
+        expect(r.Properties?.CidrIp).toBeUndefined();
+        expect(r.Properties?.SourceSecurityGroupId).toBeDefined();
+      }
+    }
+    expect(resources(s.app, "AWS::EC2::SecurityGroupIngress")).toEqual([]);
+  });
+
+  it("strips the rules of the VPC's default security group", () => {
+    const [[, restrict] = ["", undefined]] = resources(s.network, "Custom::VpcRestrictDefaultSG");
+    expect(restrict?.Properties?.DefaultSecurityGroupId).toEqual({
+      "Fn::GetAtt": [resources(s.network, "AWS::EC2::VPC")[0]?.[0], "DefaultSecurityGroup"],
+    });
+  });
+
+  it("admits the Lambdas to the database through the proxy, or to the cluster itself without one", () => {
+    const functionsSg = resources(s.network, "AWS::EC2::SecurityGroup").find(([id]) =>
+      id.includes("FunctionsSg"),
+    )?.[0];
+    const fromFunctions = resources(s.data, "AWS::EC2::SecurityGroupIngress").filter(
+      ([, r]) =>
+        referencedId(crossStackValue(r.Properties?.SourceSecurityGroupId, s.network)) === functionsSg,
+    );
+    const targets = fromFunctions.map(([, r]) => referencedId(r.Properties?.GroupId) ?? "");
+    const proxied = s.config.database.connection === "proxy";
+    expect(targets.some((id) => id.includes("DatabaseProxySg"))).toBe(proxied);
+    expect(targets.some((id) => id.includes("DatabaseClusterSg"))).toBe(!proxied);
+    // The NAT instance, when there is one, admits the functions and the migration step only.
+    for (const [, r] of resources(s.network, "AWS::EC2::SecurityGroupIngress")) {
+      expect(referencedId(r.Properties?.SourceSecurityGroupId)).toMatch(/^Network(Functions|Migrations)Sg/);
     }
   });
 
@@ -98,7 +129,9 @@ describe.each(synthesized)("security ($config.name)", (s) => {
     s.data.hasResourceProperties("AWS::RDS::DBClusterParameterGroup", {
       Parameters: { "rds.force_ssl": "1" },
     });
-    s.data.hasResourceProperties("AWS::RDS::DBProxy", { RequireTLS: true, EngineFamily: "POSTGRESQL" });
+    if (s.config.database.connection === "proxy") {
+      s.data.hasResourceProperties("AWS::RDS::DBProxy", { RequireTLS: true, EngineFamily: "POSTGRESQL" });
+    }
   });
 
   it("encrypts every queue and refuses plain-HTTP access to it", () => {
@@ -151,8 +184,12 @@ describe.each(synthesized)("security ($config.name)", (s) => {
     const statements = iamStatements(s.all).filter((st) =>
       st.Action.includes("execute-api:ManageConnections"),
     );
-    // Every HTTP and WebSocket route function fans out.
-    expect(statements.length).toBe(16);
+    // The routes that push frames: the accept path and the WebSocket routes that answer.
+    const pushing = [...HTTP_FUNCTIONS, ...WEBSOCKET_FUNCTIONS].filter((f) =>
+      f.needs.includes("manageConnections"),
+    );
+    expect(pushing.length).toBeGreaterThan(0);
+    expect(statements.length).toBe(pushing.length);
     for (const st of statements) {
       expect(st.Effect).toBe("Allow");
       for (const resource of st.Resource) {
@@ -178,6 +215,41 @@ describe.each(synthesized)("security ($config.name)", (s) => {
     expect(statements.filter(wildcardResource).map((st) => `${st.where}: ${st.Action.join(",")}`)).toEqual(
       [],
     );
+  });
+
+  it("grants each route function what its catalog entry needs, and nothing else", () => {
+    const policies = resources(s.app, "AWS::IAM::Policy");
+    const routes = [
+      ...HTTP_FUNCTIONS.map((f) => ({ ...f, prefix: `Http${f.id}Function` })),
+      ...WEBSOCKET_FUNCTIONS.map((f) => ({ ...f, prefix: `WebSocket${f.id}Function` })),
+    ];
+    for (const route of routes) {
+      const statements = policies
+        .filter(([id]) => id.startsWith(`${route.prefix}ServiceRoleDefaultPolicy`))
+        .flatMap(([, p]) => p.Properties?.PolicyDocument.Statement as Json[]);
+      const actions = new Set(statements.flatMap((st) => [st.Action].flat()));
+      const secrets = statements
+        .filter((st) => [st.Action].flat().includes("secretsmanager:GetSecretValue"))
+        .flatMap((st) => [st.Resource].flat());
+      const needs = new Set(route.needs);
+      const what = `${route.id} (${[...needs].join(", ") || "nothing"})`;
+      expect(secrets.length, what).toBe(
+        ["redis", "database", "clickhouse"].filter((n) => needs.has(n as never)).length,
+      );
+      expect(actions.has("sqs:SendMessage"), what).toBe(needs.has("sendToPersistQueue"));
+      expect(actions.has("sqs:GetQueueAttributes"), what).toBe(
+        needs.has("sendToPersistQueue") || needs.has("readPersistQueue"),
+      );
+      expect(actions.has("execute-api:ManageConnections"), what).toBe(needs.has("manageConnections"));
+      expect(
+        [...actions].filter((a) => !/^(secretsmanager|sqs|execute-api):/.test(a)),
+        what,
+      ).toEqual([]);
+    }
+    // The catch-all and the health check in particular.
+    expect(HTTP_FUNCTIONS.find((f) => f.id === "NotFound")?.needs).toEqual([]);
+    expect(policies.filter(([id]) => id.startsWith("HttpNotFoundFunction"))).toEqual([]);
+    expect(HTTP_FUNCTIONS.find((f) => f.id === "GetHealth")?.needs).not.toContain("sendToPersistQueue");
   });
 
   it("grants each function only the secrets and queues it uses", () => {
