@@ -49,6 +49,8 @@ export interface PersistOutcome {
   readonly lagsMs: number[];
   /** PostgreSQL statements issued. */
   readonly statements: number;
+  /** Messages handed to the outbox relay (the analytics queue or the hot tier was unreachable). */
+  readonly handedToOutbox: number;
 }
 
 interface Parsed {
@@ -98,6 +100,7 @@ export class PersistService {
 
     const canonical = [...stored.values()].map((r) => r.message);
     let statementsUsed = statements;
+    let handedToOutbox = 0;
     if (canonical.length > 0) {
       const [forwarded, confirmed] = await Promise.allSettled([
         this.deps.analytics.publish(canonical),
@@ -111,6 +114,7 @@ export class PersistService {
         statementsUsed++;
         try {
           await this.deps.messages.addToOutbox(canonical.map((m) => m.id));
+          handedToOutbox = canonical.length;
           this.deps.diagnostics.warn("analytics queue or cache unavailable; messages handed to the outbox", {
             messages: canonical.length,
             error: describeError(unfinished.reason),
@@ -144,6 +148,7 @@ export class PersistService {
       duplicates,
       lagsMs,
       statements: statementsUsed,
+      handedToOutbox,
     };
   }
 

@@ -41,6 +41,8 @@ export const Metric = {
   RowsPerInsert: "RowsPerInsert",
   ArchiveFailures: "ArchiveFailures",
   OutboxForwarded: "OutboxForwarded",
+  /** Persisted messages handed to the outbox (analytics queue or Redis unreachable): the relay's work. */
+  OutboxHandoffs: "OutboxHandoffs",
 } as const;
 
 export type MetricName = (typeof Metric)[keyof typeof Metric];

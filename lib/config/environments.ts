@@ -75,6 +75,7 @@ export const dev: EnvironmentConfig = {
     jwtAuthorizer: true,
   },
   retry: { baseDelaySeconds: 5, maxDelaySeconds: 120 },
+  persistBoundSeconds: 1_800,
   // The outbox only fills while SQS is down (or in rollback mode): run then, and once a day.
   outboxRelay: { timeoutSeconds: 50, memoryMb: 256, intervalMinutes: 1_440, runOnQueueFallback: true },
   // Passwords may be sent to Cognito directly (scripts, the curl examples of docs/deploy.md).
@@ -160,6 +161,7 @@ export const prod: EnvironmentConfig = {
     jwtAuthorizer: true,
   },
   retry: { baseDelaySeconds: 10, maxDelaySeconds: 900 },
+  persistBoundSeconds: 3_600,
   outboxRelay: { timeoutSeconds: 50, memoryMb: 512, intervalMinutes: 1, runOnQueueFallback: true },
   // Sign-in with SRP only (no password sent to Cognito); OAuth off until a web client needs it.
   auth: { kind: "cognito", passwordAuth: false },

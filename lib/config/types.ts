@@ -179,9 +179,9 @@ export interface OutboxRelayConfig {
   /** Minutes between scheduled runs (1–1440). */
   readonly intervalMinutes: number;
   /**
-   * Also run when the accept path starts and stops falling back to a synchronous commit (an
-   * alarm on the QueueFallbacks metric invokes the relay): the outbox only fills then, or in
-   * rollback mode, so the schedule can be slow.
+   * Also run when messages start and stop going to the outbox (an alarm on the fallback, cache-skip
+   * and hand-off metrics and the SQS and Redis breakers invokes the relay): the outbox only fills
+   * while SQS or Redis is unreachable, or in rollback mode, so the schedule can be slow.
    */
   readonly runOnQueueFallback: boolean;
 }
@@ -220,6 +220,12 @@ export interface EnvironmentConfig {
   readonly api: ApiConfig;
   /** Retry backoff of the consumers (ChangeMessageVisibility): base · 2^(receives−1), capped. */
   readonly retry: { readonly baseDelaySeconds: number; readonly maxDelaySeconds: number };
+  /**
+   * The persist bound (PERSIST_BOUND_SECONDS): every accepted message is in PostgreSQL and known to
+   * Redis within this long. Resuming subscribers that cannot replay by position catch up from
+   * "now minus the bound"; it must outlast the consumers' retry delays and the outages to ride out.
+   */
+  readonly persistBoundSeconds: number;
   readonly outboxRelay: OutboxRelayConfig;
   readonly auth: AuthConfig;
   readonly clickhouse: ClickHouseConfig;

@@ -114,6 +114,11 @@ export const environmentProblems = (c: EnvironmentConfig): readonly string[] => 
     c.retry.maxDelaySeconds >= c.retry.baseDelaySeconds,
     "retry.maxDelaySeconds must be >= retry.baseDelaySeconds",
   );
+  p.integer("persistBoundSeconds", c.persistBoundSeconds, 60, 86_400);
+  p.check(
+    c.persistBoundSeconds >= 2 * c.retry.maxDelaySeconds,
+    "persistBoundSeconds must be >= 2 × retry.maxDelaySeconds: a record that fails twice must still be persisted within the bound",
+  );
   const relay = c.outboxRelay;
   p.integer("outboxRelay.intervalMinutes", relay.intervalMinutes, 1, 1_440);
   p.integer(

@@ -74,6 +74,11 @@ export interface ConsumersProps {
   readonly placement: Placement;
   readonly runtime: RuntimeSettings;
   readonly resources: Resources;
+  /**
+   * The @connections endpoint: the persist consumer pushes messages it makes visible late.
+   * @default none (subscribers notice the gap in positions and replay)
+   */
+  readonly webSocketApiEndpoint?: string;
 }
 
 const NEEDS: Readonly<Record<keyof typeof CONSUMER_FUNCTIONS, readonly Need[]>> = {
@@ -101,10 +106,20 @@ export class Consumers extends Construct {
         description: `${which} queue consumer`,
         memoryMb: s.memoryMb ?? 512,
         timeout: Duration.seconds(s.timeoutSeconds ?? 30),
-        environment: functionEnvironment(props.runtime, { pgPoolMax: s.pgPoolMax ?? 2 }),
+        environment: functionEnvironment(props.runtime, {
+          pgPoolMax: s.pgPoolMax ?? 2,
+          ...(which === "persist" && props.webSocketApiEndpoint !== undefined
+            ? { webSocketApiEndpoint: props.webSocketApiEndpoint }
+            : {}),
+        }),
         ...props.placement,
       });
-      grantNeeds(fn.function, NEEDS[which], props.resources);
+      const pushes = which === "persist" && props.webSocketApiEndpoint !== undefined;
+      grantNeeds(
+        fn.function,
+        [...NEEDS[which], ...(pushes ? (["manageConnections"] as const) : [])],
+        props.resources,
+      );
       // Receive, delete and ChangeMessageVisibility (retry backoff) are granted with the mapping.
       fn.function.addEventSource(
         new lambdaEventSources.SqsEventSource(s.source.queue, {

@@ -42,6 +42,11 @@ export interface OutboxRelayProps {
   readonly placement: Placement;
   readonly runtime: RuntimeSettings;
   readonly resources: Resources;
+  /**
+   * The @connections endpoint: the relay pushes messages it makes visible late.
+   * @default none (subscribers notice the gap in positions and replay)
+   */
+  readonly webSocketApiEndpoint?: string;
 }
 
 export class OutboxRelay extends Construct {
@@ -69,13 +74,28 @@ export class OutboxRelay extends Construct {
     const spec = SCHEDULED_FUNCTIONS.outboxRelay;
     this.function = new ChatFunction(this, spec.id, {
       entry: spec.entry,
-      description: `Outbox relay (${every}${props.runOnQueueFallback === true ? ", and on SQS fallbacks" : ""})`,
+      description: `Outbox relay (${every}${props.runOnQueueFallback === true ? ", and when the outbox fills" : ""})`,
       memoryMb: props.memoryMb ?? 256,
       timeout: Duration.seconds(timeoutSeconds),
-      environment: functionEnvironment(props.runtime, { pgPoolMax: 1 }),
+      environment: functionEnvironment(props.runtime, {
+        pgPoolMax: 1,
+        ...(props.webSocketApiEndpoint !== undefined
+          ? { webSocketApiEndpoint: props.webSocketApiEndpoint }
+          : {}),
+      }),
       ...props.placement,
     });
-    grantNeeds(this.function.function, ["database", "sendToAnalyticsQueue"], props.resources);
+    // Redis: it confirms relayed messages to the hot tier (which makes visible what never was).
+    grantNeeds(
+      this.function.function,
+      [
+        "database",
+        "redis",
+        "sendToAnalyticsQueue",
+        ...(props.webSocketApiEndpoint !== undefined ? (["manageConnections"] as const) : []),
+      ],
+      props.resources,
+    );
     this.rule = new events.Rule(this, "Schedule", {
       description: "Chat pipeline outbox relay",
       schedule: events.Schedule.rate(Duration.minutes(intervalMinutes)),
@@ -94,12 +114,18 @@ export class OutboxRelay extends Construct {
       this.fallbackTrigger = new cloudwatch.Alarm(this, "FallbackTrigger", {
         alarmName: `chat-pipeline-${props.runtime.appEnv}-OutboxRelayTrigger`,
         alarmDescription:
-          "Runs the outbox relay when messages start (ALARM) and stop (OK) going to the outbox because SQS failed. Not a page: the BreakerOpen-sqs alarm is.",
+          "Runs the outbox relay when messages start (ALARM) and stop (OK) going to the outbox (SQS or Redis unreachable). Not a page: the BreakerOpen alarms are.",
         metric: new cloudwatch.MathExpression({
-          expression: "FILL(fallbacks, 0) + FILL(sqsBreaker, 0)",
+          expression:
+            "FILL(fallbacks, 0) + FILL(sqsBreaker, 0) + FILL(skipped, 0) + FILL(redisBreaker, 0) + FILL(handoffs, 0)",
           usingMetrics: {
             fallbacks: metric(Metric.QueueFallbacks),
             sqsBreaker: metric(Metric.BreakerOpened, { Tier: "sqs" }),
+            // Accepted without Redis (committed, to be made visible), or persisted while Redis or
+            // the analytics queue was away: all wait in the outbox.
+            skipped: metric(Metric.CacheSkipped),
+            redisBreaker: metric(Metric.BreakerOpened, { Tier: "redis" }),
+            handoffs: metric(Metric.OutboxHandoffs),
           },
           period: Duration.minutes(1),
           label: "messages going to the outbox",

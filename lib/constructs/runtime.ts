@@ -36,6 +36,7 @@ export interface RuntimeSettings {
   readonly jwt: JwtSettings;
   readonly retryBaseDelaySeconds: number;
   readonly retryMaxDelaySeconds: number;
+  readonly persistBoundSeconds: number;
 }
 
 type RuntimeVariables = Partial<Record<keyof Env, string>>;
@@ -78,6 +79,7 @@ export const functionEnvironment = (
     JWT_ROLES_CLAIM: s.jwt.rolesClaim,
     RETRY_BASE_DELAY_SECONDS: String(s.retryBaseDelaySeconds),
     RETRY_MAX_DELAY_SECONDS: String(s.retryMaxDelaySeconds),
+    PERSIST_BOUND_SECONDS: String(s.persistBoundSeconds),
     ...(s.jwt.audience !== undefined ? { JWT_AUDIENCE: s.jwt.audience } : {}),
     ...(extra.webSocketApiEndpoint !== undefined
       ? { WEBSOCKET_API_ENDPOINT: extra.webSocketApiEndpoint }

@@ -63,6 +63,7 @@ export class AppStack extends Stack {
       jwt: data.identity.jwt,
       retryBaseDelaySeconds: config.retry.baseDelaySeconds,
       retryMaxDelaySeconds: config.retry.maxDelaySeconds,
+      persistBoundSeconds: config.persistBoundSeconds,
     };
     const placement: Placement = {
       vpc: network.vpc,
@@ -122,12 +123,17 @@ export class AppStack extends Stack {
         ? { jwtAuthorizer: { issuer: jwt.issuer, audience: jwt.audience } }
         : {}),
     });
+    // The persist consumer and the outbox relay push messages they make visible late.
+    const pushing = {
+      resources: { ...resources, webSocketStage: this.webSocketApi.stage },
+      webSocketApiEndpoint: this.webSocketApi.callbackUrl,
+    };
     this.consumers = new Consumers(this, "Consumers", {
       persist: { ...config.queues.persist, source: data.queues.persist },
       analytics: { ...config.queues.analytics, source: data.queues.analytics },
       placement,
       runtime,
-      resources,
+      ...pushing,
     });
     this.outboxRelay = new OutboxRelay(this, "OutboxRelay", {
       intervalMinutes: config.outboxRelay.intervalMinutes,
@@ -136,7 +142,7 @@ export class AppStack extends Stack {
       memoryMb: config.outboxRelay.memoryMb,
       placement,
       runtime,
-      resources,
+      ...pushing,
     });
 
     // New handlers take traffic only once the schema they expect exists.

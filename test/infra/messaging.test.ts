@@ -105,7 +105,7 @@ describe.each(synthesized)("queues and consumers ($config.name)", (s) => {
     expect(rule?.Properties?.Targets[0].RetryPolicy).toEqual({ MaximumRetryAttempts: 0 });
   });
 
-  it("runs the outbox relay when synchronous fallbacks start and stop (only then does the outbox fill)", () => {
+  it("runs the outbox relay when messages start and stop going to the outbox (SQS or Redis unreachable)", () => {
     const relay = [...functions].find(([id]) => id.startsWith("OutboxRelay"))?.[0];
     const trigger = resources(s.app, "AWS::CloudWatch::Alarm").find(
       ([, a]) => a.Properties?.AlarmName === `chat-pipeline-${s.config.name}-OutboxRelayTrigger`,
@@ -121,7 +121,10 @@ describe.each(synthesized)("queues and consumers ($config.name)", (s) => {
     expect(watched.map((m) => [m.metricName, m.dimensions.Tier ?? null, m.stat]).sort()).toEqual(
       [
         [Metric.BreakerOpened, "sqs", "Sum"],
+        [Metric.BreakerOpened, "redis", "Sum"],
         [Metric.QueueFallbacks, null, "Sum"],
+        [Metric.CacheSkipped, null, "Sum"],
+        [Metric.OutboxHandoffs, null, "Sum"],
       ].sort(),
     );
     for (const m of watched) {

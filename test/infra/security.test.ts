@@ -184,12 +184,13 @@ describe.each(synthesized)("security ($config.name)", (s) => {
     const statements = iamStatements(s.all).filter((st) =>
       st.Action.includes("execute-api:ManageConnections"),
     );
-    // The routes that push frames: the accept path and the WebSocket routes that answer.
+    // The functions that push frames: the accept path, the WebSocket routes that answer, and the
+    // persist consumer and outbox relay (messages they make visible late).
     const pushing = [...HTTP_FUNCTIONS, ...WEBSOCKET_FUNCTIONS].filter((f) =>
       f.needs.includes("manageConnections"),
     );
     expect(pushing.length).toBeGreaterThan(0);
-    expect(statements.length).toBe(pushing.length);
+    expect(statements.length).toBe(pushing.length + 2);
     for (const st of statements) {
       expect(st.Effect).toBe("Allow");
       for (const resource of st.Resource) {

@@ -12,6 +12,7 @@ export const handler = sqsBatchHandler(
     countMetric(Metric.MessagesPersisted, outcome.inserted);
     countMetric(Metric.DuplicatesIgnored, outcome.duplicates);
     countMetric(Metric.PersistFailures, outcome.failures.length);
+    countMetric(Metric.OutboxHandoffs, outcome.handedToOutbox);
     for (const lag of quantileSample(outcome.lagsMs)) timeMetric(Metric.PersistLag, lag);
   },
 );
