@@ -59,8 +59,15 @@ describe("a client retrying after a lost response", () => {
       const retry = await post(t.stack.httpUrl, token, thread.id, clientMessageId);
       const body = (await retry.json()) as Record<string, unknown>;
       expect(retry.status).toBe(201);
+      // The original, also after Redis lost the key: same id, seq and content, replayed.
       expect(body.id).toBe(messageId);
-      if (!flushBeforeRetry) expect(body.replayed).toBe(true);
+      expect(body.replayed).toBe(true);
+      const { rows } = await t.pg.query<{ seq: string; content: string }>(
+        "SELECT seq, content FROM messages WHERE id = $1",
+        [messageId],
+      );
+      expect(Number(rows[0]?.seq)).toBe(body.seq);
+      expect(rows[0]?.content).toBe(body.content);
       attempts.push({
         threadId: thread.id,
         userId: user,

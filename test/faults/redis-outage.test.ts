@@ -37,7 +37,9 @@ describe("Redis stopped mid-load", () => {
     const during = load.since(stoppedAt);
     expect(during.every((a) => a.status === 201)).toBe(true);
     expect(during.filter((a) => a.body?.cache === "skipped").length).toBeGreaterThan(40);
-    expect(during.every((a) => a.body?.durability === "queued")).toBe(true);
+    // Without Redis, PostgreSQL allocates the seq and commits in the request, so that a retry of
+    // the same key finds the original there; the outbox relay makes it visible in Redis later.
+    expect(during.filter((a) => a.body?.durability === "committed").length).toBeGreaterThan(40);
 
     const [first] = accepted(load.attempts);
     const thread = load.threadList[0];

@@ -39,11 +39,16 @@ describe("with ACCEPT_MODE=sync", () => {
     const pushed = await socket.next((f) => f.type === "message.created");
     expect(pushed.message).toMatchObject({ id: res.body.id, seq: res.body.seq });
 
-    await waitFor(async () => (await t.rowsInClickHouse(res.body.id)) === 1, {
-      what: "archived via the outbox",
-    });
-    const { rows } = await t.pg.query("SELECT 1 FROM analytics_outbox WHERE message_id = $1", [res.body.id]);
-    expect(rows).toHaveLength(0);
+    // The relay forwards the message, confirms it to Redis, and only then clears it.
+    await waitFor(
+      async () => {
+        const { rows } = await t.pg.query("SELECT 1 FROM analytics_outbox WHERE message_id = $1", [
+          res.body.id,
+        ]);
+        return rows.length === 0 && (await t.rowsInClickHouse(res.body.id)) === 1;
+      },
+      { what: "archived via the outbox, and the outbox cleared" },
+    );
     expect(t.stack.eventSources.persist.stats.records).toBe(0);
 
     const retry = await t.request<{ id: string; replayed: boolean }>(

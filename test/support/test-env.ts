@@ -1,6 +1,13 @@
 /** Where the integration tests find the data servers (started by scripts/bootstrap.sh). */
 export const TEST_DATABASE_URL =
   process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/chat_test";
+/**
+ * Migrated once per run (global setup); every test stack gets its own database copied from it,
+ * so that stacks do not share an outbox (a relay of one stack must not forward another's rows to
+ * its own queues, which stop with it).
+ */
+export const TEST_DATABASE_TEMPLATE_URL = TEST_DATABASE_URL.replace(/\/[^/]*$/, "/chat_test_template");
+export const TEST_STACK_DATABASE_PREFIX = "chat_t_";
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 export const TEST_REDIS_CLUSTER = process.env.TEST_REDIS_CLUSTER ?? "false";
 export const TEST_CLICKHOUSE = {

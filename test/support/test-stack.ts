@@ -11,12 +11,14 @@ import { createRedisClient, type RedisClient } from "../../lambdas/adapters/redi
 import type { PrincipalRole } from "../../lambdas/core/model.ts";
 import { type LocalStack, type LocalStackOptions, startLocalStack } from "../../scripts/local-stack/stack.ts";
 import { signDevToken } from "../../scripts/local-stack/tokens.ts";
+import { createDatabaseFrom, dropDatabase } from "./databases.ts";
 import {
   TEST_CLICKHOUSE,
-  TEST_DATABASE_URL,
+  TEST_DATABASE_TEMPLATE_URL,
   TEST_JWT_SECRET,
   TEST_REDIS_CLUSTER,
   TEST_REDIS_URL,
+  TEST_STACK_DATABASE_PREFIX,
 } from "./test-env.ts";
 import { WsClient } from "./ws-client.ts";
 
@@ -62,8 +64,13 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
   const savedEnv = { ...process.env };
   const id = randomBytes(4).toString("hex");
   const redisPrefix = `test-${id}:`;
+  // A database of its own, unless the test brings one (a private server for fault tests).
+  const ownDatabase =
+    options.env?.DATABASE_URL === undefined
+      ? await createDatabaseFrom(TEST_DATABASE_TEMPLATE_URL, `${TEST_STACK_DATABASE_PREFIX}${id}`)
+      : undefined;
   const env = {
-    DATABASE_URL: TEST_DATABASE_URL,
+    ...(ownDatabase !== undefined ? { DATABASE_URL: ownDatabase } : {}),
     REDIS_URL: TEST_REDIS_URL,
     REDIS_CLUSTER: TEST_REDIS_CLUSTER,
     REDIS_KEY_PREFIX: redisPrefix,
@@ -188,6 +195,7 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
       await Promise.all(sockets.map((s) => s.close()));
       await stack.stop();
       await Promise.all([pool.end(), clickhouse.close()]);
+      if (ownDatabase !== undefined) await dropDatabase(ownDatabase);
       redis.disconnect();
       sqs.destroy();
       for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
