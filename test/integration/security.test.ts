@@ -13,7 +13,15 @@ let t: TestStack;
 let alice: string;
 
 beforeAll(async () => {
-  t = await startTestStack({ env: { RATE_LIMIT_PER_SECOND: "0.2", RATE_LIMIT_BURST: "5" } });
+  t = await startTestStack({
+    env: {
+      RATE_LIMIT_PER_SECOND: "0.2",
+      RATE_LIMIT_BURST: "5",
+      // The limiter admits a request when Redis does not answer in time (it fails open): on a
+      // loaded machine a 100 ms timeout would let an extra message through and blur the counts.
+      REDIS_COMMAND_TIMEOUT_MS: "2000",
+    },
+  });
   alice = await t.token("alice");
 });
 
