@@ -20,4 +20,4 @@ if [[ $node_version != v22.* ]]; then
 fi
 
 # redis-cluster: the integration tests also run against a 3-master cluster (ElastiCache-like).
-bash scripts/services.sh up ${SERVICES:-redis postgres clickhouse redis-cluster}
+bash scripts/services.sh up ${SERVICES:-redis postgres clickhouse redis-cluster pgbouncer}

@@ -13,7 +13,7 @@
 # `down` stops only servers this script started (pid files under $STATE_DIR).
 #
 # Environment (defaults):
-#   STATE_DIR             <repo>/.local/services
+#   STATE_DIR             $TMPDIR/chat-pipeline-<checksum of the clone's path>/services
 #   REDIS_PORT            6379
 #   PG_PORT               5432
 #   CLICKHOUSE_HTTP_PORT  8123
@@ -25,7 +25,10 @@ SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd -- "$SCRIPT_DIR/.." && pwd)
 TEMPLATE_DIR="$SCRIPT_DIR/services"
 
-STATE_DIR=${STATE_DIR:-$REPO_DIR/.local/services}
+# Server state lives outside the clone, under the temp folder (world-searchable): the postgres user
+# must reach its data folder, and a clone may sit in a home directory with mode 700. One folder per
+# clone (named after a checksum of its path), so two clones do not share pid files.
+STATE_DIR=${STATE_DIR:-${TMPDIR:-/tmp}/chat-pipeline-$(printf '%s' "$REPO_DIR" | cksum | cut -d' ' -f1)/services}
 REDIS_PORT=${REDIS_PORT:-6379}
 PG_PORT=${PG_PORT:-5432}
 CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-8123}
@@ -46,17 +49,17 @@ esac
 
 usage() {
   cat <<'EOF'
-usage: scripts/services.sh up     [redis|postgres|clickhouse|redis-cluster|all ...]
-       scripts/services.sh down   [redis|postgres|clickhouse|redis-cluster|all ...]
+usage: scripts/services.sh up     [redis|postgres|clickhouse|redis-cluster|pgbouncer|all ...]
+       scripts/services.sh down   [redis|postgres|clickhouse|redis-cluster|pgbouncer|all ...]
        scripts/services.sh status
 
   up      reuse or start the servers (default: redis postgres clickhouse;
-          redis-cluster only when named or with "all")
+          redis-cluster and pgbouncer only when named or with "all")
   down    stop the servers this script started (default: all of them)
   status  one line per server
 
 environment: STATE_DIR REDIS_PORT PG_PORT CLICKHOUSE_HTTP_PORT
-             CLICKHOUSE_TCP_PORT REDIS_CLUSTER_PORTS
+             CLICKHOUSE_TCP_PORT REDIS_CLUSTER_PORTS PGBOUNCER_PORT
 EOF
 }
 
@@ -1072,6 +1075,12 @@ status_clickhouse() {
 }
 
 # ----------------------------------------------------------------------------
+# PgBouncer (the RDS Proxy stand-in)
+
+# shellcheck source=services/pgbouncer.sh
+source "$SCRIPT_DIR/services/pgbouncer.sh"
+
+# ----------------------------------------------------------------------------
 # main
 
 # targets DEFAULT... -- ARGS... : expand/validate the server names.
@@ -1088,8 +1097,8 @@ targets() {
   fi
   for a in "$@"; do
     case $a in
-      all) out+=(redis postgres clickhouse redis-cluster) ;;
-      redis | postgres | clickhouse | redis-cluster) out+=("$a") ;;
+      all) out+=(redis postgres clickhouse redis-cluster pgbouncer) ;;
+      redis | postgres | clickhouse | redis-cluster | pgbouncer) out+=("$a") ;;
       *)
         usage >&2
         die "unknown server '$a'"
@@ -1120,6 +1129,7 @@ main() {
   while read -r name; do
     check_port REDIS_CLUSTER_PORTS "$name"
   done < <(cluster_ports)
+  check_port PGBOUNCER_PORT "${PGBOUNCER_PORT:-6432}"
 
   case $cmd in
     up)
@@ -1132,6 +1142,7 @@ main() {
           postgres) up_postgres ;;
           clickhouse) up_clickhouse ;;
           redis-cluster) up_redis_cluster ;;
+          pgbouncer) up_pgbouncer ;;
         esac
       done
       ;;
@@ -1145,6 +1156,7 @@ main() {
           postgres) down_postgres ;;
           clickhouse) down_clickhouse ;;
           redis-cluster) down_redis_cluster ;;
+          pgbouncer) down_pgbouncer ;;
         esac
       done
       ;;
@@ -1157,6 +1169,7 @@ main() {
       status_postgres
       status_clickhouse
       status_redis_cluster
+      status_pgbouncer
       ;;
     -h | --help | help)
       usage

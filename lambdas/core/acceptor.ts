@@ -443,7 +443,16 @@ export class Acceptor {
 }
 
 const roleFor = (principal: Principal, requested: MessageRole | undefined): MessageRole => {
-  if (isService(principal)) return requested ?? "assistant";
+  if (isService(principal)) {
+    // An agent speaks as the assistant or the system, never in the user's name.
+    if (requested === "user") {
+      throw new ForbiddenError(
+        "role_not_allowed",
+        "a service principal may post assistant or system messages only",
+      );
+    }
+    return requested ?? "assistant";
+  }
   if (requested !== undefined && requested !== "user") {
     throw new ForbiddenError("role_not_allowed", `only a service principal may post ${requested} messages`);
   }

@@ -48,3 +48,30 @@ export const checkHealth = async (checks: readonly TierCheck[], mode: string): P
 };
 
 const round = (ms: number): number => Math.round(ms * 100) / 100;
+
+/**
+ * Probes the tiers at most once per `maxAgeMs` (concurrent callers share one probe), so a flood
+ * of health checks — load balancers, uptime monitors — does not ping every tier each time.
+ */
+export class HealthMonitor {
+  private last: { at: number; report: Promise<HealthReport> } | undefined;
+
+  constructor(
+    private readonly probe: () => Promise<HealthReport>,
+    private readonly clock: { now(): number },
+    private readonly maxAgeMs: number,
+  ) {}
+
+  report(): Promise<HealthReport> {
+    const now = this.clock.now();
+    if (this.last === undefined || now - this.last.at >= this.maxAgeMs) {
+      const report = this.probe();
+      this.last = { at: now, report };
+      // A failed probe is not kept: the next caller probes again.
+      report.catch(() => {
+        if (this.last?.report === report) this.last = undefined;
+      });
+    }
+    return this.last.report;
+  }
+}

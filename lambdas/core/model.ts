@@ -41,6 +41,8 @@ export type PrincipalRole = (typeof ROLE_CLAIMS)[number];
 export interface Principal {
   readonly userId: string;
   readonly roles: readonly PrincipalRole[];
+  /** When the token stops being valid (epoch ms): a WebSocket connection ends with it. */
+  readonly expiresAt?: number;
 }
 
 export const isService = (p: Principal): boolean => p.roles.includes("service");

@@ -176,10 +176,14 @@ export interface Connection {
 
 /** Redis: which WebSocket connections exist and which threads they follow. */
 export interface ConnectionRegistry {
-  register(connection: Connection): Promise<void>;
+  /** Records the connection; answers how many connections its principal has open now. */
+  register(connection: Connection): Promise<number>;
   get(connectionId: string): Promise<Connection | null>;
-  /** Records that the connection follows the thread (the thread's side: `MessageCache.follow`). */
-  subscribe(connectionId: string, threadId: string): Promise<void>;
+  /**
+   * Records that the connection follows the thread (the thread's side: `MessageCache.follow`);
+   * answers how many threads it follows now.
+   */
+  subscribe(connectionId: string, threadId: string): Promise<number>;
   /** Both sides: the connection's thread list and the thread's subscriber set. */
   unsubscribe(connectionId: string, threadId: string): Promise<void>;
   /** Forgets a connection and all its subscriptions ($disconnect, or 410 Gone). */
@@ -188,9 +192,11 @@ export interface ConnectionRegistry {
 
 export type DeliveryResult = "sent" | "gone";
 
-/** API Gateway Management API: pushes one frame to one WebSocket connection. */
+/** API Gateway Management API: pushes frames to WebSocket connections, and closes them. */
 export interface ConnectionNotifier {
   send(connectionId: string, frame: string): Promise<DeliveryResult>;
+  /** Closes the connection (DELETE @connections); a connection gone already is fine. */
+  disconnect(connectionId: string): Promise<void>;
 }
 
 export interface CommitResult {

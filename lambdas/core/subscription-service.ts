@@ -29,8 +29,10 @@ import type {
   Diagnostics,
   Following,
   MessageCache,
+  RateLimiter,
   TokenVerifier,
 } from "./ports.ts";
+import { admit } from "./rate-limit.ts";
 import type { Settled } from "./sequence.ts";
 import type { ThreadAccess } from "./thread-access.ts";
 
@@ -41,6 +43,7 @@ export interface SubscriptionServiceDeps {
   readonly verifier: TokenVerifier;
   readonly access: ThreadAccess;
   readonly reader: HistoryReader;
+  readonly rateLimiter: RateLimiter;
   readonly settled: Settled;
   readonly clock: Clock;
   readonly diagnostics: Diagnostics;
@@ -63,6 +66,8 @@ export interface Subscribed {
 export interface SubscriptionOptions {
   /** At most this many missed messages are replayed on subscribe; the rest is paged over HTTP. */
   readonly replayLimit: number;
+  readonly maxConnectionsPerUser: number;
+  readonly maxSubscriptionsPerConnection: number;
 }
 
 const registryUnavailable = unavailableAs("Connection registry unavailable");
@@ -77,9 +82,17 @@ export class SubscriptionService {
     if (token === undefined || token === "")
       throw new UnauthorizedError("A token query parameter is required");
     const principal = await this.deps.verifier.verify(token);
-    await this.deps.registry
+    const open = await this.deps.registry
       .register({ connectionId, principal, connectedAt: this.deps.clock.now() })
       .catch(registryUnavailable);
+    if (open > this.options.maxConnectionsPerUser) {
+      await this.disconnect(connectionId);
+      throw new AppError(
+        "rate_limited",
+        "too_many_connections",
+        `At most ${this.options.maxConnectionsPerUser} open connections per user`,
+      );
+    }
     return principal;
   }
 
@@ -92,13 +105,32 @@ export class SubscriptionService {
     });
   }
 
-  /** The principal a connection was opened with; unknown connections must reconnect. */
+  /**
+   * The principal a connection was opened with; unknown connections must reconnect, and one whose
+   * token has expired must reconnect with a new token (`close` ends it).
+   */
   async connection(connectionId: string): Promise<Connection> {
     const connection = await this.deps.registry.get(connectionId).catch(registryUnavailable);
     if (connection === null) {
       throw new AppError("unauthenticated", "connection_unknown", "Connection not registered; reconnect");
     }
+    const { expiresAt } = connection.principal;
+    if (expiresAt !== undefined && this.deps.clock.now() >= expiresAt) {
+      throw new AppError(
+        "unauthenticated",
+        "token_expired",
+        "The connection's token has expired; reconnect with a new one",
+      );
+    }
     return connection;
+  }
+
+  /** Ends a connection from the server's side (its token expired): forgotten, and closed. */
+  async close(connectionId: string): Promise<void> {
+    await this.disconnect(connectionId);
+    await this.deps.notifier.disconnect(connectionId).catch((error: unknown) => {
+      this.deps.diagnostics.warn("could not close connection", { connectionId, error: describeError(error) });
+    });
   }
 
   /** Follows the thread from now on, and replays what the subscriber missed. */
@@ -108,8 +140,20 @@ export class SubscriptionService {
     from: ResumeFrom,
     requestId?: string,
   ): Promise<Subscribed> {
+    // Each subscribe may replay up to replayLimit messages: it takes from the user's budget.
+    await admit(this.deps.rateLimiter, connection.principal, this.deps.diagnostics);
     await this.deps.access.accessible(connection.principal, threadId);
-    await this.deps.registry.subscribe(connection.connectionId, threadId).catch(registryUnavailable);
+    const following = await this.deps.registry
+      .subscribe(connection.connectionId, threadId)
+      .catch(registryUnavailable);
+    if (following > this.options.maxSubscriptionsPerConnection) {
+      await this.deps.registry.unsubscribe(connection.connectionId, threadId).catch(registryUnavailable);
+      throw new AppError(
+        "rate_limited",
+        "too_many_subscriptions",
+        `At most ${this.options.maxSubscriptionsPerConnection} threads per connection`,
+      );
+    }
     // Taken before following: what it counts as settled was visible before the subscription.
     const settled = this.deps.settled();
     const { position, replay } = await this.follow(threadId, connection.connectionId, from.position ?? null);

@@ -7,7 +7,7 @@ import { ClickHouseMessageArchive } from "../adapters/clickhouse/clickhouse-mess
 import { createClickHouseClient, isClickHouseOutage } from "../adapters/clickhouse/client.ts";
 import { readSecretJson } from "../adapters/secrets.ts";
 import { ArchiveService } from "../core/archive-service.ts";
-import { checkHealth, type HealthReport } from "../core/health-service.ts";
+import { checkHealth, HealthMonitor, type HealthReport } from "../core/health-service.ts";
 import { config } from "./config.ts";
 import { cache, clock, closers, guard, messageRepository, publisher, retryPolicy } from "./container.ts";
 import { once } from "./once.ts";
@@ -36,7 +36,7 @@ export const archiveService = once(
   async () => new ArchiveService({ store: await archiveStore(), clock, diagnostics }, retryPolicy()),
 );
 
-export const health = async (): Promise<HealthReport> => {
+const probeTiers = async (): Promise<HealthReport> => {
   const [messages, archive] = await Promise.all([messageRepository(), archiveStore()]);
   return checkHealth(
     [
@@ -48,3 +48,8 @@ export const health = async (): Promise<HealthReport> => {
     config().ACCEPT_MODE,
   );
 };
+
+const monitor = once(() => new HealthMonitor(probeTiers, clock, config().HEALTH_CACHE_SECONDS * 1000));
+
+/** Each tier's status, probed at most once per HEALTH_CACHE_SECONDS. */
+export const health = (): Promise<HealthReport> => monitor().report();

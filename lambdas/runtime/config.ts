@@ -7,6 +7,13 @@ import * as z from "zod";
 /** Retry-After of a 503 (also for a tier outage that no fallback handled; see http-response.ts). */
 export const DEFAULT_RETRY_AFTER_SECONDS = 2;
 
+/**
+ * The local stack's HS256 secret. It is in this repository, so anyone can sign tokens with it: it
+ * is refused unless APP_ENV is `local` or `test`.
+ */
+export const LOCAL_DEVELOPMENT_JWT_SECRET = "local-development-secret-do-not-use-in-aws";
+const DEVELOPMENT_ENVIRONMENTS = new Set(["local", "test"]);
+
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const optionalString = z
@@ -52,6 +59,10 @@ const fields = z.object({
   FANOUT_BUDGET_MS: int(1).default(1500),
   /** Most messages replayed on subscribe; also how many stream positions Redis keeps per thread. */
   REPLAY_LIMIT: int(1, 1000).default(200),
+  /** How long GET /api/health answers from its last probe of the tiers. */
+  HEALTH_CACHE_SECONDS: int(0, 300).default(5),
+  MAX_CONNECTIONS_PER_USER: int(1).default(20),
+  MAX_SUBSCRIPTIONS_PER_CONNECTION: int(1).default(50),
 
   JWT_SECRET: optionalString,
   JWT_JWKS_URL: optionalString,
@@ -107,6 +118,27 @@ const schema = fields.superRefine((env, ctx) => {
   }
   if (env.JWT_SECRET !== undefined && env.JWT_SECRET.length < 32) {
     ctx.addIssue({ code: "custom", path: ["JWT_SECRET"], message: "must be at least 32 characters" });
+  }
+  if (env.JWT_SECRET === LOCAL_DEVELOPMENT_JWT_SECRET && !DEVELOPMENT_ENVIRONMENTS.has(env.APP_ENV)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["JWT_SECRET"],
+      message: `is the public local development secret; refused with APP_ENV=${env.APP_ENV} (only local or test)`,
+    });
+  }
+  if (env.JWT_SECRET !== undefined && env.JWT_JWKS_URL !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["JWT_SECRET"],
+      message: "set JWT_SECRET or JWT_JWKS_URL, not both (which tokens to trust must be unambiguous)",
+    });
+  }
+  if (env.APP_ENV === "prod" && env.JWT_JWKS_URL !== undefined && env.JWT_AUDIENCE === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["JWT_AUDIENCE"],
+      message: "is required in prod with JWT_JWKS_URL: without it any token of the provider is accepted",
+    });
   }
   if (
     env.DATABASE_URL === undefined &&

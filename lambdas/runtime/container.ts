@@ -321,11 +321,16 @@ export const subscriptionService = once(
         verifier: verifier(),
         access: await threadAccess(),
         reader: await historyReader(),
+        rateLimiter: await rateLimiter(),
         settled: settled(),
         clock,
         diagnostics,
       },
-      { replayLimit: config().REPLAY_LIMIT },
+      {
+        replayLimit: config().REPLAY_LIMIT,
+        maxConnectionsPerUser: config().MAX_CONNECTIONS_PER_USER,
+        maxSubscriptionsPerConnection: config().MAX_SUBSCRIPTIONS_PER_CONNECTION,
+      },
     ),
 );
 

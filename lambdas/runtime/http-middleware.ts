@@ -92,10 +92,13 @@ const httpErrors = (): HttpMiddleware => ({
   },
 });
 
-const authenticate = (): HttpMiddleware => ({
+/** `optional`: a request without an Authorization header goes on anonymously; a bad token is still 401. */
+const authenticate = (mode: "required" | "optional"): HttpMiddleware => ({
   before: async (request) => {
     request.event.headers = lowerCaseKeys(request.event.headers) as APIGatewayProxyEventV2["headers"];
-    request.event.principal = await tokenVerifier().verify(bearerToken(request.event.headers.authorization));
+    const header = request.event.headers.authorization;
+    if (mode === "optional" && header === undefined) return;
+    request.event.principal = await tokenVerifier().verify(bearerToken(header));
     logger.appendKeys({ userId: request.event.principal.userId });
   },
 });
@@ -106,7 +109,7 @@ const jsonBody = (mode: HttpRouteOptions["body"]): HttpMiddleware => ({
   },
 });
 
-export const httpHandler = (route: HttpRoute, options: HttpRouteOptions) =>
+const stack = (options: HttpRouteOptions, auth: "required" | "optional") =>
   middy<HttpEvent, APIGatewayProxyStructuredResultV2>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(logMetrics(metrics))
@@ -119,17 +122,31 @@ export const httpHandler = (route: HttpRoute, options: HttpRouteOptions) =>
       },
     })
     .use(httpErrors())
-    .use(authenticate())
-    .use(jsonBody(options.body))
-    .handler(async (event) => {
-      if (event.principal === undefined) throw new UnauthorizedError();
-      const result = await route({
-        principal: event.principal,
-        body: event.parsedBody,
-        params: event.pathParameters ?? {},
-        query: event.queryStringParameters ?? {},
-        headers: event.headers,
-        requestId: event.requestContext.requestId,
-      });
-      return jsonResponse(result.status, result.body, result.headers);
-    });
+    .use(authenticate(auth))
+    .use(jsonBody(options.body));
+
+const requestOf = (event: HttpEvent) => ({
+  body: event.parsedBody,
+  params: event.pathParameters ?? {},
+  query: event.queryStringParameters ?? {},
+  headers: event.headers,
+  requestId: event.requestContext.requestId,
+});
+
+export const httpHandler = (route: HttpRoute, options: HttpRouteOptions) =>
+  stack(options, "required").handler(async (event) => {
+    if (event.principal === undefined) throw new UnauthorizedError();
+    const result = await route({ principal: event.principal, ...requestOf(event) });
+    return jsonResponse(result.status, result.body, result.headers);
+  });
+
+/** A route callers may use without a token (the gateway attaches no authorizer to it either). */
+export type PublicHttpRoute = (
+  request: Omit<HttpRequest, "principal"> & { readonly principal: Principal | undefined },
+) => Promise<HttpResult>;
+
+export const publicHttpHandler = (route: PublicHttpRoute, options: HttpRouteOptions) =>
+  stack(options, "optional").handler(async (event) => {
+    const result = await route({ principal: event.principal, ...requestOf(event) });
+    return jsonResponse(result.status, result.body, result.headers);
+  });

@@ -77,6 +77,7 @@ export const wsRouteHandler = (route: WsRoute) =>
       if (failure.status >= 500) logger.error("websocket request failed", { error: error as Error });
       else logger.info("websocket request rejected", { code: failure.code });
       await subscriptions.reject(connectionId, errorFrame(errorBody(failure, requestId)));
+      if (failure.code === "token_expired") await subscriptions.close(connectionId);
     }
     return { statusCode: 200 };
   });

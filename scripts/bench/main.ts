@@ -21,7 +21,14 @@ import { type Summary, summarize } from "./stats.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const { values: args } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, out: { type: "string", default: "bench-results" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    out: { type: "string", default: "bench-results" },
+    /** Only these offered rates (comma-separated), e.g. to compare two builds at 300 and 1,000 msg/s. */
+    rates: { type: "string" },
+    /** Only these modes (comma-separated: queued, sync). */
+    modes: { type: "string", default: "queued,sync" },
+  },
 });
 
 const PLAN = args.quick
@@ -44,6 +51,8 @@ const PLAN = args.quick
       durationMs: 10_000,
       readRate: 50,
     };
+const ONLY_RATES = args.rates?.split(",").map(Number);
+const MODES = new Set(args.modes.split(","));
 const THREADS = 200;
 const SUBSCRIBED = 50;
 const SLOWDOWN_MS = 20;
@@ -72,6 +81,8 @@ export interface StepReport {
   readonly reads: Summary;
   readonly readHitRate: number;
   readonly postgresRoundTripsPerMessage: number;
+  /** Statements the API process sent to PostgreSQL per accepted message (accepts and reads). */
+  readonly apiPostgresQueriesPerMessage: number;
   readonly rowsPerClickHouseInsert: number;
   /** How late the generator sent requests (its own share of the latencies). */
   readonly sendLateness: Summary;
@@ -104,6 +115,7 @@ const transactions = async (): Promise<number> => {
 };
 
 const round2 = (x: number): number => Math.round(x * 100) / 100;
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -213,6 +225,8 @@ const runStep = async (
         ? Number.NaN
         : result.readHits / (result.readHits + result.readMisses),
     postgresRoundTripsPerMessage: ids.length === 0 ? Number.NaN : (txAfter - txBefore) / ids.length,
+    apiPostgresQueriesPerMessage:
+      ids.length === 0 ? Number.NaN : round3((during.api.pgQueries - before.api.pgQueries) / ids.length),
     rowsPerClickHouseInsert: inserts === 0 ? Number.NaN : ids.length / inserts,
     sendLateness: summarize(result.sendLateness),
     cpuPerMessageMs: {
@@ -230,7 +244,8 @@ const runStep = async (
   };
   console.log(
     `accept p50 ${report.accept.p50} p99 ${report.accept.p99} max ${report.accept.max} ms, ` +
-      `${report.achievedPerSecond}/s, failed ${report.failed}, persist lag p99 ${report.persistLag.p99} ms`,
+      `${report.achievedPerSecond}/s, failed ${report.failed}, persist lag p99 ${report.persistLag.p99} ms, ` +
+      `API PostgreSQL statements ${report.apiPostgresQueriesPerMessage}/msg`,
   );
   return { report, accepted: result.accepted };
 };
@@ -291,8 +306,16 @@ const main = async (): Promise<void> => {
   await ensurePostgres(DATABASE_URL, { recreate: true });
   await ensureClickHouse(CLICKHOUSE, { recreate: true });
   const started = new Date();
-  const queued = await runMode("queued", PLAN.queued);
-  const sync = await runMode("sync", PLAN.sync);
+  const rates = (planned: readonly number[]) => ONLY_RATES ?? planned;
+  const skipped = (mode: "queued" | "sync"): ModeReport => ({
+    mode,
+    steps: [],
+    slowed: [],
+    maxRateWithin10ms: 0,
+    ledger: { accepted: 0, inPostgres: 0, inClickHouse: 0 },
+  });
+  const queued = MODES.has("queued") ? await runMode("queued", rates(PLAN.queued)) : skipped("queued");
+  const sync = MODES.has("sync") ? await runMode("sync", rates(PLAN.sync)) : skipped("sync");
   console.log("\nbundles");
   const bundles = await measureBundles();
   const result: BenchResult = {

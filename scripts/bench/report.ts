@@ -46,6 +46,11 @@ export const evaluateTargets = (r: BenchResult): Target[] => {
       at.postgresRoundTripsPerMessage <= 0.05,
     );
     add(
+      "≤ 0.05 PostgreSQL statements per message from the API process (accepts and reads, at 1,000 msg/s)",
+      fmt(at.apiPostgresQueriesPerMessage, 3),
+      at.apiPostgresQueriesPerMessage <= 0.05,
+    );
+    add(
       "≥ 1,000 rows per ClickHouse insert (at 1,000 msg/s)",
       fmt(at.rowsPerClickHouseInsert, 0),
       at.rowsPerClickHouseInsert >= 1000,
@@ -173,9 +178,10 @@ const stepTable = (steps: readonly StepReport[]): string[] => [
     "WS delivery p50 / p99",
     "reads p50 / p99, hits",
     "PG round trips / msg",
+    "API PG statements / msg",
     "rows / CH insert",
   ]),
-  row(Array.from({ length: 10 }, () => "---")),
+  row(Array.from({ length: 11 }, () => "---")),
   ...steps.map((s) =>
     row([
       `${s.rate}${s.slowedPostgresMs ? ` (PG +${s.slowedPostgresMs} ms)` : ""}`,
@@ -187,6 +193,7 @@ const stepTable = (steps: readonly StepReport[]): string[] => [
       `${fmt(s.delivery.p50)} / ${fmt(s.delivery.p99)}`,
       `${fmt(s.reads.p50)} / ${fmt(s.reads.p99)}, ${fmt(s.readHitRate * 100, 0)}%`,
       fmt(s.postgresRoundTripsPerMessage, 3),
+      fmt(s.apiPostgresQueriesPerMessage, 3),
       fmt(s.rowsPerClickHouseInsert, 0),
     ]),
   ),

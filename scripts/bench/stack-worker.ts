@@ -8,12 +8,21 @@
  * Driven over IPC: "stats" answers with counters, CPU use and event-loop delay; "stop" shuts down.
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import pg from "pg";
 import { startSqsEndpoint } from "../local-stack/sqs-endpoint.ts";
 import { type LocalStack, startLocalStack } from "../local-stack/stack.ts";
 import { LOOP_RESOLUTION_MS, loopDelaySummary } from "./stats.ts";
 
 const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
 loopDelay.enable();
+
+/** Statements this process sent to PostgreSQL (the API's cost per accepted message). */
+let pgQueries = 0;
+const query = pg.Pool.prototype.query;
+pg.Pool.prototype.query = function (this: pg.Pool, ...args: unknown[]) {
+  pgQueries++;
+  return (query as (...a: unknown[]) => unknown).apply(this, args);
+} as typeof query;
 
 export interface ConsumerPlan {
   readonly batchSize: number;
@@ -38,6 +47,8 @@ export type StackWorkerReply =
       analytics: Record<string, number>;
       /** CPU time this process used so far, all threads (ms). */
       cpuMs: number;
+      /** PostgreSQL statements this process sent so far. */
+      pgQueries: number;
       /** Event-loop delay since the previous stats request (ms). */
       loopDelay: { p50: number; p99: number; max: number };
     }
@@ -84,6 +95,7 @@ process.once("message", async (config: StackWorkerConfig) => {
         persist: { ...(running.stack?.eventSources.persist.stats ?? {}) },
         analytics: { ...(running.stack?.eventSources.analytics.stats ?? {}) },
         cpuMs: (cpu.user + cpu.system) / 1000,
+        pgQueries,
         loopDelay: loopDelaySummary(loopDelay),
       });
       loopDelay.reset();

@@ -1,3 +1,5 @@
+import { LOCAL_DEVELOPMENT_JWT_SECRET } from "../../lambdas/runtime/config.ts";
+
 /** What the handlers see locally unless the environment or the caller says otherwise. */
 export const LOCAL_DEFAULTS: Readonly<Record<string, string>> = {
   APP_ENV: "local",
@@ -8,7 +10,7 @@ export const LOCAL_DEFAULTS: Readonly<Record<string, string>> = {
   CLICKHOUSE_DATABASE: "chat",
   CLICKHOUSE_USER: "default",
   CLICKHOUSE_PASSWORD: "",
-  JWT_SECRET: "local-development-secret-do-not-use-in-aws",
+  JWT_SECRET: LOCAL_DEVELOPMENT_JWT_SECRET,
   LOG_LEVEL: "WARN",
   RETRY_BASE_DELAY_SECONDS: "1",
   RETRY_MAX_DELAY_SECONDS: "10",

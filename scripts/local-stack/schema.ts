@@ -6,6 +6,7 @@ import pg from "pg";
 import { createClickHouseClient } from "../../lambdas/adapters/clickhouse/client.ts";
 import { migrateClickHouse } from "../../lambdas/adapters/clickhouse/migrate.ts";
 import { migratePostgres } from "../../lambdas/adapters/postgres/migrate.ts";
+import { applyRoleSettings } from "../../lambdas/adapters/postgres/session-settings.ts";
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -34,7 +35,11 @@ export const ensurePostgres = async (
   const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
   await client.connect();
   try {
-    return await migratePostgres(client);
+    const applied = await migratePostgres(client);
+    // As the deploy step does for the application's role: server-side limits, not startup options.
+    const { rows } = await client.query<{ role: string }>("SELECT current_user AS role");
+    await applyRoleSettings(client, rows[0]?.role as string, database);
+    return applied;
   } finally {
     await client.end();
   }

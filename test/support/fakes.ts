@@ -191,9 +191,11 @@ export class FakeConnectionRegistry extends TierFake<keyof ConnectionRegistry> i
     super("redis");
   }
 
-  async register(connection: Connection): Promise<void> {
+  async register(connection: Connection): Promise<number> {
     this.enter("register", connection);
     this.connections.set(connection.connectionId, connection);
+    return [...this.connections.values()].filter((c) => c.principal.userId === connection.principal.userId)
+      .length;
   }
 
   async get(connectionId: string): Promise<Connection | null> {
@@ -201,11 +203,12 @@ export class FakeConnectionRegistry extends TierFake<keyof ConnectionRegistry> i
     return this.connections.get(connectionId) ?? null;
   }
 
-  async subscribe(connectionId: string, threadId: string): Promise<void> {
+  async subscribe(connectionId: string, threadId: string): Promise<number> {
     this.enter("subscribe", connectionId, threadId);
     const threads = this.connectionThreads.get(connectionId) ?? new Set<string>();
     threads.add(threadId);
     this.connectionThreads.set(connectionId, threads);
+    return threads.size;
   }
 
   async unsubscribe(connectionId: string, threadId: string): Promise<void> {
@@ -627,8 +630,10 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
 // ------------------------------------------------------------------ API Gateway: notifier
 
 /** Records frames per connection; connections in `gone` answer "gone", in `failing` throw. */
-export class FakeConnectionNotifier extends TierFake<"send"> implements ConnectionNotifier {
+export class FakeConnectionNotifier extends TierFake<"send" | "disconnect"> implements ConnectionNotifier {
   readonly frames = new Map<string, string[]>();
+  /** Connections closed through the Management API. */
+  readonly closed: string[] = [];
   readonly gone = new Set<string>();
   readonly failing = new Set<string>();
   /** Called on every send before it is answered (to observe state at that moment). */
@@ -649,6 +654,11 @@ export class FakeConnectionNotifier extends TierFake<"send"> implements Connecti
     return "sent";
   }
 
+  async disconnect(connectionId: string): Promise<void> {
+    this.enter("disconnect", connectionId);
+    this.closed.push(connectionId);
+  }
+
   framesFor(connectionId: string): string[] {
     return this.frames.get(connectionId) ?? [];
   }
@@ -667,6 +677,7 @@ export interface PendingSend {
 
 /** A notifier whose sends stay in flight until the test releases them. */
 export class GatedNotifier implements ConnectionNotifier {
+  async disconnect(): Promise<void> {}
   readonly pending: PendingSend[] = [];
   readonly started: string[] = [];
   inFlight = 0;
@@ -1134,8 +1145,8 @@ export const createWorld = (options: WorldOptions = {}) => {
     diagnostics,
   });
   const subscriptionService = new SubscriptionService(
-    { registry, cache, notifier, verifier, access, reader, settled, clock, diagnostics },
-    { replayLimit: options.replayLimit ?? 100 },
+    { registry, cache, notifier, verifier, access, reader, rateLimiter, settled, clock, diagnostics },
+    { replayLimit: options.replayLimit ?? 100, maxConnectionsPerUser: 20, maxSubscriptionsPerConnection: 50 },
   );
   const persistService = new PersistService(
     { messages, analytics, cache, fanout, settled, clock, diagnostics },

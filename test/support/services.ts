@@ -3,13 +3,25 @@
  * script that provides the shared ones), on ports and a state folder of their own.
  */
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "./redis-server.ts";
 
 const run = promisify(execFile);
 const SCRIPT = path.resolve(import.meta.dirname, "../../scripts/services.sh");
-const STATE_DIR = path.resolve(import.meta.dirname, "../../.local/fault-tests");
+/**
+ * Under the temp folder, not the clone: the postgres user must reach a private server's data
+ * folder, and a clone may sit in a home directory with mode 700. One folder per clone.
+ */
+const STATE_DIR = path.join(
+  os.tmpdir(),
+  `chat-pipeline-fault-tests-${createHash("sha256")
+    .update(path.resolve(import.meta.dirname, "../.."))
+    .digest("hex")
+    .slice(0, 12)}`,
+);
 
 export class PrivateServer {
   private constructor(

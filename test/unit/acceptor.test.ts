@@ -261,6 +261,14 @@ describe("Acceptor.accept (queued mode)", () => {
     expect(result.message.role).toBe("system");
   });
 
+  it("refuses a service principal posting in the user's name (role user) before touching any tier", async () => {
+    const { w, thread } = setup();
+    const error = await caught(post(w, thread.id, "x", { principal: agent, role: "user" }));
+    expect(error).toMatchObject({ kind: "forbidden", code: "role_not_allowed" });
+    expect(w.cache.calls).toEqual([]);
+    expect(w.publisher.calls).toEqual([]);
+  });
+
   it.each(["assistant", "system"] as const)(
     "refuses a user posting a %s message with role_not_allowed (403) before touching any tier",
     async (role) => {

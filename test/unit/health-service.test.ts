@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { checkHealth, type TierCheck } from "../../lambdas/core/health-service.ts";
-import { createWorld } from "../support/fakes.ts";
+import { checkHealth, HealthMonitor, type TierCheck } from "../../lambdas/core/health-service.ts";
+import { createWorld, ManualClock } from "../support/fakes.ts";
 
 const setup = () => {
   const w = createWorld();
@@ -65,5 +65,33 @@ describe("checkHealth", () => {
       "queued",
     );
     expect(report).toMatchObject({ status: "down", errors: { odd: "plain string" } });
+  });
+});
+
+describe("HealthMonitor", () => {
+  it("probes at most once per period, shares a probe in flight, and does not keep a failed one", async () => {
+    const clock = new ManualClock();
+    let probes = 0;
+    let fail = false;
+    const monitor = new HealthMonitor(
+      async () => {
+        probes++;
+        if (fail) throw new Error("probe failed");
+        return { status: "ok", mode: "queued", tiers: {}, errors: {} };
+      },
+      clock,
+      5000,
+    );
+    await Promise.all([monitor.report(), monitor.report(), monitor.report()]);
+    expect(probes).toBe(1);
+    clock.advance(4999);
+    await monitor.report();
+    expect(probes).toBe(1);
+    clock.advance(1);
+    fail = true;
+    await expect(monitor.report()).rejects.toThrow("probe failed");
+    fail = false;
+    await monitor.report();
+    expect(probes).toBe(3);
   });
 });

@@ -410,3 +410,46 @@ describe("SubscriptionService: unsubscribe, ping, reject", () => {
     expect(w.diagnostics.messages()).toEqual(["could not send error frame"]);
   });
 });
+
+describe("SubscriptionService: limits and sessions", () => {
+  it("refuses a connection beyond the per-user limit, and forgets it", async () => {
+    const { w } = setup();
+    w.verifier.tokens.set("good", alice);
+    for (let i = 2; i <= 20; i++) await w.subscriptionService.connect(`conn-${i}`, "good");
+    const error = await caught(w.subscriptionService.connect("conn-21", "good"));
+    expect(error).toMatchObject({ kind: "rate_limited", code: "too_many_connections" });
+    expect(w.registry.connections.has("conn-21")).toBe(false);
+  });
+
+  it("refuses a subscription beyond the per-connection limit, and does not keep it", async () => {
+    const { w, connection } = setup();
+    const threads = Array.from({ length: 51 }, () => w.seedThread("alice"));
+    for (const t of threads.slice(0, 50)) await w.subscriptionService.subscribe(connection, t.id, {});
+    const last = threads[50]?.id as string;
+    const error = await caught(w.subscriptionService.subscribe(connection, last, {}));
+    expect(error).toMatchObject({ kind: "rate_limited", code: "too_many_subscriptions" });
+    expect(w.registry.connectionThreads.get(connection.connectionId)?.has(last)).toBe(false);
+  });
+
+  it("takes a subscribe from the user's request budget", async () => {
+    const { w, thread, connection } = setup();
+    w.rateLimiter.refuseFor = 3;
+    const error = await caught(w.subscriptionService.subscribe(connection, thread.id, {}));
+    expect(error).toMatchObject({ kind: "rate_limited", code: "rate_limited" });
+    expect(w.registry.isSubscribed(connection.connectionId, thread.id)).toBe(false);
+  });
+
+  it("refuses every action once the connection's token has expired, and closes the connection", async () => {
+    const { w } = setup();
+    const expiring = { ...alice, expiresAt: w.clock.now() + 60_000 };
+    w.verifier.tokens.set("short", expiring);
+    await w.subscriptionService.connect("conn-x", "short");
+    expect((await w.subscriptionService.connection("conn-x")).principal).toEqual(expiring);
+    w.clock.advance(60_000);
+    const error = await caught(w.subscriptionService.connection("conn-x"));
+    expect(error).toMatchObject({ kind: "unauthenticated", code: "token_expired" });
+    await w.subscriptionService.close("conn-x");
+    expect(w.notifier.closed).toEqual(["conn-x"]);
+    expect(w.registry.connections.has("conn-x")).toBe(false);
+  });
+});

@@ -2,6 +2,7 @@
 import {
   ApiGatewayManagementApiClient,
   type ApiGatewayManagementApiClientConfig,
+  DeleteConnectionCommand,
   GoneException,
   PostToConnectionCommand,
 } from "@aws-sdk/client-apigatewaymanagementapi";
@@ -41,6 +42,16 @@ export class ApiGatewayConnectionNotifier implements ConnectionNotifier {
       } catch (error) {
         if (error instanceof GoneException) return "gone";
         throw error;
+      }
+    });
+  }
+
+  disconnect(connectionId: string): Promise<void> {
+    return this.guard.run(async () => {
+      try {
+        await this.client.send(new DeleteConnectionCommand({ ConnectionId: connectionId }));
+      } catch (error) {
+        if (!(error instanceof GoneException)) throw error;
       }
     });
   }

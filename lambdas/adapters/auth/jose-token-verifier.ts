@@ -94,9 +94,14 @@ export class JoseTokenVerifier implements TokenVerifier {
     if (typeof sub !== "string" || sub.length === 0 || sub.length > 256) {
       throw new UnauthorizedError("Token subject is missing or invalid");
     }
-    const principal: Principal = { userId: sub, roles: rolesFrom(payload, this.options.rolesClaim) };
     // exp is required above; the clock tolerance is not extended by the cache.
-    this.verified.set(token, { principal, expiresAtMs: (payload.exp as number) * 1000 });
+    const expiresAtMs = (payload.exp as number) * 1000;
+    const principal: Principal = {
+      userId: sub,
+      roles: rolesFrom(payload, this.options.rolesClaim),
+      expiresAt: expiresAtMs,
+    };
+    this.verified.set(token, { principal, expiresAtMs });
     if (this.verified.size > CACHE_SIZE) {
       const oldest = this.verified.keys().next().value;
       if (oldest !== undefined) this.verified.delete(oldest);

@@ -1,7 +1,9 @@
 /**
  * The PostgreSQL pool of one Lambda instance: a handful of connections (RDS Proxy multiplexes
  * them), no session state and only unnamed statements, so the proxy never pins a connection.
- * Every query has a server-side statement timeout and a client-side query timeout.
+ * No startup parameters but the application name: RDS Proxy (and PgBouncer) refuse others such as
+ * `statement_timeout`. The server-side statement timeout is a setting of the application's role
+ * (session-settings.ts); the client gives up on a query a little after it.
  */
 import pg from "pg";
 
@@ -30,7 +32,6 @@ export const pgPoolConfig = (options: PgPoolOptions): pg.PoolConfig => ({
   max: options.max,
   connectionTimeoutMillis: options.connectTimeoutMs,
   idleTimeoutMillis: 30_000,
-  statement_timeout: options.statementTimeoutMs,
   query_timeout: options.statementTimeoutMs + 500,
   keepAlive: true,
   application_name: options.applicationName,

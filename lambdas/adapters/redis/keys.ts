@@ -28,4 +28,6 @@ export class RedisKeys {
   connection = (connectionId: string): string => `${this.prefix}{c:${connectionId}}`;
   connectionThreads = (connectionId: string): string => `${this.prefix}{c:${connectionId}}:threads`;
   rateLimit = (principalId: string): string => `${this.prefix}{rl:${principalId}}`;
+  /** A user's open WebSocket connections, score = when the entry expires (ms). */
+  userConnections = (userId: string): string => `${this.prefix}{u:${userId}}:conns`;
 }

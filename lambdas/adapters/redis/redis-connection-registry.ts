@@ -18,10 +18,17 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
     private readonly ttlSeconds: number,
   ) {}
 
-  register(connection: Connection): Promise<void> {
+  register(connection: Connection): Promise<number> {
     const record = JSON.stringify({ p: connection.principal, at: connection.connectedAt });
+    const mine = this.keys.userConnections(connection.principal.userId);
+    const expires = connection.connectedAt + this.ttlSeconds * 1000;
     return this.guard.run(async () => {
       await this.client.set(this.keys.connection(connection.connectionId), record, "EX", this.ttlSeconds);
+      // Entries of connections that ended without a $disconnect expire with their records.
+      await this.client.zremrangebyscore(mine, "-inf", connection.connectedAt);
+      await this.client.zadd(mine, expires, connection.connectionId);
+      await this.client.expire(mine, this.ttlSeconds);
+      return this.client.zcard(mine);
     });
   }
 
@@ -34,11 +41,12 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
     });
   }
 
-  subscribe(connectionId: string, threadId: string): Promise<void> {
+  subscribe(connectionId: string, threadId: string): Promise<number> {
     const threads = this.keys.connectionThreads(connectionId);
     return this.guard.run(async () => {
       await this.client.sadd(threads, threadId);
       await this.client.expire(threads, this.ttlSeconds);
+      return this.client.scard(threads);
     });
   }
 
@@ -53,9 +61,14 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
 
   remove(connectionId: string): Promise<void> {
     return this.guard.run(async () => {
-      const threads = await this.client.smembers(this.keys.connectionThreads(connectionId));
+      const [threads, raw] = await Promise.all([
+        this.client.smembers(this.keys.connectionThreads(connectionId)),
+        this.client.get(this.keys.connection(connectionId)),
+      ]);
+      const owner = raw === null ? undefined : (JSON.parse(raw) as { p: Principal }).p.userId;
       await Promise.all([
         ...threads.map((threadId) => this.client.srem(this.keys.threadSubscribers(threadId), connectionId)),
+        ...(owner !== undefined ? [this.client.zrem(this.keys.userConnections(owner), connectionId)] : []),
         this.client.del(this.keys.connection(connectionId), this.keys.connectionThreads(connectionId)),
       ]);
     });

@@ -23,6 +23,7 @@ import * as z from "zod";
 import { createClickHouseClient } from "../../adapters/clickhouse/client.ts";
 import { migrateClickHouse } from "../../adapters/clickhouse/migrate.ts";
 import { migratePostgres } from "../../adapters/postgres/migrate.ts";
+import { applyRoleSettings } from "../../adapters/postgres/session-settings.ts";
 import { readSecretJson } from "../../adapters/secrets.ts";
 import { SERVICE_NAME } from "../../runtime/metric-names.ts";
 
@@ -124,6 +125,7 @@ export const ensureAppRole = async (
     `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM ${role}`,
   ];
   for (const statement of statements) await client.query(statement);
+  await applyRoleSettings(client, app.username, database);
 };
 
 export const postgresMigrator = async (target: PostgresTarget): Promise<number[]> => {
