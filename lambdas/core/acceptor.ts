@@ -135,7 +135,7 @@ export class Acceptor {
     ]);
     if (admission.status === "rejected") {
       if (reserved.status === "fulfilled" && reserved.value?.kind === "reserved") {
-        await this.release(attempt, reserved.value.seq, { kind: "abandoned" });
+        await this.release(attempt, reserved.value, { kind: "abandoned" });
       }
       throw admission.reason;
     }
@@ -143,7 +143,7 @@ export class Acceptor {
     const reservation = reserved.value;
     if (reservation === null) return this.acceptWithoutCache(attempt);
     if (reservation.kind === "replay") {
-      return this.replay(
+      return await this.replay(
         attempt,
         reservation.message,
         this.deps.writer.mode === "sync" ? "committed" : "queued",
@@ -243,11 +243,11 @@ export class Acceptor {
       );
       if (earlier !== null) {
         if (fingerprintOf(earlier.message) !== attempt.fingerprint) {
-          await this.release(attempt, reservation.seq, { kind: "abandoned" });
+          await this.release(attempt, reservation, { kind: "abandoned" });
           throw keyReused();
         }
-        await this.release(attempt, reservation.seq, { kind: "replayed", message: earlier.message });
-        return this.replay(attempt, earlier.message, "committed");
+        await this.release(attempt, reservation, { kind: "replayed", message: earlier.message });
+        return await this.replay(attempt, earlier.message, "committed");
       }
     }
     const draft = this.draft(attempt, reservation.createdAtMs);
@@ -257,16 +257,16 @@ export class Acceptor {
       written = await this.deps.writer.write(message, thread.owner_id, attempt.watch);
     } catch (error) {
       if (error instanceof WriteFailedError) {
-        await this.release(attempt, reservation.seq, { kind: error.maybeStored ? "unknown" : "abandoned" });
+        await this.release(attempt, reservation, { kind: error.maybeStored ? "unknown" : "abandoned" });
         throw this.unavailable(attempt, error);
       }
-      await this.release(attempt, reservation.seq, { kind: "abandoned" });
+      await this.release(attempt, reservation, { kind: "abandoned" });
       throw error;
     }
     if (written.stored !== undefined) message = written.stored;
     const settled = this.deps.settled();
     const stored = await this.store(attempt, message, thread.owner_id, written.durability === "queued");
-    if (stored?.kind === "replay") return this.replay(attempt, stored.message, written.durability);
+    if (stored?.kind === "replay") return await this.replay(attempt, stored.message, written.durability);
     const visible = stored?.kind === "visible" ? stored : null;
     const position = visible === null ? null : { ...visible.position, settled };
     const delivery =
@@ -300,7 +300,7 @@ export class Acceptor {
         .catch(unavailableAs("Cache and database both unavailable", retryWith));
       if (earlier !== null) {
         if (fingerprintOf(earlier.message) !== attempt.fingerprint) throw keyReused();
-        return this.replay(attempt, earlier.message, "committed");
+        return await this.replay(attempt, earlier.message, "committed");
       }
     }
     let written: Written & { message: Message };
@@ -319,12 +319,12 @@ export class Acceptor {
     }
     if (written.stored !== undefined) {
       if (fingerprintOf(written.stored) !== attempt.fingerprint) throw keyReused();
-      return this.replay(attempt, written.stored, "committed");
+      return await this.replay(attempt, written.stored, "committed");
     }
     const message = written.message;
     const settled = this.deps.settled();
     const stored = await this.store(attempt, message, thread.owner_id, false, false);
-    if (stored?.kind === "replay") return this.replay(attempt, stored.message, "committed");
+    if (stored?.kind === "replay") return await this.replay(attempt, stored.message, "committed");
     const visible = stored?.kind === "visible" ? stored : null;
     const position = visible === null ? null : { ...visible.position, settled };
     return {
@@ -356,6 +356,7 @@ export class Acceptor {
       fingerprint: attempt.fingerprint,
       token: attempt.token,
       queued,
+      keyed: attempt.clientSupplied,
     };
     for (let tries = 0; ; tries++) {
       try {
@@ -387,9 +388,10 @@ export class Acceptor {
 
   private release(
     attempt: Attempt,
-    seq: number,
+    reservation: Pick<Reserved, "seq" | "createdAtMs">,
     outcome: Parameters<MessageCache["release"]>[0]["outcome"],
   ): Promise<void> {
+    const { seq, createdAtMs } = reservation;
     return bestEffort(
       this.deps.diagnostics,
       "could not release reservation",
@@ -401,6 +403,7 @@ export class Acceptor {
           idempotencyKey: attempt.key,
           token: attempt.token,
           fingerprint: attempt.fingerprint,
+          createdAtMs,
           outcome,
         }),
       undefined,
@@ -422,8 +425,16 @@ export class Acceptor {
     };
   }
 
-  /** The original message of the key (the reservation or PostgreSQL authorised the thread). */
-  private replay(attempt: Attempt, message: Message, durability: AcceptResult["durability"]): AcceptResult {
+  /**
+   * The original message of the key (the reservation or PostgreSQL authorised the thread); when the
+   * hot tier no longer holds it, it is read by its id.
+   */
+  private async replay(
+    attempt: Attempt,
+    original: Message | null,
+    durability: AcceptResult["durability"],
+  ): Promise<AcceptResult> {
+    const message = original ?? (await this.originalById(attempt));
     return {
       message,
       replayed: true,
@@ -434,6 +445,23 @@ export class Acceptor {
       position: null,
       timings: [...attempt.watch.timings, attempt.watch.total()],
     };
+  }
+
+  private async originalById(attempt: Attempt): Promise<Message> {
+    const found =
+      (await bestEffort(
+        this.deps.diagnostics,
+        "cache unavailable for replay",
+        { messageId: attempt.id },
+        () => this.deps.cache.getMessage(attempt.id),
+        null,
+      )) ??
+      (await attempt.watch
+        .time("db", () => this.deps.messages.findById(attempt.id))
+        .catch(unavailableAs("Message store unavailable", { clientMessageId: attempt.clientMessageId })));
+    // Answered already, but on its way to PostgreSQL and no longer cached: ask again shortly.
+    if (found === null) throw requestInProgress();
+    return found.message;
   }
 
   private unavailable(attempt: Attempt, error: WriteFailedError): ServiceUnavailableError {

@@ -31,8 +31,8 @@ export type Reservation =
   | { readonly kind: "mismatch" }
   /** Another try of the key holds the reservation and is still within its lease. */
   | { readonly kind: "in_progress" }
-  /** The key's message is visible already: this is the original. */
-  | { readonly kind: "replay"; readonly thread: Thread; readonly message: Message }
+  /** The key's message is visible already: this is the original (null: read it by its id). */
+  | { readonly kind: "replay"; readonly thread: Thread; readonly message: Message | null }
   | {
       readonly kind: "reserved";
       readonly thread: Thread;
@@ -64,8 +64,8 @@ export type StoreResult =
       /** Connections following the thread, read atomically with the position. */
       readonly subscribers: readonly string[];
     }
-  /** Another try of the key made the message visible first: this one is a replay. */
-  | { readonly kind: "replay"; readonly message: Message }
+  /** Another try of the key made the message visible first: this one is a replay (null: read it by id). */
+  | { readonly kind: "replay"; readonly message: Message | null }
   /** The hot tier lost the thread's state since the reservation. */
   | { readonly kind: "lost" };
 
@@ -132,9 +132,17 @@ export interface MessageCache {
    * reservation resolves and the stream position advances. `queued`: PostgreSQL may not have it
    * yet, so the hot tier keeps it until the persist consumer confirms.
    */
+  /** `keyed`: the client chose the key (it has a record; a key the server made up has none). */
   store(
     message: Message,
-    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; token: string; queued: boolean },
+    ctx: {
+      ownerId: string;
+      idempotencyKey: string;
+      fingerprint: string;
+      token: string;
+      queued: boolean;
+      keyed: boolean;
+    },
   ): Promise<StoreResult>;
   release(input: {
     threadId: string;
@@ -142,6 +150,8 @@ export interface MessageCache {
     idempotencyKey: string;
     token: string;
     fingerprint: string;
+    /** The reservation's created_at_ms (a record made for an unknown outcome keeps it). */
+    createdAtMs: number;
     outcome: ReleaseOutcome;
   }): Promise<void>;
   /** Rows at or above the floor for a history query, with the floor and the position; null: no state. */

@@ -124,6 +124,7 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         fingerprint: a.input.fingerprint,
         token: a.input.token,
         queued,
+        keyed: a.input.clientSupplied,
       });
 
     /** Reserves and stores one message; returns it with where it became visible. */
@@ -238,6 +239,7 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
       idempotencyKey: a.input.idempotencyKey,
       token: a.input.token,
       fingerprint: a.input.fingerprint,
+      createdAtMs: a.input.nowMs,
     });
 
     describe("one message per key", () => {
@@ -315,9 +317,33 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         const r = await reserve(a);
         const original = messageOf(a, r.seq - 7, r.createdAtMs);
         await h.cache.release({ ...releaseOf(a, r.seq), outcome: { kind: "replayed", message: original } });
+        // Not in the hot tier's index: the caller reads it by its id.
         expect(await h.cache.reserve({ ...a.input, token: randomUUID() })).toMatchObject({
           kind: "replay",
-          message: original,
+          message: null,
+        });
+      });
+
+      it("keeps no record for a key the server made up, unless its outcome is unknown", async () => {
+        const a = attempt({ clientSupplied: false });
+        const r = await reserve(a);
+        const m = messageOf(a, r.seq, r.createdAtMs);
+        expect((await store(a, m)).kind).toBe("visible");
+        // No record was kept: a later use of the key (by a client) starts afresh.
+        const later = await h.cache.reserve({ ...a.input, token: randomUUID(), clientSupplied: true });
+        expect(later).toMatchObject({ kind: "reserved", takeover: false });
+        if (later.kind === "reserved") expect(later.seq).toBeGreaterThan(r.seq);
+
+        const b = attempt({ clientSupplied: false });
+        const rb = await reserve(b);
+        await h.cache.release({ ...releaseOf(b, rb.seq), outcome: { kind: "unknown" } });
+        // The client retries with the key the 503 named: it takes the reservation over.
+        const retry = await h.cache.reserve({ ...b.input, token: randomUUID(), clientSupplied: true });
+        expect(retry).toMatchObject({
+          kind: "reserved",
+          seq: rb.seq,
+          createdAtMs: rb.createdAtMs,
+          takeover: true,
         });
       });
 
@@ -470,6 +496,20 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
           kind: "replay",
           message: m,
         });
+      });
+
+      it("makes a message with a made-up key visible when it is not in the index, and only then", async () => {
+        const a = attempt({ clientSupplied: false });
+        const r = await reserve(a);
+        const m = messageOf(a, r.seq, r.createdAtMs);
+        const [late] = await h.cache.refresh([m]);
+        expect(late?.messages.map((x) => x.message)).toEqual([m]);
+        expect(await h.cache.refresh([m])).toEqual([]);
+        const b = attempt({ clientSupplied: false });
+        const rb = await reserve(b);
+        const mb = messageOf(b, rb.seq, rb.createdAtMs);
+        expect((await store(b, mb)).kind).toBe("visible");
+        expect(await h.cache.refresh([mb])).toEqual([]);
       });
 
       it("makes a message accepted without the hot tier visible (its key has no record)", async () => {

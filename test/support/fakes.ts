@@ -278,10 +278,14 @@ interface FakeThreadState {
   log: Map<number, number>;
 }
 
+/**
+ * A client's key (a key the server made up has none, unless its outcome became unknown). Complete
+ * records keep the seq, not the message: a replay reads it from the index, or by id.
+ */
 type IdemRecord =
   | { s: "p"; t: string; q: number; c: number; h: string; d: number; u: boolean }
   /** Visible: `t` and `p` are the try that made it visible and its position (absent when refreshed). */
-  | { s: "c"; h: string; m: Message; t?: string; p?: number };
+  | { s: "c"; h: string; q: number; t?: string; p?: number };
 
 const FAKE_SEQ_LANE = REDIS_SEQ_LANE;
 
@@ -366,10 +370,10 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     if (input.ownerId !== null && st.meta.owner_id !== input.ownerId) return { kind: "not_found" };
     const now = this.clock.now();
     const slot = idempotencySlot(input.threadId, input.idempotencyKey);
-    const rec = this.idempotency.get(slot);
+    const rec = input.clientSupplied ? this.idempotency.get(slot) : undefined;
     if (rec !== undefined) {
       if (rec.h !== input.fingerprint) return { kind: "mismatch" };
-      if (rec.s === "c") return { kind: "replay", thread: st.meta, message: rec.m };
+      if (rec.s === "c") return { kind: "replay", thread: st.meta, message: st.index.get(rec.q) ?? null };
       const reserved = (takeover: boolean) =>
         ({
           kind: "reserved",
@@ -392,15 +396,17 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     const seq = nextSeq(st.seq, now, FAKE_SEQ_LANE);
     st.seq = seq;
     st.pending.set(seq, now + this.options.persistBoundMs);
-    this.idempotency.set(slot, {
-      s: "p",
-      t: input.token,
-      q: seq,
-      c: input.nowMs,
-      h: input.fingerprint,
-      d: now + this.options.leaseMs,
-      u: false,
-    });
+    if (input.clientSupplied) {
+      this.idempotency.set(slot, {
+        s: "p",
+        t: input.token,
+        q: seq,
+        c: input.nowMs,
+        h: input.fingerprint,
+        d: now + this.options.leaseMs,
+        u: false,
+      });
+    }
     return {
       kind: "reserved",
       thread: st.meta,
@@ -413,28 +419,36 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
 
   async store(
     message: Message,
-    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; token: string; queued: boolean },
+    ctx: {
+      ownerId: string;
+      idempotencyKey: string;
+      fingerprint: string;
+      token: string;
+      queued: boolean;
+      keyed: boolean;
+    },
   ): Promise<StoreResult> {
     this.enter("store", message, ctx);
     this.byId.set(message.id, { message, ownerId: ctx.ownerId });
     const st = this.states.get(message.thread_id);
     if (st === undefined) return { kind: "lost" };
     const slot = idempotencySlot(message.thread_id, ctx.idempotencyKey);
-    const rec = this.idempotency.get(slot);
+    const rec = ctx.keyed ? this.idempotency.get(slot) : undefined;
     const subscribers = this.registry.subscribersOf(message.thread_id);
     if (rec?.s === "c") {
       // The same try repeating a call that timed out gets its own position back.
       if (rec.t === ctx.token && rec.p !== undefined) {
         return { kind: "visible", position: { epoch: st.epoch, pos: rec.p }, subscribers };
       }
-      return { kind: "replay", message: rec.m };
+      return { kind: "replay", message: st.index.get(rec.q) ?? null };
     }
     const now = this.clock.now();
     st.index.set(message.seq, message);
     st.pending.delete(message.seq);
     if (ctx.queued) st.unpersisted.set(message.seq, now + this.options.persistBoundMs);
     const pos = this.visible(st, message.seq);
-    this.idempotency.set(slot, { s: "c", h: ctx.fingerprint, m: message, t: ctx.token, p: pos });
+    if (ctx.keyed)
+      this.idempotency.set(slot, { s: "c", h: ctx.fingerprint, q: message.seq, t: ctx.token, p: pos });
     this.trim(st, now);
     return { kind: "visible", position: { epoch: st.epoch, pos }, subscribers };
   }
@@ -445,6 +459,7 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     idempotencyKey: string;
     token: string;
     fingerprint: string;
+    createdAtMs: number;
     outcome: ReleaseOutcome;
   }): Promise<void> {
     this.enter("release", input);
@@ -453,13 +468,25 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     const rec = this.idempotency.get(slot);
     const mine = rec?.s === "p" && rec.t === input.token;
     const { outcome } = input;
+    const now = this.clock.now();
     if (outcome.kind === "replayed") {
       st?.pending.delete(input.seq);
-      this.idempotency.set(slot, { s: "c", h: input.fingerprint, m: outcome.message });
+      this.idempotency.set(slot, { s: "c", h: input.fingerprint, q: outcome.message.seq });
     } else if (outcome.kind === "unknown") {
-      if (st?.pending.has(input.seq))
-        st.pending.set(input.seq, this.clock.now() + this.options.persistBoundMs);
+      if (st?.pending.has(input.seq)) st.pending.set(input.seq, now + this.options.persistBoundMs);
       if (mine && rec?.s === "p") rec.u = true;
+      else if (rec === undefined) {
+        // A key the server made up: the client retries with it, and takes the reservation over.
+        this.idempotency.set(slot, {
+          s: "p",
+          t: input.token,
+          q: input.seq,
+          c: input.createdAtMs,
+          h: input.fingerprint,
+          d: now + this.options.leaseMs,
+          u: true,
+        });
+      }
     } else {
       st?.pending.delete(input.seq);
       if (mine) this.idempotency.delete(slot);
@@ -540,16 +567,18 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
           idempotencyKey(m.user_id, m.client_message_id ?? `id:${m.id}`),
         );
         const rec = this.idempotency.get(slot);
+        const complete = rec?.s === "c";
         // Shown with another seq than PostgreSQL kept: corrected to the stored one.
-        const stale = rec?.s === "c" && rec.m.seq !== m.seq;
-        if (stale) st.index.delete(rec.m.seq);
-        if (rec === undefined || rec.s !== "c" || stale) {
+        const stale = rec?.s === "c" && rec.q !== m.seq;
+        if (stale) st.index.delete(rec.q);
+        // The index keeps every visible message until it is confirmed: not in it, not visible.
+        if (stale || (!complete && !st.index.has(m.seq))) {
           st.index.set(m.seq, m);
           st.pending.delete(m.seq);
           const pos = this.visible(st, m.seq);
           // A try still holding the key keeps it: its own store then answers with this position.
           const holder = rec?.s === "p" ? rec.t : undefined;
-          this.idempotency.set(slot, { s: "c", h: fingerprintOf(m), m, t: holder, p: pos });
+          this.idempotency.set(slot, { s: "c", h: fingerprintOf(m), q: m.seq, t: holder, p: pos });
           made.push({ message: m, pos });
         }
       }

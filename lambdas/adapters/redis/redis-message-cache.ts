@@ -72,6 +72,7 @@ export class RedisMessageCache implements MessageCache {
           o.persistBoundMs,
           o.ttlSeconds,
           o.idempotencyTtlSeconds * 1000,
+          thread.owner_id,
         ],
       );
     });
@@ -95,6 +96,7 @@ export class RedisMessageCache implements MessageCache {
           k.threadState(input.threadId),
           k.threadPending(input.threadId),
           k.idempotency(input.threadId, input.idempotencyKey),
+          k.threadMessages(input.threadId),
         ],
         [
           input.ownerId ?? "",
@@ -120,7 +122,11 @@ export class RedisMessageCache implements MessageCache {
         case 3:
           return { kind: "in_progress" };
         case 2:
-          return { kind: "replay", thread: JSON.parse(meta as string), message: JSON.parse(a as string) };
+          return {
+            kind: "replay",
+            thread: JSON.parse(meta as string),
+            message: a === undefined || a === "" ? null : (JSON.parse(a) as Message),
+          };
         default:
           return {
             kind: "reserved",
@@ -136,7 +142,14 @@ export class RedisMessageCache implements MessageCache {
 
   store(
     message: Message,
-    ctx: { ownerId: string; idempotencyKey: string; fingerprint: string; token: string; queued: boolean },
+    ctx: {
+      ownerId: string;
+      idempotencyKey: string;
+      fingerprint: string;
+      token: string;
+      queued: boolean;
+      keyed: boolean;
+    },
   ): Promise<StoreResult> {
     const k = this.keys;
     const o = this.options;
@@ -168,6 +181,7 @@ export class RedisMessageCache implements MessageCache {
             ctx.fingerprint,
             o.logSize,
             ctx.token,
+            ctx.keyed ? "1" : "0",
           ],
         ) as Promise<[number, ...unknown[]]>,
         this.client.set(
@@ -179,7 +193,12 @@ export class RedisMessageCache implements MessageCache {
       ]);
       const [kind, a, b, c] = reply;
       if (kind === 0) return { kind: "lost" };
-      if (kind === 2) return { kind: "replay", message: JSON.parse(a as string) as Message };
+      if (kind === 2) {
+        return {
+          kind: "replay",
+          message: a === "" || a === undefined ? null : (JSON.parse(a as string) as Message),
+        };
+      }
       return {
         kind: "visible",
         position: { pos: Number(a), epoch: String(b) },
@@ -194,9 +213,11 @@ export class RedisMessageCache implements MessageCache {
     idempotencyKey: string;
     token: string;
     fingerprint: string;
+    createdAtMs: number;
     outcome: ReleaseOutcome;
   }): Promise<void> {
     const { outcome } = input;
+    const now = this.clock.now();
     const code = outcome.kind === "abandoned" ? "a" : outcome.kind === "unknown" ? "u" : "r";
     return this.guard.run(async () => {
       await this.scripts.run(
@@ -209,10 +230,12 @@ export class RedisMessageCache implements MessageCache {
           seqArg(input.seq),
           input.token,
           code,
-          this.clock.now() + this.options.persistBoundMs,
-          outcome.kind === "replayed" ? serializeMessage(outcome.message) : "",
+          now + this.options.persistBoundMs,
+          outcome.kind === "replayed" ? seqArg(outcome.message.seq) : "",
           this.options.idempotencyTtlSeconds,
           input.fingerprint,
+          input.createdAtMs,
+          now + this.options.leaseMs,
         ],
       );
     });

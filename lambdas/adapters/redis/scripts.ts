@@ -62,7 +62,7 @@ end
 
 /**
  * KEYS: st. ARGV: thread JSON, last seq PostgreSQL has seen, genesis ("1"/"0"), new epoch id, now,
- * persist bound (ms), ttl (s), idempotency window (ms). Creates the hot state when there is none;
+ * persist bound (ms), ttl (s), idempotency window (ms), owner id. Creates the hot state when there is none;
  * otherwise only updates the thread record. A restored state (not genesis) starts a new epoch, its
  * index floor above everything allocated before, and — within the idempotency window of the
  * thread's last message — asks the accept path to check unknown keys against PostgreSQL.
@@ -73,14 +73,15 @@ export const INSTALL: ScriptDefinition = {
   lua: `${LIB}
 local st = KEYS[1]
 if redis.call('EXISTS', st) == 1 then
-  redis.call('HSET', st, 'meta', ARGV[1])
+  redis.call('HSET', st, 'meta', ARGV[1], 'own', ARGV[9])
   redis.call('EXPIRE', st, ARGV[7])
   return 0
 end
 local last = tonumber(ARGV[2])
 local now = tonumber(ARGV[5])
 if ARGV[3] == '1' then
-  redis.call('HSET', st, 'meta', ARGV[1], 'seq', fmt(last), 'pos', '0', 'ep', ARGV[4], 'floor', '0', 'idu', '0')
+  redis.call('HSET', st, 'meta', ARGV[1], 'own', ARGV[9], 'seq', fmt(last), 'pos', '0', 'ep', ARGV[4],
+    'floor', '0', 'idu', '0')
 else
   local floor = last + 1
   local clock = server_clock()
@@ -88,7 +89,7 @@ else
   local window = tonumber(ARGV[8])
   local idu = now + tonumber(ARGV[6])
   if math.floor(last / 1000) > now - window then idu = now + window end
-  redis.call('HSET', st, 'meta', ARGV[1], 'seq', fmt(floor - 1), 'pos', '0', 'ep', ARGV[4],
+  redis.call('HSET', st, 'meta', ARGV[1], 'own', ARGV[9], 'seq', fmt(floor - 1), 'pos', '0', 'ep', ARGV[4],
     'floor', fmt(floor), 'idu', fmt(idu))
 end
 redis.call('EXPIRE', st, ARGV[7])
@@ -97,58 +98,67 @@ return 1
 };
 
 /**
- * KEYS: st, pend, idem. ARGV: owner ("" = any), token, fingerprint, created_at_ms, now, lease
+ * KEYS: st, pend, idem, msgs. ARGV: owner ("" = any), token, fingerprint, created_at_ms, now, lease
  * deadline, pending deadline, ttl, idempotency ttl, client supplied ("1"/"0").
  * Returns {0} unknown thread | {4} not the owner's | {5} key used for other content | {3} in
- * progress | {2, meta, message} replay | {1, meta, seq, created_at_ms, takeover, verify}.
+ * progress | {2, meta, message or ""} replay ("": no longer cached, read it by id) |
+ * {1, meta, seq, created_at_ms, takeover, verify}.
+ * A key the server made up has no record (it cannot have been used); a client's key has a hash:
+ * s (p pending / c complete), t (the holding try's token), q (seq), c (created_at_ms), h
+ * (fingerprint), d (lease deadline), u ("1": outcome unknown, free to take over), p (pos).
  * The seq is max(last + 1, server ms * 1000): see core/sequence.ts.
  */
 export const RESERVE: ScriptDefinition = {
   name: "chatReserve",
-  keys: 3,
+  keys: 4,
   lua: `${LIB}
-local st, pend, idem = KEYS[1], KEYS[2], KEYS[3]
-local meta = redis.call('HGET', st, 'meta')
+local st, pend, idem, msgs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local hv = redis.call('HMGET', st, 'meta', 'own', 'seq', 'idu')
+local meta = hv[1]
 if not meta then return {0} end
-if ARGV[1] ~= '' and cjson.decode(meta).owner_id ~= ARGV[1] then return {4} end
+if ARGV[1] ~= '' and hv[2] ~= ARGV[1] then return {4} end
 local now = tonumber(ARGV[5])
 redis.call('EXPIRE', st, ARGV[8])
-local raw = redis.call('GET', idem)
-if raw then
-  local rec = cjson.decode(raw)
-  if rec.h ~= ARGV[3] then return {5} end
-  if rec.s == 'c' then return {2, meta, rec.m} end
-  if rec.t == ARGV[2] then return {1, meta, rec.q, rec.c, '0', '0'} end
-  if rec.u == '1' or tonumber(rec.d) < now then
-    rec.t = ARGV[2]
-    rec.d = ARGV[6]
-    rec.u = '0'
-    redis.call('SET', idem, cjson.encode(rec), 'KEEPTTL')
-    redis.call('ZREMRANGEBYSCORE', pend, rec.q, rec.q)
-    redis.call('ZADD', pend, rec.q, rec.q .. ':' .. ARGV[7])
-    return {1, meta, rec.q, rec.c, '1', '0'}
+local keyed = ARGV[10] == '1'
+if keyed then
+  local rec = redis.call('HMGET', idem, 's', 't', 'q', 'c', 'h', 'd', 'u')
+  if rec[1] then
+    if rec[5] ~= ARGV[3] then return {5} end
+    if rec[1] == 'c' then
+      local row = redis.call('ZRANGEBYSCORE', msgs, rec[3], rec[3])
+      return {2, meta, row[1] or ''}
+    end
+    if rec[2] == ARGV[2] then return {1, meta, rec[3], rec[4], '0', '0'} end
+    if rec[7] == '1' or tonumber(rec[6]) < now then
+      redis.call('HSET', idem, 't', ARGV[2], 'd', ARGV[6], 'u', '0')
+      redis.call('ZREMRANGEBYSCORE', pend, rec[3], rec[3])
+      redis.call('ZADD', pend, rec[3], rec[3] .. ':' .. ARGV[7])
+      return {1, meta, rec[3], rec[4], '1', '0'}
+    end
+    return {3}
   end
-  return {3}
 end
-local nxt = tonumber(redis.call('HGET', st, 'seq') or '0') + 1
+local nxt = tonumber(hv[3] or '0') + 1
 local clock = server_clock()
 if clock > nxt then nxt = clock end
 local seq = fmt(nxt)
 redis.call('HSET', st, 'seq', seq)
 redis.call('ZADD', pend, seq, seq .. ':' .. ARGV[7])
 redis.call('EXPIRE', pend, ARGV[8])
-redis.call('SET', idem, cjson.encode({s = 'p', t = ARGV[2], q = seq, c = ARGV[4], h = ARGV[3], d = ARGV[6], u = '0'}),
-  'EX', ARGV[9])
 local verify = '0'
-if ARGV[10] == '1' and now < tonumber(redis.call('HGET', st, 'idu') or '0') then verify = '1' end
+if keyed then
+  redis.call('HSET', idem, 's', 'p', 't', ARGV[2], 'q', seq, 'c', ARGV[4], 'h', ARGV[3], 'd', ARGV[6], 'u', '0')
+  redis.call('EXPIRE', idem, ARGV[9])
+  if now < tonumber(hv[4] or '0') then verify = '1' end
+end
 return {1, meta, seq, ARGV[4], '0', verify}
 `,
 };
 
 /**
  * KEYS: st, msgs, pend, unp, subs, idem, log. ARGV: seq, message JSON, queued ("1"/"0"), maxLen,
- * ttl, idempotency ttl, now, unpersisted deadline, fingerprint, log length, token.
- * Returns {0} state lost | {2, message} another try made it visible first | {1, pos, epoch,
+ * ttl, idempotency ttl, now, unpersisted deadline, fingerprint, log length, token, keyed ("1"/"0").
+ * Returns {0} state lost | {2, message or ""} another try made it visible first | {1, pos, epoch,
  * subscribers} (also to the same try repeating a call that timed out). The subscriber set is
  * read here, atomically with the message getting its position: a connection that follows the
  * thread later replays it from the log.
@@ -159,12 +169,13 @@ export const STORE: ScriptDefinition = {
   lua: `${LIB}
 local st, msgs, pend, unp, subs, idem, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if redis.call('EXISTS', st) == 0 then return {0} end
-local raw = redis.call('GET', idem)
-if raw then
-  local rec = cjson.decode(raw)
-  if rec.s == 'c' then
-    if rec.t == ARGV[11] then return {1, rec.p, redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)} end
-    return {2, rec.m}
+local keyed = ARGV[12] == '1'
+if keyed then
+  local rec = redis.call('HMGET', idem, 's', 't', 'p', 'q')
+  if rec[1] == 'c' then
+    if rec[2] == ARGV[11] then return {1, rec[3], redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)} end
+    local row = redis.call('ZRANGEBYSCORE', msgs, rec[4], rec[4])
+    return {2, row[1] or ''}
   end
 end
 local seq = ARGV[1]
@@ -177,7 +188,10 @@ if ARGV[3] == '1' then
   redis.call('EXPIRE', unp, ARGV[5])
 end
 local pos = visible(st, log, seq, tonumber(ARGV[10]), ARGV[5])
-redis.call('SET', idem, cjson.encode({s = 'c', h = ARGV[9], m = ARGV[2], t = ARGV[11], p = fmt(pos)}), 'EX', ARGV[6])
+if keyed then
+  redis.call('HSET', idem, 's', 'c', 'q', seq, 'h', ARGV[9], 't', ARGV[11], 'p', fmt(pos))
+  redis.call('EXPIRE', idem, ARGV[6])
+end
 trim(st, msgs, pend, unp, tonumber(ARGV[4]), now)
 redis.call('EXPIRE', msgs, ARGV[5])
 redis.call('EXPIRE', st, ARGV[5])
@@ -187,31 +201,31 @@ return {1, fmt(pos), redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)}
 
 /**
  * KEYS: pend, idem. ARGV: seq, token, outcome ("a" abandoned | "u" unknown | "r" replayed),
- * pending deadline, replayed message JSON, idempotency ttl, fingerprint.
+ * pending deadline, replayed seq, idempotency ttl, fingerprint, created_at_ms, lease deadline.
+ * An unknown outcome leaves a record even for a key the server made up: the client retries with it.
  */
 export const RELEASE: ScriptDefinition = {
   name: "chatRelease",
   keys: 2,
   lua: `
 local pend, idem, seq = KEYS[1], KEYS[2], ARGV[1]
-local raw = redis.call('GET', idem)
-local mine = false
-local rec
-if raw then
-  rec = cjson.decode(raw)
-  mine = rec.s == 'p' and rec.t == ARGV[2]
-end
+local rec = redis.call('HMGET', idem, 's', 't')
+local mine = rec[1] == 'p' and rec[2] == ARGV[2]
 if ARGV[3] == 'r' then
   redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
-  redis.call('SET', idem, cjson.encode({s = 'c', h = ARGV[7], m = ARGV[5]}), 'EX', ARGV[6])
+  redis.call('DEL', idem)
+  redis.call('HSET', idem, 's', 'c', 'q', ARGV[5], 'h', ARGV[7])
+  redis.call('EXPIRE', idem, ARGV[6])
 elseif ARGV[3] == 'u' then
   if redis.call('ZCOUNT', pend, seq, seq) > 0 then
     redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
     redis.call('ZADD', pend, seq, seq .. ':' .. ARGV[4])
   end
   if mine then
-    rec.u = '1'
-    redis.call('SET', idem, cjson.encode(rec), 'KEEPTTL')
+    redis.call('HSET', idem, 'u', '1')
+  elseif not rec[1] then
+    redis.call('HSET', idem, 's', 'p', 't', ARGV[2], 'q', seq, 'c', ARGV[8], 'h', ARGV[7], 'd', ARGV[9], 'u', '1')
+    redis.call('EXPIRE', idem, ARGV[6])
   end
 else
   redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
@@ -315,12 +329,13 @@ return 1
  * KEYS: st, msgs, pend, unp, subs, log, then one idempotency key per message. ARGV: maxLen, ttl,
  * idempotency ttl, now, log length, then seq/JSON/fingerprint triples of messages as PostgreSQL
  * stored them. Each is confirmed (no longer kept for PostgreSQL's sake). One that was never made
- * visible — its key has no record of it — becomes visible now, with the next position: its
- * accept could not cache it, ran while the hot tier was away, or was in flight when the hot state
- * was lost. One made visible with another seq than PostgreSQL kept (a retry that reached the hot
- * tier while the original, accepted without it, was still on its way) is corrected to the stored
- * one, with the next position too. Returns {0} without state, else {1, epoch, subscribers, seq,
- * pos, ...} for the messages made visible or corrected.
+ * visible — it is not in the index (which keeps every visible message until it is confirmed) and
+ * its key has no complete record — becomes visible now, with the next position: its accept could
+ * not cache it, ran while the hot tier was away, or was in flight when the hot state was lost.
+ * One made visible with another seq than PostgreSQL kept (a retry that reached the hot tier while
+ * the original, accepted without it, was on its way) is corrected to the stored one, with the next
+ * position too. Returns {0} without state, else {1, epoch, subscribers, seq, pos, ...} for the
+ * messages made visible or corrected.
  */
 export const REFRESH: ScriptDefinition = {
   name: "chatRefresh",
@@ -334,21 +349,20 @@ for i = 6, #ARGV, 3 do
   local seq = ARGV[i]
   local key = KEYS[6 + (i - 3) / 3]
   redis.call('ZREMRANGEBYSCORE', unp, seq, seq)
-  local raw = redis.call('GET', key)
-  local rec = raw and cjson.decode(raw)
-  local stale = rec and rec.s == 'c' and cjson.decode(rec.m).seq ~= tonumber(seq)
-  if stale then
-    local shown = cjson.decode(rec.m).seq
-    redis.call('ZREMRANGEBYSCORE', msgs, fmt(shown), fmt(shown))
-  end
-  if (not rec) or rec.s ~= 'c' or stale then
+  local rec = redis.call('HMGET', key, 's', 'q', 't')
+  local complete = rec[1] == 'c'
+  local stale = complete and rec[2] ~= seq
+  local shown = redis.call('ZCOUNT', msgs, seq, seq) > 0
+  if stale or (not complete and not shown) then
+    if stale then redis.call('ZREMRANGEBYSCORE', msgs, rec[2], rec[2]) end
     redis.call('ZREMRANGEBYSCORE', msgs, seq, seq)
     redis.call('ZADD', msgs, seq, ARGV[i + 1])
     redis.call('ZREMRANGEBYSCORE', pend, seq, seq)
     local pos = fmt(visible(st, log, seq, tonumber(ARGV[5]), ARGV[2]))
     -- A try still holding the key keeps it: its own store then answers with this position.
-    local holder = rec and rec.s == 'p' and rec.t or nil
-    redis.call('SET', key, cjson.encode({s = 'c', h = ARGV[i + 2], m = ARGV[i + 1], t = holder, p = pos}), 'EX', ARGV[3])
+    local holder = rec[1] == 'p' and rec[3] or ''
+    redis.call('HSET', key, 's', 'c', 'q', seq, 'h', ARGV[i + 2], 't', holder, 'p', pos)
+    redis.call('EXPIRE', key, ARGV[3])
     late[#late + 1] = seq
     late[#late + 1] = pos
   end
