@@ -28,14 +28,16 @@ export default defineConfig({
       },
       {
         // The same integration tests against a 3-master Redis Cluster (as ElastiCache Serverless
-        // is): every multi-key operation must stay within one hash slot.
+        // is): every multi-key operation must stay within one hash slot. Their PostgreSQL traffic
+        // goes through PgBouncer in transaction pooling mode, as it goes through RDS Proxy in AWS:
+        // a startup parameter it refuses or session state it cannot keep fails here.
         extends: true,
         test: {
           name: "integration-cluster",
           include: ["test/integration/**/*.test.ts"],
           // Standalone by design (a private server to flush) / bound to LocalStack's fixed port.
           exclude: ["test/integration/redis-flush.test.ts", "test/integration/localstack-endpoint.test.ts"],
-          env: { TEST_REDIS_URL: "redis://127.0.0.1:7001", TEST_REDIS_CLUSTER: "true" },
+          env: { TEST_REDIS_URL: "redis://127.0.0.1:7001", TEST_REDIS_CLUSTER: "true", TEST_PGBOUNCER_PORT: "6432" },
           globalSetup: ["test/support/global-setup.ts"],
           testTimeout: 30_000,
           hookTimeout: 60_000,

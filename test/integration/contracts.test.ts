@@ -13,7 +13,7 @@ import { CONTRACT_OPTIONS, messageCacheContract } from "../contracts/message-cac
 import { repositoryContract } from "../contracts/repositories.contract.ts";
 import { ManualClock } from "../support/fakes.ts";
 import { redisHarness } from "../support/redis-harness.ts";
-import { TEST_DATABASE_URL } from "../support/test-env.ts";
+import { TEST_DATABASE_URL, viaPooler } from "../support/test-env.ts";
 
 messageCacheContract("Redis adapter", async () => {
   const clock = new ManualClock(Date.now());
@@ -29,7 +29,7 @@ messageCacheContract("Redis adapter", async () => {
 });
 
 repositoryContract("PostgreSQL adapters", async () => {
-  const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 4 });
+  const pool = new pg.Pool({ connectionString: viaPooler(TEST_DATABASE_URL), max: 4 });
   const guard = new TierGuard("postgres", { failureThreshold: 1000, halfOpenAfterMs: 1000 }, isPgOutage);
   return {
     messages: new PgMessageRepository(pool, guard),

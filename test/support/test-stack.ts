@@ -19,6 +19,7 @@ import {
   TEST_REDIS_CLUSTER,
   TEST_REDIS_URL,
   TEST_STACK_DATABASE_PREFIX,
+  viaPooler,
 } from "./test-env.ts";
 import { WsClient } from "./ws-client.ts";
 
@@ -70,7 +71,7 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
       ? await createDatabaseFrom(TEST_DATABASE_TEMPLATE_URL, `${TEST_STACK_DATABASE_PREFIX}${id}`)
       : undefined;
   const env = {
-    ...(ownDatabase !== undefined ? { DATABASE_URL: ownDatabase } : {}),
+    ...(ownDatabase !== undefined ? { DATABASE_URL: viaPooler(ownDatabase) } : {}),
     REDIS_URL: TEST_REDIS_URL,
     REDIS_CLUSTER: TEST_REDIS_CLUSTER,
     REDIS_KEY_PREFIX: redisPrefix,

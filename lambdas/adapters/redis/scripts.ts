@@ -49,9 +49,13 @@ end
 local function visible(st, log, seq, logLen, ttl)
   local pos = redis.call('HINCRBY', st, 'pos', 1)
   redis.call('ZADD', log, pos, seq)
-  local n = redis.call('ZCARD', log)
-  if n > logLen then redis.call('ZREMRANGEBYRANK', log, 0, n - logLen - 1) end
-  redis.call('EXPIRE', log, ttl)
+  -- Trimmed by position, every so often: the log holds at least logLen positions.
+  if pos % 16 == 0 then
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. fmt(pos - logLen + 1))
+    redis.call('EXPIRE', log, ttl)
+  elseif pos == 1 then
+    redis.call('EXPIRE', log, ttl)
+  end
   return pos
 end
 local function server_clock()
