@@ -37,7 +37,11 @@ export default defineConfig({
           include: ["test/integration/**/*.test.ts"],
           // Standalone by design (a private server to flush) / bound to LocalStack's fixed port.
           exclude: ["test/integration/redis-flush.test.ts", "test/integration/localstack-endpoint.test.ts"],
-          env: { TEST_REDIS_URL: "redis://127.0.0.1:7001", TEST_REDIS_CLUSTER: "true", TEST_PGBOUNCER_PORT: "6432" },
+          env: {
+            TEST_REDIS_URL: "redis://127.0.0.1:7001",
+            TEST_REDIS_CLUSTER: "true",
+            TEST_PGBOUNCER_PORT: "6432",
+          },
           globalSetup: ["test/support/global-setup.ts"],
           testTimeout: 30_000,
           hookTimeout: 60_000,
