@@ -187,18 +187,31 @@ export class Acceptor {
       ownerId: isService(principal) ? null : principal.userId,
       nowMs: this.deps.clock.now(),
     };
+    // Redis down (its circuit is open): PostgreSQL takes over the seq. Redis slow (a call timed
+    // out, the circuit still closed): the call is repeated once with the same token (it finds its
+    // own reservation if the first one went through), then the try is refused with 503 and the key
+    // to retry with — an overloaded Redis must not push accepts into the costlier PostgreSQL lane.
     const call = async (): Promise<Reservation | null> => {
       for (let tries = 0; ; tries++) {
         try {
           return await this.deps.cache.reserve(input);
         } catch (error) {
           if (!isTierUnavailable(error)) throw error;
-          if (tries >= 1 || !error.maybeApplied) {
+          if (!error.maybeApplied) {
             this.deps.diagnostics.warn("cache unavailable on accept; PostgreSQL allocates the seq", {
               threadId,
               error: error.message,
             });
             return null;
+          }
+          if (tries >= 1) {
+            throw new ServiceUnavailableError(
+              `Cache busy; retry with client_message_id ${attempt.clientMessageId}`,
+              {
+                cause: error,
+                clientMessageId: attempt.clientMessageId,
+              },
+            );
           }
         }
       }

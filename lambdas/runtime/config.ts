@@ -87,7 +87,7 @@ const fields = z.object({
    */
   PERSIST_BOUND_SECONDS: int(1).default(3600),
   /** How long a try holds its client_message_id before a retry may take the accept over. */
-  ACCEPT_LEASE_SECONDS: int(1).default(15),
+  ACCEPT_LEASE_SECONDS: int(1).default(5),
   CONNECTION_TTL_SECONDS: int(60).default(7500),
 
   /** Messages and new threads per second per user (token bucket); 0 switches limiting off. */

@@ -15,7 +15,12 @@ import { JoseTokenVerifier } from "../adapters/auth/jose-token-verifier.ts";
 import { PgMessageRepository } from "../adapters/postgres/pg-message-repository.ts";
 import { PgThreadRepository } from "../adapters/postgres/pg-thread-repository.ts";
 import { createPgPool, isPgOutage } from "../adapters/postgres/pool.ts";
-import { createRedisClient, isRedisOutage, type RedisClient } from "../adapters/redis/client.ts";
+import {
+  createRedisClient,
+  isRedisOutage,
+  type RedisClient,
+  redisCommandNotSent,
+} from "../adapters/redis/client.ts";
 import { RedisKeys } from "../adapters/redis/keys.ts";
 import { RedisConnectionRegistry } from "../adapters/redis/redis-connection-registry.ts";
 import { RedisMessageCache } from "../adapters/redis/redis-message-cache.ts";
@@ -56,7 +61,12 @@ export const closeClients = async (): Promise<void> => {
   await Promise.allSettled(pending.map((close) => close()));
 };
 
-export const guard = (tier: Tier, isOutage: (e: unknown) => boolean, timeoutMs?: number): TierGuard => {
+export const guard = (
+  tier: Tier,
+  isOutage: (e: unknown) => boolean,
+  timeoutMs?: number,
+  wasNotSent?: (e: unknown) => boolean,
+): TierGuard => {
   const cfg = config();
   const g = new TierGuard(
     tier,
@@ -66,6 +76,7 @@ export const guard = (tier: Tier, isOutage: (e: unknown) => boolean, timeoutMs?:
       ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     },
     isOutage,
+    wasNotSent,
   );
   g.onStateChange((state) => {
     logger.warn("circuit breaker state changed", { tier, state });
@@ -118,7 +129,9 @@ export const redisClient = once(async (): Promise<RedisClient> => {
   return client;
 });
 
-const redisGuard = once(() => guard("redis", isRedisOutage, config().REDIS_COMMAND_TIMEOUT_MS * 2));
+const redisGuard = once(() =>
+  guard("redis", isRedisOutage, config().REDIS_COMMAND_TIMEOUT_MS * 2, redisCommandNotSent),
+);
 const redisKeys = once(() => new RedisKeys(config().REDIS_KEY_PREFIX));
 const redisScripts = once(async () => new Scripts(await redisClient()));
 

@@ -28,6 +28,8 @@ const { values: args } = parseArgs({
     rates: { type: "string" },
     /** Only these modes (comma-separated: queued, sync). */
     modes: { type: "string", default: "queued,sync" },
+    /** Only the ladder: no PostgreSQL-slowdown comparison, no bundle measurements (A/B runs). */
+    "ladder-only": { type: "boolean", default: false },
   },
 });
 
@@ -270,7 +272,7 @@ const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promi
       steps.push(report);
       all.push(...accepted);
     }
-    for (const slow of [0, SLOWDOWN_MS]) {
+    for (const slow of args["ladder-only"] ? [] : [0, SLOWDOWN_MS]) {
       await setSlowdown(slow);
       const { report, accepted } = await runStep(bench, PLAN.compareRate, slow, PLAN.compareDurationMs);
       slowed.push(report);
@@ -317,7 +319,7 @@ const main = async (): Promise<void> => {
   const queued = MODES.has("queued") ? await runMode("queued", rates(PLAN.queued)) : skipped("queued");
   const sync = MODES.has("sync") ? await runMode("sync", rates(PLAN.sync)) : skipped("sync");
   console.log("\nbundles");
-  const bundles = await measureBundles();
+  const bundles = args["ladder-only"] ? [] : await measureBundles();
   const result: BenchResult = {
     date: started.toISOString(),
     quick: args.quick,

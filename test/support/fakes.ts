@@ -95,8 +95,14 @@ export class TierFake<M extends string> {
 
   constructor(readonly tier: Tier) {}
 
+  /** A tier that is down: its circuit is open, so calls are refused before they are sent. */
   outage(): TierUnavailableError {
-    return new TierUnavailableError(this.tier, "down");
+    return new TierUnavailableError(this.tier, "down", { maybeApplied: false });
+  }
+
+  /** A call that timed out: it may have reached the tier and done its work. */
+  timedOut(): TierUnavailableError {
+    return new TierUnavailableError(this.tier, "timed out", { maybeApplied: true });
   }
 
   /** Makes every call of `method` throw `error` (an outage of the tier by default) until `heal()`. */

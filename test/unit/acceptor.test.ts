@@ -602,7 +602,8 @@ describe("Acceptor.accept: when the message cannot be made durable", () => {
 
   it("answers 503 with the key to retry with when SQS and PostgreSQL both fail, and keeps the reservation for that retry", async () => {
     const { w, thread } = setup();
-    w.publisher.down = true;
+    // The send timed out (it may have been stored), and PostgreSQL is down.
+    w.publisher.fail("publish", w.publisher.timedOut());
     w.messages.down = true;
     w.registry.addSubscription("conn-bob", thread.id);
 
@@ -623,7 +624,7 @@ describe("Acceptor.accept: when the message cannot be made durable", () => {
   it("hands out the server-made key in the 503 when the client sent none; a retry with it takes the reservation over", async () => {
     const { w, thread } = setup();
     const acceptedAt = w.clock.now();
-    w.publisher.down = true;
+    w.publisher.fail("publish", w.publisher.timedOut());
     w.messages.down = true;
     const error = (await caught(post(w, thread.id, "important"))) as ServiceUnavailableError;
     expect(error).toBeInstanceOf(ServiceUnavailableError);
@@ -753,7 +754,7 @@ describe("Acceptor.accept: making the message visible", () => {
   it("still accepts when the store fails, repeating a call that may have been applied once, and answers cache: failed", async () => {
     const { w, thread } = setup();
     w.registry.addSubscription("conn-bob", thread.id);
-    w.cache.fail("store");
+    w.cache.fail("store", w.cache.timedOut());
 
     const result = await post(w, thread.id, "x");
 
@@ -781,7 +782,7 @@ describe("Acceptor.accept: making the message visible", () => {
   it("makes the message visible when the repeated store succeeds", async () => {
     const { w, thread } = setup();
     w.registry.addSubscription("conn-bob", thread.id);
-    w.cache.failNext("store");
+    w.cache.failNext("store", w.cache.timedOut());
 
     const result = await post(w, thread.id, "x");
 
@@ -825,8 +826,8 @@ describe("Acceptor.accept: when the hot tier is unreachable", () => {
     });
     expect(result.message.seq).toBe(postgresSeq(w.clock.now()));
     expect(result.message.client_message_id).toMatch(SERVER_KEY);
-    // The reservation is repeated once (the first call may have been applied), then given up.
-    expect(w.cache.callsTo("reserve")).toHaveLength(2);
+    // Redis is down (its circuit open): the reservation is not repeated.
+    expect(w.cache.callsTo("reserve")).toHaveLength(1);
     expect(w.threads.callsTo("getForInstall")).toEqual([[thread.id]]);
     expect(w.messages.callsTo("commit")).toEqual([
       [expect.objectContaining({ id: result.message.id, seq: null })],
@@ -877,9 +878,21 @@ describe("Acceptor.accept: when the hot tier is unreachable", () => {
     expect(result.position).toEqual({ epoch: frame?.epoch, pos: frame?.pos, settled: frame?.settled });
   });
 
+  it("answers 503 with the key to retry with when Redis is slow (a timeout, its circuit closed), after repeating the reservation once", async () => {
+    const { w, thread } = setup();
+    w.cache.fail("reserve", w.cache.timedOut());
+    const error = await caught(post(w, thread.id, "x", { clientMessageId: "c-slow" }));
+    expect(error).toBeInstanceOf(ServiceUnavailableError);
+    expect(error).toMatchObject({ clientMessageId: "c-slow" });
+    expect(w.cache.callsTo("reserve")).toHaveLength(2);
+    // Not pushed into the PostgreSQL lane: an overloaded Redis must not overload PostgreSQL too.
+    expect(w.messages.calls).toEqual([]);
+    expect(w.publisher.calls).toEqual([]);
+  });
+
   it("uses the hot tier when the repeated reservation succeeds", async () => {
     const { w, thread } = setup();
-    w.cache.failNext("reserve");
+    w.cache.failNext("reserve", w.cache.timedOut());
     const result = await post(w, thread.id, "x");
     expect(w.cache.callsTo("reserve")).toHaveLength(2);
     expect(result).toMatchObject({ cache: "written", durability: "queued" });
@@ -1099,7 +1112,8 @@ describe("Acceptor.accept (sync mode, the rollback switch)", () => {
 
   it("answers 503 with the key to retry with when PostgreSQL is down", async () => {
     const { w, thread } = setup({ mode: "sync" });
-    w.messages.down = true;
+    // The commit timed out: it may have been stored.
+    w.messages.fail("commit", w.messages.timedOut());
     const error = await caught(post(w, thread.id, "x", { clientMessageId: "c-1" }));
     expect(error).toBeInstanceOf(ServiceUnavailableError);
     expect(error).toMatchObject({ clientMessageId: "c-1", cause: expect.any(WriteFailedError) });

@@ -68,6 +68,16 @@ export const createRedisClient = (options: RedisClientOptions): RedisClient => {
 /** Server replies that mean "Redis cannot serve now", as opposed to a bad command. */
 const UNAVAILABLE_REPLIES = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|OOM|BUSY|NOREPLICAS)/;
 
+/**
+ * A command that never left this process: the connection was closed or refused, so the server
+ * did nothing (as opposed to a timeout, after which it may have).
+ */
+export const redisCommandNotSent = (error: unknown): boolean =>
+  error instanceof Error &&
+  /Connection is closed|ECONNREFUSED|Stream isn't writeable|enableOfflineQueue|None of startup nodes is available/.test(
+    error.message,
+  );
+
 export const isRedisOutage = (error: unknown): boolean => {
   if (!(error instanceof Error)) return true;
   if (error.name === "ReplyError") return UNAVAILABLE_REPLIES.test(error.message);

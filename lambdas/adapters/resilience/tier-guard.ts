@@ -38,6 +38,8 @@ export class TierGuard {
     readonly tier: Tier,
     options: BreakerOptions,
     private readonly isOutage: (error: unknown) => boolean,
+    /** Outage errors of calls that certainly were not sent (a refused or closed connection). */
+    private readonly wasNotSent: (error: unknown) => boolean = () => false,
   ) {
     const outage = (error: unknown): boolean => error instanceof TaskCancelledError || isOutage(error);
     this.breaker = circuitBreaker(handleWhen(outage), {
@@ -74,7 +76,10 @@ export class TierGuard {
         throw new TierUnavailableError(this.tier, "circuit open", { cause: error, maybeApplied: false });
       }
       if (error instanceof TaskCancelledError || this.isOutage(error))
-        throw new TierUnavailableError(this.tier, describeError(error), { cause: error });
+        throw new TierUnavailableError(this.tier, describeError(error), {
+          cause: error,
+          maybeApplied: !this.wasNotSent(error),
+        });
       throw error;
     }
   }
