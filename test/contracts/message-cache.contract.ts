@@ -513,6 +513,18 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect(await h.cache.refresh([mb])).toEqual([]);
       });
 
+      it("serves commands issued in the same moment as confirmations of any size", async () => {
+        const posted: Message[] = [];
+        for (let i = 0; i < 6; i += 1) posted.push((await post()).m);
+        // Confirmations take one key per message; other commands go out alongside them.
+        const [refreshes, lookups] = await Promise.all([
+          Promise.all(posted.map((_, i) => h.cache.refresh(posted.slice(0, i + 1)))),
+          Promise.all(Array.from({ length: 48 }, (_, i) => h.registry.get(`conn-same-moment-${i}`))),
+        ]);
+        expect(refreshes.flat()).toEqual([]);
+        expect(lookups).toEqual(Array.from({ length: 48 }, () => null));
+      });
+
       it("makes a message accepted without the hot tier visible (its key has no record)", async () => {
         const a = attempt();
         const m = messageOf(a, (h.clock.now() + 5) * 1000 + 500, h.clock.now());

@@ -5,6 +5,7 @@
  * a slow or absent Redis is cut off, not waited for. The caller's TierGuard adds an outer bound.
  */
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
+import { VARYING_KEY_SCRIPTS } from "./scripts.ts";
 
 export type RedisClient = Redis | Cluster;
 
@@ -46,6 +47,10 @@ export const redisClientConfig = (
     nodes: [{ host: url.hostname, port }],
     options: {
       enableAutoPipelining: true,
+      // Auto-pipelining groups a command by its first argument; a script that takes its key count
+      // first would join the pipeline of the node serving that number's slot, and the pipeline
+      // would then fail every command in it for mixing nodes. Such scripts are sent on their own.
+      autoPipeliningIgnoredCommands: VARYING_KEY_SCRIPTS,
       clusterRetryStrategy: reconnectDelay,
       slotsRefreshTimeout: options.connectTimeoutMs,
       // TLS certificates name the configuration endpoint, not the node IPs.
