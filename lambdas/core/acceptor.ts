@@ -369,7 +369,6 @@ export class Acceptor {
       fingerprint: attempt.fingerprint,
       token: attempt.token,
       queued,
-      keyed: attempt.clientSupplied,
     };
     for (let tries = 0; ; tries++) {
       try {

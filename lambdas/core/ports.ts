@@ -130,9 +130,10 @@ export interface MessageCache {
   /**
    * Makes an accepted (durable) message visible: thread index, lookup by id, the key's record; the
    * reservation resolves and the stream position advances. `queued`: PostgreSQL may not have it
-   * yet, so the hot tier keeps it until the persist consumer confirms.
+   * yet, so the hot tier keeps it until the persist consumer confirms. Every key gets a complete
+   * record here, also one the server made up: the client learns it from the answer and may send
+   * it again.
    */
-  /** `keyed`: the client chose the key (it has a record; a key the server made up has none). */
   store(
     message: Message,
     ctx: {
@@ -141,7 +142,6 @@ export interface MessageCache {
       fingerprint: string;
       token: string;
       queued: boolean;
-      keyed: boolean;
     },
   ): Promise<StoreResult>;
   release(input: {

@@ -124,7 +124,6 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         fingerprint: a.input.fingerprint,
         token: a.input.token,
         queued,
-        keyed: a.input.clientSupplied,
       });
 
     /** Reserves and stores one message; returns it with where it became visible. */
@@ -325,15 +324,19 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         });
       });
 
-      it("keeps no record for a key the server made up, unless its outcome is unknown", async () => {
+      it("keeps a record for a key the server made up once its message is visible, or its outcome unknown", async () => {
         const a = attempt({ clientSupplied: false });
         const r = await reserve(a);
+        // No pending record while the first try runs (no other try can know the key yet).
+        const meanwhile = await h.cache.reserve({ ...a.input, token: randomUUID(), clientSupplied: true });
+        expect(meanwhile).toMatchObject({ kind: "reserved", takeover: false });
         const m = messageOf(a, r.seq, r.createdAtMs);
         expect((await store(a, m)).kind).toBe("visible");
-        // No record was kept: a later use of the key (by a client) starts afresh.
-        const later = await h.cache.reserve({ ...a.input, token: randomUUID(), clientSupplied: true });
-        expect(later).toMatchObject({ kind: "reserved", takeover: false });
-        if (later.kind === "reserved") expect(later.seq).toBeGreaterThan(r.seq);
+        // The answer told the client the key: sending it again is a replay.
+        expect(await h.cache.reserve({ ...a.input, token: randomUUID(), clientSupplied: true })).toMatchObject({
+          kind: "replay",
+          message: m,
+        });
 
         const b = attempt({ clientSupplied: false });
         const rb = await reserve(b);

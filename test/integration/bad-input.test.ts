@@ -86,6 +86,8 @@ describe("authentication", () => {
         { authorization: `Bearer ${forged}` },
       ];
       for (const headers of variants) {
+        // The health check answers machines without a token (but never takes a bad one).
+        if (path === "/api/health" && headers.authorization === undefined) continue;
         const res = await t.request(method, path, {
           headers,
           ...(method === "POST" ? { body: { message: "x" } } : {}),

@@ -193,6 +193,30 @@ describe("a retry with the same client_message_id", () => {
   });
 });
 
+describe("a message sent without a key", () => {
+  it("is answered with the key the server made up, and sending that key again is a replay", async () => {
+    const thread = await t.createThread(alice);
+    const first = await t.request<{ id: string; seq: number; client_message_id: string }>(
+      "POST",
+      `/api/threads/${thread.id}/messages`,
+      { token: alice, body: { message: "no key" } },
+    );
+    expect(first.status).toBe(201);
+    expect(first.body.client_message_id).toMatch(/^srv:/);
+    const again = await t.request<{ id: string; seq: number; replayed: boolean }>(
+      "POST",
+      `/api/threads/${thread.id}/messages`,
+      { token: alice, body: { message: "no key", client_message_id: first.body.client_message_id } },
+    );
+    expect(again.status).toBe(201);
+    expect(again.body).toMatchObject({ id: first.body.id, seq: first.body.seq, replayed: true });
+    const page = await t.request<{ messages: unknown[] }>("GET", `/api/threads/${thread.id}/messages`, {
+      token: alice,
+    });
+    expect(page.body.messages).toHaveLength(1);
+  });
+});
+
 describe("a service principal", () => {
   it("posts an assistant message into a user's thread, and the user's subscribed client receives it", async () => {
     const thread = await t.createThread(alice);
@@ -223,11 +247,20 @@ describe("a service principal", () => {
 });
 
 describe("health", () => {
-  it("reports each tier up with its latency", async () => {
+  it("answers machines without a token with the overall status only", async () => {
+    const anonymous = await t.request("GET", "/api/health");
+    expect(anonymous.status).toBe(200);
+    expect(anonymous.body).toEqual({ status: "ok" });
+    const user = await t.request("GET", "/api/health", { token: alice });
+    expect(user.body).toEqual({ status: "ok" });
+  });
+
+  it("reports each tier up with its latency to an admin", async () => {
+    const admin = await t.token("ops", ["admin"]);
     const res = await t.request<{
       status: string;
       tiers: Record<string, { status: string; latency_ms: number }>;
-    }>("GET", "/api/health", { token: alice });
+    }>("GET", "/api/health", { token: admin });
     expect(res.status).toBe(200);
     expect(res.body.status).toBe("ok");
     for (const tier of ["redis", "sqs", "postgres", "clickhouse"]) {

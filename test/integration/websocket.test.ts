@@ -1,5 +1,7 @@
 /** The WebSocket API: connect, subscribe with catch-up, sendMessage, errors, gone connections. */
+import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TEST_JWT_SECRET } from "../support/test-env.ts";
 import { startTestStack, type TestStack } from "../support/test-stack.ts";
 import { waitFor } from "../support/wait.ts";
 import { RefusedError, WsClient } from "../support/ws-client.ts";
@@ -205,5 +207,29 @@ describe("the local API Gateway's limits", () => {
     });
     expect(res.status).toBe(413);
     expect(await res.json()).toEqual({ message: "Request Entity Too Large" });
+  });
+});
+
+describe("a connection whose token expires", () => {
+  it("is refused any further action with token_expired, and closed by the server", async () => {
+    const secret = new TextEncoder().encode(TEST_JWT_SECRET);
+    const expiresAt = Math.floor(Date.now() / 1000) + 2;
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("short-lived")
+      .setExpirationTime(expiresAt)
+      .sign(secret);
+    const socket = await t.ws(token);
+    expect(await socket.request({ action: "ping" })).toMatchObject({ type: "pong" });
+    // Once the token's expiry has passed, the next action is refused and the server closes.
+    const refused = await waitFor(
+      async () => {
+        const answer = await socket.request({ action: "ping" });
+        return answer.type === "error" ? answer : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 200, what: "the expired connection refused" },
+    );
+    expect(refused).toMatchObject({ type: "error", code: "token_expired" });
+    await socket.closed();
   });
 });

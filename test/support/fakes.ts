@@ -431,7 +431,6 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       fingerprint: string;
       token: string;
       queued: boolean;
-      keyed: boolean;
     },
   ): Promise<StoreResult> {
     this.enter("store", message, ctx);
@@ -439,7 +438,7 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     const st = this.states.get(message.thread_id);
     if (st === undefined) return { kind: "lost" };
     const slot = idempotencySlot(message.thread_id, ctx.idempotencyKey);
-    const rec = ctx.keyed ? this.idempotency.get(slot) : undefined;
+    const rec = this.idempotency.get(slot);
     const subscribers = this.registry.subscribersOf(message.thread_id);
     if (rec?.s === "c") {
       // The same try repeating a call that timed out gets its own position back.
@@ -453,8 +452,7 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     st.pending.delete(message.seq);
     if (ctx.queued) st.unpersisted.set(message.seq, now + this.options.persistBoundMs);
     const pos = this.visible(st, message.seq);
-    if (ctx.keyed)
-      this.idempotency.set(slot, { s: "c", h: ctx.fingerprint, q: message.seq, t: ctx.token, p: pos });
+    this.idempotency.set(slot, { s: "c", h: ctx.fingerprint, q: message.seq, t: ctx.token, p: pos });
     this.trim(st, now);
     return { kind: "visible", position: { epoch: st.epoch, pos }, subscribers };
   }

@@ -79,6 +79,12 @@ export class WsClient {
     return this.frames.filter((f) => f.type === "message.created");
   }
 
+  /** Resolves when the connection is closed (by either side). */
+  closed(): Promise<void> {
+    if (this.socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => this.socket.once("close", () => resolve()));
+  }
+
   close(): Promise<void> {
     if (this.socket.readyState === WebSocket.CLOSED) return Promise.resolve();
     return new Promise((resolve) => {

@@ -116,7 +116,6 @@ const otherTry = async (w: World, thread: Thread, clientMessageId: string, conte
       fingerprint,
       token: "the-other-try",
       queued: true,
-      keyed: true,
     });
     if (stored.kind !== "visible")
       throw new Error(`expected the other try to become visible, got ${stored.kind}`);
@@ -169,7 +168,7 @@ describe("Acceptor.accept (queued mode)", () => {
     expect(w.cache.callsTo("store")).toEqual([
       [
         result.message,
-        { ownerId: "alice", idempotencyKey: `alice|${key}`, fingerprint, token, queued: true, keyed: false },
+        { ownerId: "alice", idempotencyKey: `alice|${key}`, fingerprint, token, queued: true },
       ],
     ]);
     expect(w.cache.byId.get(result.message.id)).toEqual({ message: result.message, ownerId: "alice" });

@@ -148,7 +148,6 @@ export class RedisMessageCache implements MessageCache {
       fingerprint: string;
       token: string;
       queued: boolean;
-      keyed: boolean;
     },
   ): Promise<StoreResult> {
     const k = this.keys;
@@ -181,7 +180,6 @@ export class RedisMessageCache implements MessageCache {
             ctx.fingerprint,
             o.logSize,
             ctx.token,
-            ctx.keyed ? "1" : "0",
           ],
         ) as Promise<[number, ...unknown[]]>,
         this.client.set(

@@ -107,7 +107,8 @@ return 1
  * Returns {0} unknown thread | {4} not the owner's | {5} key used for other content | {3} in
  * progress | {2, meta, message or ""} replay ("": no longer cached, read it by id) |
  * {1, meta, seq, created_at_ms, takeover, verify}.
- * A key the server made up has no record (it cannot have been used); a client's key has a hash:
+ * A key the server made up has no record while its first try runs (no other try can know it yet);
+ * STORE gives every key a complete record (the answer tells the client the key). A record is a hash:
  * s (p pending / c complete), t (the holding try's token), q (seq), c (created_at_ms), h
  * (fingerprint), d (lease deadline), u ("1": outcome unknown, free to take over), p (pos).
  * The seq is max(last + 1, server ms * 1000): see core/sequence.ts.
@@ -161,7 +162,7 @@ return {1, meta, seq, ARGV[4], '0', verify}
 
 /**
  * KEYS: st, msgs, pend, unp, subs, idem, log. ARGV: seq, message JSON, queued ("1"/"0"), maxLen,
- * ttl, idempotency ttl, now, unpersisted deadline, fingerprint, log length, token, keyed ("1"/"0").
+ * ttl, idempotency ttl, now, unpersisted deadline, fingerprint, log length, token.
  * Returns {0} state lost | {2, message or ""} another try made it visible first | {1, pos, epoch,
  * subscribers} (also to the same try repeating a call that timed out). The subscriber set is
  * read here, atomically with the message getting its position: a connection that follows the
@@ -173,14 +174,11 @@ export const STORE: ScriptDefinition = {
   lua: `${LIB}
 local st, msgs, pend, unp, subs, idem, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if redis.call('EXISTS', st) == 0 then return {0} end
-local keyed = ARGV[12] == '1'
-if keyed then
-  local rec = redis.call('HMGET', idem, 's', 't', 'p', 'q')
-  if rec[1] == 'c' then
-    if rec[2] == ARGV[11] then return {1, rec[3], redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)} end
-    local row = redis.call('ZRANGEBYSCORE', msgs, rec[4], rec[4])
-    return {2, row[1] or ''}
-  end
+local rec = redis.call('HMGET', idem, 's', 't', 'p', 'q')
+if rec[1] == 'c' then
+  if rec[2] == ARGV[11] then return {1, rec[3], redis.call('HGET', st, 'ep'), redis.call('SMEMBERS', subs)} end
+  local row = redis.call('ZRANGEBYSCORE', msgs, rec[4], rec[4])
+  return {2, row[1] or ''}
 end
 local seq = ARGV[1]
 local now = tonumber(ARGV[7])
@@ -192,10 +190,8 @@ if ARGV[3] == '1' then
   redis.call('EXPIRE', unp, ARGV[5])
 end
 local pos = visible(st, log, seq, tonumber(ARGV[10]), ARGV[5])
-if keyed then
-  redis.call('HSET', idem, 's', 'c', 'q', seq, 'h', ARGV[9], 't', ARGV[11], 'p', fmt(pos))
-  redis.call('EXPIRE', idem, ARGV[6])
-end
+redis.call('HSET', idem, 's', 'c', 'q', seq, 'h', ARGV[9], 't', ARGV[11], 'p', fmt(pos))
+redis.call('EXPIRE', idem, ARGV[6])
 trim(st, msgs, pend, unp, tonumber(ARGV[4]), now)
 redis.call('EXPIRE', msgs, ARGV[5])
 redis.call('EXPIRE', st, ARGV[5])
