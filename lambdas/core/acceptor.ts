@@ -245,40 +245,50 @@ export class Acceptor {
 
   private async acceptReserved(attempt: Attempt, reservation: Reserved): Promise<AcceptResult> {
     const { thread } = reservation;
-    if (reservation.verify) {
-      // The hot tier lost this thread's keys within the idempotency window: the key may be old.
-      const earlier = await bestEffort(
-        this.deps.diagnostics,
-        "could not check PostgreSQL for an earlier try",
-        { messageId: attempt.id },
-        () => this.deps.messages.findById(attempt.id),
-        null,
-      );
-      if (earlier !== null) {
-        if (fingerprintOf(earlier.message) !== attempt.fingerprint) {
-          await this.release(attempt, reservation, { kind: "abandoned" });
-          throw keyReused();
-        }
-        await this.release(attempt, reservation, { kind: "replayed", message: earlier.message });
-        return await this.replay(attempt, earlier.message, "committed");
-      }
-    }
-    const draft = this.draft(attempt, reservation.createdAtMs);
-    let message: Message = { ...draft, seq: reservation.seq };
-    let written: Written;
-    try {
-      written = await this.deps.writer.write(message, thread.owner_id, attempt.watch);
-    } catch (error) {
-      if (error instanceof WriteFailedError) {
-        await this.release(attempt, reservation, { kind: error.maybeStored ? "unknown" : "abandoned" });
-        throw this.unavailable(attempt, error);
-      }
+    // The hot tier lost this thread's keys within the idempotency window: the key may be old. Or
+    // this try took the reservation over from one that ran out of time, which may have committed
+    // in PostgreSQL's lane (its repeated reservation met an open circuit) with a seq of its own.
+    const earlier =
+      reservation.verify || reservation.takeover
+        ? await bestEffort(
+            this.deps.diagnostics,
+            "could not check PostgreSQL for an earlier try",
+            { messageId: attempt.id },
+            () => this.deps.messages.findById(attempt.id),
+            null,
+          )
+        : null;
+    if (earlier !== null && fingerprintOf(earlier.message) !== attempt.fingerprint) {
       await this.release(attempt, reservation, { kind: "abandoned" });
-      throw error;
+      throw keyReused();
+    }
+    if (earlier !== null && !reservation.takeover) {
+      // Old, and below the restored state's floor: reads find it in PostgreSQL.
+      await this.release(attempt, reservation, { kind: "replayed", message: earlier.message });
+      return await this.replay(attempt, earlier.message, "committed");
+    }
+    let message: Message = { ...this.draft(attempt, reservation.createdAtMs), seq: reservation.seq };
+    let written: Written;
+    if (earlier !== null) {
+      // Stored by the earlier try, maybe never made visible: this try does that (and answers as a replay).
+      written = { durability: "committed", degraded: false, stored: earlier.message };
+    } else {
+      try {
+        written = await this.deps.writer.write(message, thread.owner_id, attempt.watch);
+      } catch (error) {
+        if (error instanceof WriteFailedError) {
+          await this.release(attempt, reservation, { kind: error.maybeStored ? "unknown" : "abandoned" });
+          throw this.unavailable(attempt, error);
+        }
+        await this.release(attempt, reservation, { kind: "abandoned" });
+        throw error;
+      }
     }
     if (written.stored !== undefined) message = written.stored;
     const settled = this.deps.settled();
     const stored = await this.store(attempt, message, thread.owner_id, written.durability === "queued");
+    // PostgreSQL kept the message under a seq of its own: the reserved one goes unused.
+    if (message.seq !== reservation.seq) await this.release(attempt, reservation, { kind: "abandoned" });
     if (stored?.kind === "replay") return await this.replay(attempt, stored.message, written.durability);
     const visible = stored?.kind === "visible" ? stored : null;
     const position = visible === null ? null : { ...visible.position, settled };
@@ -288,7 +298,7 @@ export class Acceptor {
         : await this.notify(attempt, message, position, visible.subscribers);
     return {
       message,
-      replayed: false,
+      replayed: earlier !== null,
       durability: written.durability,
       degraded: written.degraded,
       cache: visible !== null ? "written" : "failed",

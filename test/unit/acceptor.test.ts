@@ -458,6 +458,26 @@ describe("Acceptor.accept: one message per idempotency key", () => {
       expect(w.publisher.envelopes.map((e) => e.message)).toEqual([other.message]);
     });
 
+    it("asks PostgreSQL before taking over: an earlier try that committed in PostgreSQL's lane is replayed", async () => {
+      const { w, thread } = setup({ leaseMs: 1000 });
+      const other = await otherTry(w, thread, "c-1", "hello");
+      // The other try's repeated reservation met an open circuit: PostgreSQL allocated its seq.
+      const committed = await w.messages.commit({ ...other.message, seq: null });
+      if (committed === null) throw new Error("no thread");
+      w.clock.advance(1000);
+
+      const result = await post(w, thread.id, "hello", { clientMessageId: "c-1" });
+
+      expect(w.messages.callsTo("findById")).toEqual([[committed.message.id]]);
+      // It was never made visible: this try does that, with PostgreSQL's seq, and sends nothing.
+      expect(result).toMatchObject({ replayed: true, durability: "committed", cache: "written" });
+      expect(result.message).toEqual(committed.message);
+      expect(w.publisher.calls).toEqual([]);
+      expect(w.cache.pendingSeqs(thread.id)).toEqual([]);
+      const page = await w.cache.history(thread.id, { direction: "backward", limit: 10 });
+      expect(page?.rows).toEqual([committed.message]);
+    });
+
     it("answers 409 request_in_progress when the other try still holds the key after every pause", async () => {
       const { w, thread } = setup();
       await otherTry(w, thread, "c-1", "hello");
@@ -689,8 +709,10 @@ describe("Acceptor.accept: when the message cannot be made durable", () => {
 
     const retry = await post(w, thread.id, "once", { clientMessageId: "c-1" });
 
+    // The retry takes the reservation over, finds the stored copy and only makes it visible.
     expect(retry.message).toEqual(stored);
-    expect(retry).toMatchObject({ durability: "committed", degraded: true, cache: "written" });
+    expect(retry).toMatchObject({ replayed: true, durability: "committed", cache: "written" });
+    expect(w.messages.callsTo("commit")).toHaveLength(1);
     expect(w.messages.threadMessages(thread.id)).toEqual([stored]);
     expect(w.notifier.eventsFor("conn-bob").map((e) => e.message)).toEqual([stored]);
     expect(w.cache.pendingSeqs(thread.id)).toEqual([]);
@@ -716,6 +738,8 @@ describe("Acceptor.accept: when the message cannot be made durable", () => {
     expect(w.messages.threadMessages(thread.id)).toEqual([first.message]);
     const page = await w.reader.history(alice, thread.id, { direction: "backward", limit: 10 });
     expect(page.value.messages).toEqual([first.message]);
+    // The seq the retry reserved went unused: it holds nothing back.
+    expect(w.cache.pendingSeqs(thread.id)).toEqual([]);
   });
 });
 
