@@ -175,11 +175,19 @@ export class ResumingClient {
     if (frame.recovered === true) this.stats.recovered++;
     else this.stats.caughtUpBySeq++;
     let cursor = frame.next_cursor as number | undefined;
+    let failures = 0;
     while (frame.has_more === true && cursor !== undefined && cursor !== null) {
       const page = await this.get(
         `/api/threads/${this.options.threadId}/messages?after=${cursor}&limit=100`,
       ).catch(() => null);
-      if (page === null) break;
+      if (page === null) {
+        // A page that failed (a 503 while a tier is away) is asked for again; a client that gave
+        // up here and took the subscription's position would skip what it did not read.
+        if (this.closed) return;
+        if (++failures > 100) throw new Error(`catch-up page after ${cursor} failed 100 times`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        continue;
+      }
       for (const m of page.messages as Message[]) this.keep(m);
       cursor = page.next_cursor as number | undefined;
     }
