@@ -75,6 +75,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // Also after a failure midway: clients that keep reconnecting would hold the stack open.
+  await Promise.all(clients.map((c) => c.stop()));
   await t?.stop();
   await Promise.all([redisProxy?.cut(), sqsProxy?.cut()]);
   await redis?.stop();
@@ -93,6 +95,7 @@ interface Accepted {
   readonly cached: boolean;
 }
 
+let clients: ResumingClient[] = [];
 const problems: string[] = [];
 const problem = (text: string): void => {
   problems.push(text);
@@ -329,7 +332,7 @@ describe(`client promises under faults (seed ${SEED})`, () => {
       }),
     );
 
-    const clients = threads.flatMap((th) =>
+    clients = threads.flatMap((th) =>
       [0, 1].map(
         () =>
           new ResumingClient({
@@ -351,14 +354,14 @@ describe(`client promises under faults (seed ${SEED})`, () => {
       wsSender(th.token, th.id, `ws-${i}`),
       httpSender(agent, th.id, `agent-${i}`, "assistant"),
     ]);
-    try {
-      await Promise.all(senders);
-    } finally {
-      running = false;
-      await faults;
-      redisProxy.delayMs = 0;
-      sqsProxy.delayMs = 0;
-    }
+    // Every sender finishes (or fails) before the faults stop and the checks begin.
+    const sent = await Promise.allSettled(senders);
+    running = false;
+    await faults;
+    redisProxy.delayMs = 0;
+    sqsProxy.delayMs = 0;
+    const failed = sent.find((r) => r.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
     const churnEvents = await churning;
 
     // Every accepted message reaches PostgreSQL.

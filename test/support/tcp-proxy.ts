@@ -25,20 +25,24 @@ export const blackhole = async (port: number): Promise<{ close(): Promise<void> 
 
 /**
  * Forwards chunks from `from` to `to`, each `delay()` ms after it arrived but never before the one
- * that arrived earlier (so the byte stream stays in order).
+ * that arrived earlier: one queue per direction, drained in order by one timer (timers of different
+ * durations that come due together may fire in any order, which would reorder the byte stream).
  */
 const forward = (from: net.Socket, to: net.Socket, delay: () => number, onChunk?: () => boolean): void => {
-  let due = 0;
-  const later = (work: () => void): void => {
-    const ms = delay();
-    if (ms <= 0 && due <= Date.now()) {
-      work();
-      return;
+  const queue: { at: number; work: () => void }[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const pump = (): void => {
+    timer = undefined;
+    for (let next = queue[0]; next !== undefined && next.at <= Date.now(); next = queue[0]) {
+      queue.shift();
+      if (!to.destroyed) next.work();
     }
-    due = Math.max(due, Date.now() + ms);
-    setTimeout(() => {
-      if (!to.destroyed) work();
-    }, due - Date.now());
+    const head = queue[0];
+    if (head !== undefined) timer = setTimeout(pump, Math.max(0, head.at - Date.now()));
+  };
+  const later = (work: () => void): void => {
+    queue.push({ at: Math.max(Date.now() + delay(), queue.at(-1)?.at ?? 0), work });
+    if (timer === undefined) pump();
   };
   from.on("data", (chunk: Buffer) => {
     if (onChunk !== undefined && !onChunk()) return;
