@@ -333,7 +333,9 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         const m = messageOf(a, r.seq, r.createdAtMs);
         expect((await store(a, m)).kind).toBe("visible");
         // The answer told the client the key: sending it again is a replay.
-        expect(await h.cache.reserve({ ...a.input, token: randomUUID(), clientSupplied: true })).toMatchObject({
+        expect(
+          await h.cache.reserve({ ...a.input, token: randomUUID(), clientSupplied: true }),
+        ).toMatchObject({
           kind: "replay",
           message: m,
         });

@@ -113,7 +113,10 @@ describe("Redis frozen mid-load", () => {
     for (const a of refused) {
       expect(a.status).toBe(503);
       expect(a.retryAfter).toMatch(/^\d+$/);
-      expect(a.body?.error).toMatchObject({ code: "service_unavailable", client_message_id: a.clientMessageId });
+      expect(a.body?.error).toMatchObject({
+        code: "service_unavailable",
+        client_message_id: a.clientMessageId,
+      });
     }
     expect(refused.length).toBeLessThanOrEqual(load.threadList.length);
     expect(during.filter((a) => a.body?.cache === "skipped").length).toBeGreaterThan(100);
