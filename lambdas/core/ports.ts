@@ -231,6 +231,12 @@ export interface ThreadPage {
   readonly next_cursor: string | null;
 }
 
+export interface OutboxRetryPolicy {
+  readonly maxAttempts: number;
+  readonly baseDelaySeconds: number;
+  readonly maxDelaySeconds: number;
+}
+
 /** PostgreSQL: the durable system of record for messages. */
 export interface MessageRepository {
   /**
@@ -248,11 +254,21 @@ export interface MessageRepository {
   /** A page in `seq` order; `below`: only messages with a lower seq (the hot tier holds the rest). */
   history(threadId: string, query: HistoryQuery, below?: number): Promise<StoredPage>;
   count(threadId: string): Promise<number>;
-  /** Messages committed synchronously that still have to reach the analytics queue. */
+  /**
+   * Outbox entries due now, oldest first: messages that still have to reach the analytics queue
+   * or be confirmed to the hot tier. Deferred and parked entries are not due.
+   */
   pendingOutbox(limit: number): Promise<Message[]>;
   /** Hands stored messages to the outbox relay (the analytics queue could not take them). */
   addToOutbox(ids: readonly string[]): Promise<void>;
   clearOutbox(ids: readonly string[]): Promise<void>;
+  /**
+   * An entry that failed on its own: counted, and due again after a delay that doubles with each
+   * attempt; after `maxAttempts` it is parked (kept, never due) until an operator releases it.
+   */
+  deferOutbox(id: string, reason: string, policy: OutboxRetryPolicy): Promise<void>;
+  /** How many outbox entries are parked. */
+  parkedOutbox(): Promise<number>;
   ping(): Promise<void>;
 }
 

@@ -27,9 +27,10 @@ const persistEnvelopeSchema = z.strictObject({
   accepted_at_ms: z.number().int(),
 });
 
+/** Each message is checked on its own: one bad message must not take the others down with it. */
 const analyticsEnvelopeSchema = z.strictObject({
   v: z.literal(1),
-  messages: z.array(messageSchema).min(1),
+  messages: z.array(z.unknown()).min(1),
 });
 
 export class InvalidRecordError extends Error {
@@ -54,8 +55,22 @@ const parseWith = <T>(schema: z.ZodType<T>, body: string): T => {
 export const parsePersistEnvelope = (body: string): PersistEnvelope =>
   parseWith(persistEnvelopeSchema, body) as PersistEnvelope;
 
-export const parseAnalyticsEnvelope = (body: string): Message[] =>
-  parseWith(analyticsEnvelopeSchema, body).messages as Message[];
+/** An analytics envelope's valid messages, and why each invalid one is invalid. */
+export interface AnalyticsBatch {
+  readonly messages: Message[];
+  readonly invalid: string[];
+}
+
+export const parseAnalyticsEnvelope = (body: string): AnalyticsBatch => {
+  const messages: Message[] = [];
+  const invalid: string[] = [];
+  parseWith(analyticsEnvelopeSchema, body).messages.forEach((candidate, i) => {
+    const result = messageSchema.safeParse(candidate);
+    if (result.success) messages.push(result.data as Message);
+    else invalid.push(`message ${i} does not match its schema: ${result.error.message}`);
+  });
+  return { messages, invalid };
+};
 
 export const serializeAnalyticsEnvelope = (messages: readonly Message[]): string =>
   JSON.stringify({ v: 1, messages });

@@ -41,6 +41,10 @@ export const Metric = {
   RowsPerInsert: "RowsPerInsert",
   ArchiveFailures: "ArchiveFailures",
   OutboxForwarded: "OutboxForwarded",
+  /** Outbox entries that failed on their own in a relay run (retried later, then parked). */
+  OutboxDeferred: "OutboxDeferred",
+  /** Outbox entries parked for an operator (docs/reliability.md), as counted by each relay run. */
+  OutboxParked: "OutboxParked",
   /** Persisted messages handed to the outbox (analytics queue or Redis unreachable): the relay's work. */
   OutboxHandoffs: "OutboxHandoffs",
 } as const;

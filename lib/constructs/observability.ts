@@ -213,6 +213,14 @@ export class Observability extends Construct {
       );
     }
 
+    alarm(
+      "OutboxParked",
+      this.app(Metric.OutboxParked, "Maximum"),
+      0,
+      "Outbox entries failed on their own too often and are parked: inspect last_error, fix, release (docs/reliability.md)",
+      1,
+    );
+
     // The APIs: answers that failed, and route functions that failed or were throttled.
     alarm(
       "HttpApi5xx",
@@ -403,6 +411,8 @@ export class Observability extends Construct {
             this.app(Metric.RowsArchived, "Sum"),
             this.app(Metric.ArchiveFailures, "Sum"),
             this.app(Metric.OutboxForwarded, "Sum"),
+            this.app(Metric.OutboxDeferred, "Sum"),
+            this.app(Metric.OutboxParked, "Maximum"),
           ]),
         ],
         [

@@ -171,6 +171,47 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         expect((await h.messages.pendingOutbox(10_000)).filter((x) => x.id === m.id)).toHaveLength(1);
         await h.messages.clearOutbox([m.id]);
       });
+
+      it("defers an outbox entry that failed on its own, parks it after maxAttempts, and keeps it until cleared", async () => {
+        const t = await newThread();
+        const m = message(t);
+        await h.messages.commit(m);
+        const due = async () => (await h.messages.pendingOutbox(10_000)).some((x) => x.id === m.id);
+        const parkedBefore = await h.messages.parkedOutbox();
+        const noDelay = { maxAttempts: 2, baseDelaySeconds: 0, maxDelaySeconds: 0 };
+
+        await h.messages.deferOutbox(m.id, "refused", noDelay);
+        expect(await due()).toBe(true);
+        await h.messages.deferOutbox(m.id, "refused again", noDelay);
+        expect(await due()).toBe(false);
+        expect(await h.messages.parkedOutbox()).toBe(parkedBefore + 1);
+        // Handing it over again does not release it.
+        await h.messages.addToOutbox([m.id]);
+        expect(await due()).toBe(false);
+
+        await h.messages.clearOutbox([m.id]);
+        expect(await h.messages.parkedOutbox()).toBe(parkedBefore);
+      });
+
+      it("does not hand out a deferred outbox entry before its delay", async () => {
+        const t = await newThread();
+        const [m, other] = [message(t), message(t)];
+        await h.messages.commit(m);
+        await h.messages.commit(other);
+        const parkedBefore = await h.messages.parkedOutbox();
+
+        await h.messages.deferOutbox(m.id, "refused", {
+          maxAttempts: 5,
+          baseDelaySeconds: 3600,
+          maxDelaySeconds: 3600,
+        });
+
+        const pending = (await h.messages.pendingOutbox(10_000)).map((x) => x.id);
+        expect(pending).not.toContain(m.id);
+        expect(pending).toContain(other.id);
+        expect(await h.messages.parkedOutbox()).toBe(parkedBefore);
+        await h.messages.clearOutbox([m.id, other.id]);
+      });
     });
 
     describe("threads", () => {

@@ -33,6 +33,7 @@ import type {
   MessageCache,
   MessagePublisher,
   MessageRepository,
+  OutboxRetryPolicy,
   OwnedMessage,
   PersistEnvelope,
   PositionedMessage,
@@ -778,6 +779,11 @@ export class FakeThreadRepository extends TierFake<keyof ThreadRepository> imple
     super("postgres");
   }
 
+  /** The database's clock (the message repository's outbox uses it too). */
+  now(): number {
+    return this.clock.now();
+  }
+
   async create(thread: Thread): Promise<Thread> {
     this.enter("create", thread);
     if (this.rows.has(thread.id)) throw new Error(`duplicate key value violates threads_pkey (${thread.id})`);
@@ -837,6 +843,8 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
   readonly rows = new Map<string, Message>();
   /** Analytics outbox: message ids in enqueue order. */
   readonly outbox: string[] = [];
+  /** Outbox entries that failed on their own: attempts, when due again (Infinity: parked), why. */
+  readonly outboxRetries = new Map<string, { attempts: number; dueAt: number; lastError: string }>();
   readonly rejectIds = new Set<string>();
 
   constructor(private readonly threads: FakeThreadRepository) {
@@ -906,10 +914,31 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
 
   async pendingOutbox(limit: number): Promise<Message[]> {
     this.enter("pendingOutbox", limit);
-    return this.outbox.slice(0, limit).flatMap((id) => {
-      const m = this.rows.get(id);
-      return m === undefined ? [] : [m];
+    const now = this.threads.now();
+    return this.outbox
+      .filter((id) => (this.outboxRetries.get(id)?.dueAt ?? Number.NEGATIVE_INFINITY) <= now)
+      .slice(0, limit)
+      .flatMap((id) => {
+        const m = this.rows.get(id);
+        return m === undefined ? [] : [m];
+      });
+  }
+
+  async deferOutbox(id: string, reason: string, policy: OutboxRetryPolicy): Promise<void> {
+    this.enter("deferOutbox", id, reason, policy);
+    if (!this.outbox.includes(id)) return;
+    const attempts = this.outboxRetries.get(id)?.attempts ?? 0;
+    const delayMs = Math.min(policy.baseDelaySeconds * 2 ** attempts, policy.maxDelaySeconds) * 1000;
+    this.outboxRetries.set(id, {
+      attempts: attempts + 1,
+      dueAt: attempts + 1 >= policy.maxAttempts ? Number.POSITIVE_INFINITY : this.threads.now() + delayMs,
+      lastError: reason.slice(0, 1000),
     });
+  }
+
+  async parkedOutbox(): Promise<number> {
+    this.enter("parkedOutbox");
+    return this.outbox.filter((id) => this.outboxRetries.get(id)?.dueAt === Number.POSITIVE_INFINITY).length;
   }
 
   async addToOutbox(ids: readonly string[]): Promise<void> {
@@ -921,6 +950,7 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
     this.enter("clearOutbox", ids);
     const remaining = this.outbox.filter((id) => !ids.includes(id));
     this.outbox.splice(0, this.outbox.length, ...remaining);
+    for (const id of ids) this.outboxRetries.delete(id);
   }
 
   async ping(): Promise<void> {
@@ -978,8 +1008,10 @@ export class FakeMessagePublisher extends TierFake<keyof MessagePublisher> imple
   }
 }
 
+/** The analytics queue; a batch with an id in `rejectIds` is refused as bad data (not an outage). */
 export class FakeAnalyticsPublisher extends TierFake<"publish"> implements AnalyticsPublisher {
   readonly batches: Message[][] = [];
+  readonly rejectIds = new Set<string>();
 
   constructor() {
     super("sqs");
@@ -987,6 +1019,8 @@ export class FakeAnalyticsPublisher extends TierFake<"publish"> implements Analy
 
   async publish(messages: readonly Message[]): Promise<void> {
     this.enter("publish", messages);
+    const bad = messages.find((m) => this.rejectIds.has(m.id));
+    if (bad !== undefined) throw new ConstraintError(`cannot publish ${bad.id}`);
     this.batches.push([...messages]);
   }
 
@@ -1186,10 +1220,13 @@ export const createWorld = (options: WorldOptions = {}) => {
     retry,
   );
   const archiveService = new ArchiveService({ store, clock, diagnostics }, retry);
-  const outboxRelay = new OutboxRelay(
-    { messages, analytics, cache, fanout, settled, diagnostics },
-    options.outboxBatchSize ?? 100,
-  );
+  const outboxRelayWith = (policy?: OutboxRetryPolicy) =>
+    new OutboxRelay(
+      { messages, analytics, cache, fanout, settled, diagnostics },
+      options.outboxBatchSize ?? 100,
+      policy,
+    );
+  const outboxRelay = outboxRelayWith();
 
   return {
     clock,
@@ -1213,6 +1250,8 @@ export const createWorld = (options: WorldOptions = {}) => {
     persistService,
     archiveService,
     outboxRelay,
+    /** A relay with another retry policy for entries that fail on their own. */
+    outboxRelayWith,
     settled,
     pauses,
     /** Redis is one tier: the cache, the connection registry and the rate limiter fail together. */

@@ -64,7 +64,30 @@ describe("ArchiveService.process", () => {
     ]);
     expect(outcome).toMatchObject({ rows: 1, inserts: 1 });
     expect(w.store.inserts).toEqual([good]);
-    expect(w.diagnostics.messages().filter((m) => m === "poison record on analytics queue")).toHaveLength(3);
+    expect(w.diagnostics.messages().filter((m) => m === "poison record on analytics queue")).toHaveLength(2);
+    expect(w.diagnostics.messages()).toContain("analytics record has rows that cannot be archived");
+  });
+
+  it("archives the valid messages of a record that also carries an invalid one, and fails the record as poison", async () => {
+    const w = setup();
+    const list = messagesOf([1, 2, 3]);
+    const record: QueueRecord = {
+      id: "mixed",
+      body: JSON.stringify({ v: 1, messages: [list[0], { ...list[1], role: "bot" }, list[2]] }),
+      receiveCount: 1,
+    };
+
+    const outcome = await w.archiveService.process([record]);
+
+    expect(w.store.inserts).toEqual([[list[0], list[2]]]);
+    expect(outcome.rows).toBe(2);
+    expect(outcome.failures).toEqual([
+      {
+        id: "mixed",
+        reason: expect.stringMatching(/^message 1 does not match its schema/),
+        retryDelaySeconds: null,
+      },
+    ]);
   });
 
   it("issues no insert when every record is poison", async () => {
@@ -109,11 +132,42 @@ describe("ArchiveService.process", () => {
     const outcome = await w.archiveService.process(records);
 
     expect(outcome.failures).toEqual([
-      { id: records[1]?.id, reason: `cannot parse row ${m3.id}`, retryDelaySeconds: null },
+      {
+        id: records[1]?.id,
+        reason: `row ${m3.id} refused: cannot parse row ${m3.id}`,
+        retryDelaySeconds: null,
+      },
     ]);
     expect(outcome).toMatchObject({ rows: 3, inserts: 4 });
     expect(w.store.inserts).toEqual([[m1, m2], [m4]]);
-    expect(w.diagnostics.messages()).toContain("analytics insert failed; isolating the bad records");
+    expect(w.diagnostics.messages()).toContain("analytics insert failed; isolating the bad rows");
+  });
+
+  it("archives every other row of a large record with one bad row, and fails only that record", async () => {
+    const w = setup();
+    const big = messagesOf(Array.from({ length: 300 }, (_, i) => i + 1));
+    const bad = big[137] as Message;
+    w.store.rejectIds.add(bad.id);
+    const other = messagesOf([1001]);
+
+    const outcome = await w.archiveService.process([recordOf(big), recordOf(other)]);
+
+    expect(outcome.failures).toEqual([
+      {
+        id: expect.any(String),
+        reason: `row ${bad.id} refused: cannot parse row ${bad.id}`,
+        retryDelaySeconds: null,
+      },
+    ]);
+    expect(outcome.rows).toBe(300);
+    expect([...w.store.rows.keys()].sort()).toEqual(
+      [...big, ...other]
+        .filter((m) => m.id !== bad.id)
+        .map((m) => m.id)
+        .sort(),
+    );
+    // Halving finds one bad row among 300 in a few inserts, not one per row.
+    expect(outcome.inserts).toBeLessThanOrEqual(2 + 2 * Math.ceil(Math.log2(300)));
   });
 
   it("counts a message repeated inside one record once, also when records are isolated", async () => {
@@ -128,15 +182,44 @@ describe("ArchiveService.process", () => {
     expect(outcome.lagsMs).toHaveLength(1);
   });
 
-  it("fails a single record that fails for a non-transient reason without a second insert", async () => {
+  it("splits a single record whose insert failed at once, archives its good rows and fails it as poison", async () => {
     const w = setup();
     const list = messagesOf([1, 2]);
     w.store.rejectIds.add(list[1]?.id ?? "");
     const outcome = await w.archiveService.process([recordOf(list, 4)]);
     expect(outcome.failures).toEqual([
-      { id: expect.any(String), reason: expect.any(String), retryDelaySeconds: null },
+      {
+        id: expect.any(String),
+        reason: `row ${list[1]?.id} refused: cannot parse row ${list[1]?.id}`,
+        retryDelaySeconds: null,
+      },
     ]);
-    expect(outcome).toMatchObject({ rows: 0, inserts: 1 });
+    // The batch insert, then one insert per half.
+    expect(outcome).toMatchObject({ rows: 1, inserts: 3 });
+    expect(w.store.inserts).toEqual([[list[0]]]);
+  });
+
+  it("fails the records still to be isolated as transient when ClickHouse goes down meanwhile", async () => {
+    const w = setup();
+    const [m1, m2, m3] = messagesOf([1, 2, 3]) as [Message, Message, Message];
+    w.store.rejectIds.add(m1.id);
+    const records = [recordOf([m1]), recordOf([m2]), recordOf([m3])];
+    let inserts = 0;
+    const insert = w.store.insert.bind(w.store);
+    w.store.insert = async (messages) => {
+      if (++inserts === 2) w.store.down = true;
+      return insert(messages);
+    };
+
+    const outcome = await w.archiveService.process(records);
+
+    expect(
+      outcome.failures.map((f) => [f.id, f.retryDelaySeconds === null ? "poison" : "transient"]),
+    ).toEqual([
+      [records[0]?.id, "transient"],
+      [records[1]?.id, "transient"],
+      [records[2]?.id, "transient"],
+    ]);
   });
 
   it("archives what the persist consumer forwarded", async () => {

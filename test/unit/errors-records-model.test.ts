@@ -132,7 +132,19 @@ describe("queue records", () => {
   it("parse a persist envelope and an analytics envelope written by the producers", () => {
     const envelope = { v: 1, message, owner_id: "alice", accepted_at_ms: 5 } as const;
     expect(parsePersistEnvelope(JSON.stringify(envelope))).toEqual(envelope);
-    expect(parseAnalyticsEnvelope(serializeAnalyticsEnvelope([message]))).toEqual([message]);
+    expect(parseAnalyticsEnvelope(serializeAnalyticsEnvelope([message]))).toEqual({
+      messages: [message],
+      invalid: [],
+    });
+  });
+
+  it("check each message of an analytics record on its own: the valid ones, and why the others are not", () => {
+    const body = JSON.stringify({ v: 1, messages: [message, { ...message, seq: -1 }, "x"] });
+    const { messages, invalid } = parseAnalyticsEnvelope(body);
+    expect(messages).toEqual([message]);
+    expect(invalid).toHaveLength(2);
+    expect(invalid[0]).toMatch(/^message 1 does not match its schema/);
+    expect(invalid[1]).toMatch(/^message 2 does not match its schema/);
   });
 
   it.each([

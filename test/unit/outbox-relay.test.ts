@@ -18,7 +18,7 @@ describe("OutboxRelay.drain", () => {
   it("forwards pending messages in batches until none are left, and clears them", async () => {
     const { w, list } = setup(5, 2);
 
-    expect(await w.outboxRelay.drain(10)).toBe(5);
+    expect(await w.outboxRelay.drain(10)).toEqual({ forwarded: 5, deferred: 0, parked: 0 });
 
     expect(w.analytics.batches).toEqual([list.slice(0, 2), list.slice(2, 4), list.slice(4)]);
     expect(w.messages.outbox).toEqual([]);
@@ -28,17 +28,17 @@ describe("OutboxRelay.drain", () => {
 
   it("stops after maxBatches and leaves the rest for the next run", async () => {
     const { w, list } = setup(5, 2);
-    expect(await w.outboxRelay.drain(2)).toBe(4);
+    expect((await w.outboxRelay.drain(2)).forwarded).toBe(4);
     expect(w.messages.outbox).toEqual([list[4]?.id]);
   });
 
   it("asks once more after a full batch, and forwards nothing when nothing is pending", async () => {
     const { w } = setup(2, 2);
-    expect(await w.outboxRelay.drain(10)).toBe(2);
+    expect((await w.outboxRelay.drain(10)).forwarded).toBe(2);
     expect(w.messages.callsTo("pendingOutbox")).toHaveLength(2);
     expect(w.analytics.batches).toHaveLength(1);
 
-    expect(await w.outboxRelay.drain(10)).toBe(0);
+    expect((await w.outboxRelay.drain(10)).forwarded).toBe(0);
     expect(w.analytics.batches).toHaveLength(1);
   });
 
@@ -58,7 +58,7 @@ describe("OutboxRelay.drain", () => {
       threadId: thread.id,
       input: postInput("x"),
     });
-    expect(await w.outboxRelay.drain(1)).toBe(1);
+    expect((await w.outboxRelay.drain(1)).forwarded).toBe(1);
     expect(w.analytics.batches).toEqual([[message]]);
     expect(w.messages.outbox).toEqual([]);
   });
@@ -68,7 +68,7 @@ describe("OutboxRelay.drain", () => {
     await w.outboxRelay.drain(1);
     const order = [...w.analytics.calls, ...w.cache.calls, ...w.messages.calls]
       .map((c) => c.method)
-      .filter((m) => m !== "pendingOutbox");
+      .filter((m) => m !== "pendingOutbox" && m !== "parkedOutbox");
     expect(order).toEqual(["publish", "refresh", "clearOutbox"]);
     expect(w.cache.callsTo("refresh")).toEqual([[list]]);
   });
@@ -81,8 +81,74 @@ describe("OutboxRelay.drain", () => {
     expect(w.messages.outbox).toEqual(list.map((m) => m.id));
 
     w.cache.heal();
-    expect(await w.outboxRelay.drain(10)).toBe(2);
+    expect((await w.outboxRelay.drain(10)).forwarded).toBe(2);
     expect(w.messages.outbox).toEqual([]);
+  });
+
+  describe("an entry that fails on its own (not an outage)", () => {
+    const POLICY = { maxAttempts: 3, baseDelaySeconds: 60, maxDelaySeconds: 3600 };
+    const withPoison = () => {
+      const { w, list } = setup(5, 10);
+      const poison = list[2] as Message;
+      w.analytics.rejectIds.add(poison.id);
+      const relay = w.outboxRelayWith(POLICY);
+      return { w, list, poison, relay };
+    };
+
+    it("does not hold back the others: they are forwarded one by one, it is deferred", async () => {
+      const { w, list, poison, relay } = withPoison();
+
+      expect(await relay.drain(10)).toEqual({ forwarded: 4, deferred: 1, parked: 0 });
+
+      expect(w.messages.outbox).toEqual([poison.id]);
+      expect(w.analytics.batches).toEqual(list.filter((m) => m !== poison).map((m) => [m]));
+      expect(w.messages.outboxRetries.get(poison.id)).toEqual({
+        attempts: 1,
+        dueAt: w.clock.now() + 60_000,
+        lastError: `cannot publish ${poison.id}`,
+      });
+      expect(w.diagnostics.messages()).toContain("outbox entry failed on its own; deferred");
+    });
+
+    it("is not tried again before its delay, which doubles, and is parked after maxAttempts", async () => {
+      const { w, poison, relay } = withPoison();
+      await relay.drain(10);
+      const tries = () => w.analytics.calls.filter((c) => JSON.stringify(c.args).includes(poison.id)).length;
+      const first = tries();
+
+      expect(await relay.drain(10)).toEqual({ forwarded: 0, deferred: 0, parked: 0 });
+      expect(tries()).toBe(first);
+
+      w.clock.advance(60_000);
+      expect(await relay.drain(10)).toEqual({ forwarded: 0, deferred: 1, parked: 0 });
+      expect(w.messages.outboxRetries.get(poison.id)?.dueAt).toBe(w.clock.now() + 120_000);
+
+      w.clock.advance(120_000);
+      expect(await relay.drain(10)).toEqual({ forwarded: 0, deferred: 1, parked: 1 });
+      w.clock.advance(24 * 3600_000);
+      const before = tries();
+      expect(await relay.drain(10)).toEqual({ forwarded: 0, deferred: 0, parked: 1 });
+      expect(tries()).toBe(before);
+      // Parked, not lost: still in the outbox for an operator to release.
+      expect(w.messages.outbox).toEqual([poison.id]);
+    });
+
+    it("is forwarded and cleared once it succeeds", async () => {
+      const { w, poison, relay } = withPoison();
+      await relay.drain(10);
+      w.analytics.rejectIds.delete(poison.id);
+      w.clock.advance(60_000);
+      expect(await relay.drain(10)).toEqual({ forwarded: 1, deferred: 0, parked: 0 });
+      expect(w.messages.outbox).toEqual([]);
+      expect(w.messages.outboxRetries.size).toBe(0);
+    });
+
+    it("blames no entry for an outage: the run stops and nothing is deferred", async () => {
+      const { w, relay } = withPoison();
+      w.analytics.down = true;
+      await expect(relay.drain(10)).rejects.toThrow("sqs unavailable: down");
+      expect(w.messages.callsTo("deferOutbox")).toEqual([]);
+    });
   });
 
   it.each(["queued", "sync"] as const)(

@@ -69,7 +69,7 @@ describe("packEnvelopes", () => {
       expect(Buffer.byteLength(body)).toBeLessThanOrEqual(20_000);
       expect(sqsAllowed(body)).toBe(true);
     }
-    expect(bodies.flatMap((b) => parseAnalyticsEnvelope(b))).toEqual(messages);
+    expect(bodies.flatMap((b) => parseAnalyticsEnvelope(b).messages)).toEqual(messages);
   });
 });
 

@@ -11,7 +11,13 @@
  */
 import type pg from "pg";
 import type { HistoryQuery, JsonObject, Message, MessageRole } from "../../core/model.ts";
-import type { CommitResult, MessageRepository, OwnedMessage, StoredPage } from "../../core/ports.ts";
+import type {
+  CommitResult,
+  MessageRepository,
+  OutboxRetryPolicy,
+  OwnedMessage,
+  StoredPage,
+} from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 import { NEXT_SEQ_SQL } from "./next-seq.ts";
 
@@ -211,6 +217,7 @@ export class PgMessageRepository implements MessageRepository {
     return this.guard.run(async () => {
       const { rows } = await this.pool.query<MessageRow>(
         `SELECT ${M_COLUMNS} FROM analytics_outbox o JOIN messages m ON m.id = o.message_id
+          WHERE o.next_attempt_at <= clock_timestamp()
           ORDER BY o.enqueued_at LIMIT $1`,
         [limit],
       );
@@ -230,6 +237,29 @@ export class PgMessageRepository implements MessageRepository {
   clearOutbox(ids: readonly string[]): Promise<void> {
     return this.guard.run(async () => {
       await this.pool.query("DELETE FROM analytics_outbox WHERE message_id = ANY($1::uuid[])", [ids]);
+    });
+  }
+
+  deferOutbox(id: string, reason: string, policy: OutboxRetryPolicy): Promise<void> {
+    return this.guard.run(async () => {
+      await this.pool.query(
+        `UPDATE analytics_outbox
+            SET attempts = attempts + 1,
+                last_error = left($2, 1000),
+                next_attempt_at = CASE WHEN attempts + 1 >= $3 THEN 'infinity'::timestamptz
+                  ELSE clock_timestamp() + least($4 * 2 ^ attempts, $5) * interval '1 second' END
+          WHERE message_id = $1`,
+        [id, reason, policy.maxAttempts, policy.baseDelaySeconds, policy.maxDelaySeconds],
+      );
+    });
+  }
+
+  parkedOutbox(): Promise<number> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM analytics_outbox WHERE next_attempt_at = 'infinity'",
+      );
+      return rows[0]?.n ?? 0;
     });
   }
 

@@ -416,7 +416,9 @@ export const ALL_SCRIPTS: readonly ScriptDefinition[] = [
 ];
 
 /** Scripts called with their key count first (see the cluster client's auto-pipelining). */
-export const VARYING_KEY_SCRIPTS: string[] = ALL_SCRIPTS.filter((s) => s.keys === "varying").map((s) => s.name);
+export const VARYING_KEY_SCRIPTS: string[] = ALL_SCRIPTS.filter((s) => s.keys === "varying").map(
+  (s) => s.name,
+);
 
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 

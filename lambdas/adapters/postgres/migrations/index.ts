@@ -48,4 +48,15 @@ CREATE TABLE analytics_outbox (
 );
 `,
   },
+  {
+    version: 2,
+    name: "outbox entries that fail on their own are retried later, then parked",
+    sql: `
+ALTER TABLE analytics_outbox
+  ADD COLUMN attempts         integer NOT NULL DEFAULT 0,
+  -- 'infinity': parked until an operator releases it (docs/reliability.md).
+  ADD COLUMN next_attempt_at  timestamptz NOT NULL DEFAULT '-infinity',
+  ADD COLUMN last_error       text;
+`,
+  },
 ];
