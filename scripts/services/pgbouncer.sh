@@ -58,12 +58,13 @@ EOF
   if [[ $EUID -eq 0 ]]; then
     # PgBouncer refuses to run as root.
     chown -R postgres:postgres -- "$dir"
-    as_pg "$dir" "$bin" -d "$dir/pgbouncer.ini" >>"$dir/start.log" 2>&1 || {
+    # 9>&-: the daemon must not inherit the lock on the state folder (it would hold it forever).
+    as_pg "$dir" "$bin" -d "$dir/pgbouncer.ini" >>"$dir/start.log" 2>&1 9>&- || {
       log_tail "$dir/pgbouncer.log"
       die "pgbouncer: failed to start (log: $dir/pgbouncer.log)"
     }
   else
-    "$bin" -d "$dir/pgbouncer.ini" >>"$dir/start.log" 2>&1 || die "pgbouncer: failed to start"
+    "$bin" -d "$dir/pgbouncer.ini" >>"$dir/start.log" 2>&1 9>&- || die "pgbouncer: failed to start"
   fi
   wait_until "$START_WAIT" pgb_ready || {
     log_tail "$dir/pgbouncer.log"

@@ -4,6 +4,9 @@
  * startup parameter the proxy refuses is refused here too, and the server-side limits come from
  * the application's role (written by the migration), not from the connection.
  */
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { createPgPool, pgPoolConfig } from "../../lambdas/adapters/postgres/pool.ts";
@@ -54,5 +57,14 @@ describe("PostgreSQL through a transaction-pooling proxy", () => {
     });
     await expect(client.connect()).rejects.toThrow(/unsupported startup parameter: statement_timeout/);
     await client.end().catch(() => undefined);
+  });
+});
+
+describe("the proxy scripts/services.sh started", () => {
+  it("does not hold the script's lock: the script runs again at once while the proxy runs", async () => {
+    // A daemon that inherited the lock's file descriptor would make every later run wait for it.
+    const script = path.resolve(import.meta.dirname, "../../scripts/services.sh");
+    const { stdout } = await promisify(execFile)("bash", [script, "up", "pgbouncer"], { timeout: 30_000 });
+    expect(stdout).toMatch(/pgbouncer\s+127\.0\.0\.1:\d+\s+(answering|started)/);
   });
 });
