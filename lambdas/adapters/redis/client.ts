@@ -1,8 +1,9 @@
 /**
  * One ioredis client per process, standalone or cluster. ElastiCache Serverless is always a TLS
  * cluster endpoint (`rediss://...` with REDIS_CLUSTER=true). Every command has a timeout (commands
- * issued while connecting wait at most that long, and are failed at once on a failed reconnect):
- * a slow or absent Redis is cut off, not waited for. The caller's TierGuard adds an outer bound.
+ * issued while the first connection is made wait at most that long; once connected, a command
+ * issued while the connection is down fails at once): a slow or absent Redis is cut off, not
+ * waited for. The caller's TierGuard adds an outer bound.
  */
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import { VARYING_KEY_SCRIPTS } from "./scripts.ts";
@@ -67,7 +68,24 @@ export const redisClientConfig = (
 
 export const createRedisClient = (options: RedisClientOptions): RedisClient => {
   const config = redisClientConfig(options);
-  return config.cluster ? new Cluster(config.nodes, config.options) : new Redis(config.options);
+  if (!config.cluster) return failFastOnceReady(new Redis(config.options));
+  const cluster = failFastOnceReady(new Cluster(config.nodes, config.options));
+  cluster.on("+node", (node: Redis) => failFastOnceReady(node));
+  return cluster;
+};
+
+/**
+ * Commands issued while the first connection is being made wait for it (a cold start's first
+ * request). Once connected, a command issued while the connection is down fails at once with a
+ * "not sent" error, instead of waiting in the offline queue: a queued command that times out is
+ * still sent when the connection comes back, so its outcome would be unknown (a reservation made
+ * behind the caller's back), where a refused one is known not to have happened.
+ */
+const failFastOnceReady = <T extends Redis | Cluster>(client: T): T => {
+  client.once("ready", () => {
+    client.options.enableOfflineQueue = false;
+  });
+  return client;
 };
 
 /** Server replies that mean "Redis cannot serve now", as opposed to a bad command. */
