@@ -48,7 +48,9 @@ import type {
   Diagnostics,
   MessageCache,
   MessageRepository,
+  OwnedMessage,
   RateLimiter,
+  ReleaseOutcome,
   Reservation,
   ReserveInput,
   StoreResult,
@@ -135,7 +137,7 @@ export class Acceptor {
     ]);
     if (admission.status === "rejected") {
       if (reserved.status === "fulfilled" && reserved.value?.kind === "reserved") {
-        await this.release(attempt, reserved.value, { kind: "abandoned" });
+        await this.release(attempt, reserved.value, giveUp(reserved.value));
       }
       throw admission.reason;
     }
@@ -197,7 +199,9 @@ export class Acceptor {
           return await this.deps.cache.reserve(input);
         } catch (error) {
           if (!isTierUnavailable(error)) throw error;
-          if (!error.maybeApplied) {
+          // Only when no call of this try may have reached Redis: otherwise it may hold a
+          // reservation, and must not also commit in PostgreSQL's lane.
+          if (!error.maybeApplied && tries === 0) {
             this.deps.diagnostics.warn("cache unavailable on accept; PostgreSQL allocates the seq", {
               threadId,
               error: error.message,
@@ -245,21 +249,9 @@ export class Acceptor {
 
   private async acceptReserved(attempt: Attempt, reservation: Reserved): Promise<AcceptResult> {
     const { thread } = reservation;
-    // The hot tier lost this thread's keys within the idempotency window: the key may be old. Or
-    // this try took the reservation over from one that ran out of time, which may have committed
-    // in PostgreSQL's lane (its repeated reservation met an open circuit) with a seq of its own.
-    const earlier =
-      reservation.verify || reservation.takeover
-        ? await bestEffort(
-            this.deps.diagnostics,
-            "could not check PostgreSQL for an earlier try",
-            { messageId: attempt.id },
-            () => this.deps.messages.findById(attempt.id),
-            null,
-          )
-        : null;
+    const earlier = await this.earlierTry(attempt, reservation);
     if (earlier !== null && fingerprintOf(earlier.message) !== attempt.fingerprint) {
-      await this.release(attempt, reservation, { kind: "abandoned" });
+      await this.release(attempt, reservation, giveUp(reservation));
       throw keyReused();
     }
     if (earlier !== null && !reservation.takeover) {
@@ -277,16 +269,36 @@ export class Acceptor {
         written = await this.deps.writer.write(message, thread.owner_id, attempt.watch);
       } catch (error) {
         if (error instanceof WriteFailedError) {
-          await this.release(attempt, reservation, { kind: error.maybeStored ? "unknown" : "abandoned" });
+          await this.release(
+            attempt,
+            reservation,
+            error.maybeStored ? { kind: "unknown" } : giveUp(reservation),
+          );
           throw this.unavailable(attempt, error);
         }
-        await this.release(attempt, reservation, { kind: "abandoned" });
+        await this.release(attempt, reservation, giveUp(reservation));
         throw error;
       }
     }
     if (written.stored !== undefined) message = written.stored;
     const settled = this.deps.settled();
     const stored = await this.store(attempt, message, thread.owner_id, written.durability === "queued");
+    if (stored?.kind === "lost" && written.durability === "queued") {
+      // The hot state this reservation came from is gone, or made anew above its seq: reads of
+      // the thread look for it in PostgreSQL now, so it must be there before the answer.
+      const committed = await bestEffort(
+        this.deps.diagnostics,
+        "could not commit a message its hot state lost",
+        { messageId: message.id },
+        () => attempt.watch.time("db", () => this.deps.messages.commit(message)),
+        null,
+      );
+      if (committed !== null) {
+        message = committed.message;
+        written = { durability: "committed", degraded: written.degraded };
+        await this.release(attempt, reservation, { kind: "replayed", message });
+      }
+    }
     // PostgreSQL kept the message under a seq of its own: the reserved one goes unused.
     if (message.seq !== reservation.seq) await this.release(attempt, reservation, { kind: "abandoned" });
     if (stored?.kind === "replay") return await this.replay(attempt, stored.message, written.durability);
@@ -451,6 +463,36 @@ export class Acceptor {
    * The original message of the key (the reservation or PostgreSQL authorised the thread); when the
    * hot tier no longer holds it, it is read by its id.
    */
+  /**
+   * An earlier try's message, where one may exist: the hot tier lost this thread's keys within the
+   * idempotency window (verify: the key may be old), or this try took the reservation over from one
+   * that ran out of time (it may have committed in PostgreSQL's lane, with a seq of its own).
+   * A takeover that cannot ask is refused with 503 (keeping the reservation for the retry); a
+   * verify that cannot ask goes on as new, as accepting matters more while PostgreSQL is away.
+   */
+  private async earlierTry(attempt: Attempt, reservation: Reserved): Promise<OwnedMessage | null> {
+    if (reservation.takeover) {
+      try {
+        return await attempt.watch.time("db", () => this.deps.messages.findById(attempt.id));
+      } catch (error) {
+        if (!isTierUnavailable(error)) throw error;
+        await this.release(attempt, reservation, { kind: "unknown" });
+        throw new ServiceUnavailableError(
+          `Cannot tell whether an earlier try stored this message; retry with client_message_id ${attempt.clientMessageId}`,
+          { cause: error, clientMessageId: attempt.clientMessageId },
+        );
+      }
+    }
+    if (!reservation.verify) return null;
+    return bestEffort(
+      this.deps.diagnostics,
+      "could not check PostgreSQL for an earlier try",
+      { messageId: attempt.id },
+      () => this.deps.messages.findById(attempt.id),
+      null,
+    );
+  }
+
   private async replay(
     attempt: Attempt,
     original: Message | null,
@@ -514,3 +556,10 @@ const keyReused = (): ConflictError =>
     "idempotency_key_reused",
     "This client_message_id was used for a message with different content",
   );
+
+/**
+ * How a try lets go of a reservation it will not use: freed, unless it took the reservation over
+ * from a try whose outcome is unknown (that try's copy may be on its way: a retry must find it).
+ */
+const giveUp = (reservation: Reserved): ReleaseOutcome =>
+  reservation.takeover ? { kind: "unknown" } : { kind: "abandoned" };

@@ -255,11 +255,18 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         const a = attempt();
         const first = await reserve(a);
         h.clock.advance(h.options.leaseMs + 1);
-        const taken = await h.cache.reserve({ ...a.input, token: randomUUID(), nowMs: h.clock.now() });
+        const taker = { ...a.input, token: randomUUID(), nowMs: h.clock.now() };
+        const taken = await h.cache.reserve(taker);
         expect(taken).toMatchObject({
           kind: "reserved",
           seq: first.seq,
           createdAtMs: first.createdAtMs,
+          takeover: true,
+        });
+        // The taker repeating its call (it timed out) is told again that it took the key over.
+        expect(await h.cache.reserve(taker)).toMatchObject({
+          kind: "reserved",
+          seq: first.seq,
           takeover: true,
         });
       });
@@ -324,12 +331,17 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         });
       });
 
-      it("keeps a record for a key the server made up once its message is visible, or its outcome unknown", async () => {
+      it("keeps a record for a key the server made up, like any other key", async () => {
         const a = attempt({ clientSupplied: false });
         const r = await reserve(a);
-        // No pending record while the first try runs (no other try can know the key yet).
+        // Its try repeating a call that timed out finds its own reservation.
+        expect(await h.cache.reserve(a.input)).toMatchObject({
+          kind: "reserved",
+          seq: r.seq,
+          takeover: false,
+        });
         const meanwhile = await h.cache.reserve({ ...a.input, token: randomUUID(), clientSupplied: true });
-        expect(meanwhile).toMatchObject({ kind: "reserved", takeover: false });
+        expect(meanwhile).toEqual({ kind: "in_progress" });
         const m = messageOf(a, r.seq, r.createdAtMs);
         expect((await store(a, m)).kind).toBe("visible");
         // The answer told the client the key: sending it again is a replay.
@@ -530,6 +542,15 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect(lookups).toEqual(Array.from({ length: 48 }, () => null));
       });
 
+      it("does not make a message visible below the floor of a state made anew since its reservation", async () => {
+        const a = attempt();
+        const r = await reserve(a);
+        await h.flush();
+        await h.cache.install({ thread, lastSeq: r.seq + 1000, genesis: false });
+        expect(await store(a, messageOf(a, r.seq, r.createdAtMs))).toEqual({ kind: "lost" });
+        expect((await newest()).rows).toEqual([]);
+      });
+
       it("makes a message accepted without the hot tier visible (its key has no record)", async () => {
         const a = attempt();
         const m = messageOf(a, (h.clock.now() + 5) * 1000 + 500, h.clock.now());
@@ -611,7 +632,10 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
       it("asks the durable tier about client keys within the idempotency window", async () => {
         await h.flush();
         await h.cache.install({ thread, lastSeq: (h.clock.now() - 1000) * 1000, genesis: false });
-        expect((await reserve(attempt())).verify).toBe(true);
+        const a = attempt();
+        expect((await reserve(a)).verify).toBe(true);
+        // Its try repeating the call (it timed out) is told again to ask.
+        expect((await reserve(a)).verify).toBe(true);
         expect((await reserve(attempt({ clientSupplied: false }))).verify).toBe(false);
         h.clock.advance(h.options.idempotencyTtlSeconds * 1000 + 1);
         expect((await reserve(attempt())).verify).toBe(false);

@@ -286,11 +286,12 @@ interface FakeThreadState {
 }
 
 /**
- * A client's key (a key the server made up has none, unless its outcome became unknown). Complete
- * records keep the seq, not the message: a replay reads it from the index, or by id.
+ * A key's record (every key's, also one the server made up). Complete records keep the seq, not the
+ * message: a replay reads it from the index, or by id. `x`: what the holding try was told ("k" it
+ * took the reservation over, "v" it must verify), told again when it repeats the call.
  */
 type IdemRecord =
-  | { s: "p"; t: string; q: number; c: number; h: string; d: number; u: boolean }
+  | { s: "p"; t: string; q: number; c: number; h: string; d: number; u: boolean; x: "" | "k" | "v" }
   /** Visible: `t` and `p` are the try that made it visible and its position (absent when refreshed). */
   | { s: "c"; h: string; q: number; t?: string; p?: number };
 
@@ -377,51 +378,46 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     if (input.ownerId !== null && st.meta.owner_id !== input.ownerId) return { kind: "not_found" };
     const now = this.clock.now();
     const slot = idempotencySlot(input.threadId, input.idempotencyKey);
-    const rec = input.clientSupplied ? this.idempotency.get(slot) : undefined;
+    const rec = this.idempotency.get(slot);
     if (rec !== undefined) {
       if (rec.h !== input.fingerprint) return { kind: "mismatch" };
       if (rec.s === "c") return { kind: "replay", thread: st.meta, message: st.index.get(rec.q) ?? null };
-      const reserved = (takeover: boolean) =>
+      const reserved = (takeover: boolean, verify: boolean) =>
         ({
           kind: "reserved",
           thread: st.meta,
           seq: rec.q,
           createdAtMs: rec.c,
           takeover,
-          verify: false,
+          verify,
         }) as const;
-      if (rec.t === input.token) return reserved(false);
+      // The same try repeating a call that timed out is told what it was told the first time.
+      if (rec.t === input.token) return reserved(rec.x === "k", rec.x === "v");
       if (rec.u || rec.d < now) {
         rec.t = input.token;
         rec.d = now + this.options.leaseMs;
         rec.u = false;
+        rec.x = "k";
         st.pending.set(rec.q, now + this.options.persistBoundMs);
-        return reserved(true);
+        return reserved(true, false);
       }
       return { kind: "in_progress" };
     }
     const seq = nextSeq(st.seq, now, FAKE_SEQ_LANE);
     st.seq = seq;
     st.pending.set(seq, now + this.options.persistBoundMs);
-    if (input.clientSupplied) {
-      this.idempotency.set(slot, {
-        s: "p",
-        t: input.token,
-        q: seq,
-        c: input.nowMs,
-        h: input.fingerprint,
-        d: now + this.options.leaseMs,
-        u: false,
-      });
-    }
-    return {
-      kind: "reserved",
-      thread: st.meta,
-      seq,
-      createdAtMs: input.nowMs,
-      takeover: false,
-      verify: input.clientSupplied && now < st.verifyUntil,
-    };
+    const verify = input.clientSupplied && now < st.verifyUntil;
+    this.idempotency.set(slot, {
+      s: "p",
+      t: input.token,
+      q: seq,
+      c: input.nowMs,
+      h: input.fingerprint,
+      d: now + this.options.leaseMs,
+      u: false,
+      x: verify ? "v" : "",
+    });
+    return { kind: "reserved", thread: st.meta, seq, createdAtMs: input.nowMs, takeover: false, verify };
   }
 
   async store(
@@ -448,6 +444,8 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       }
       return { kind: "replay", message: st.index.get(rec.q) ?? null };
     }
+    // A state made anew above this seq: reads look for it below the floor, in PostgreSQL.
+    if (message.seq < st.floor) return { kind: "lost" };
     const now = this.clock.now();
     st.index.set(message.seq, message);
     st.pending.delete(message.seq);
@@ -490,6 +488,7 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
           h: input.fingerprint,
           d: now + this.options.leaseMs,
           u: true,
+          x: "",
         });
       }
     } else {

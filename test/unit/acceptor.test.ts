@@ -478,6 +478,23 @@ describe("Acceptor.accept: one message per idempotency key", () => {
       expect(page?.rows).toEqual([committed.message]);
     });
 
+    it("keeps the reservation for the next retry when a try that took it over gives up (its original may be on its way)", async () => {
+      const { w, thread } = setup({ leaseMs: 1000 });
+      const other = await otherTry(w, thread, "c-1", "hello");
+      w.publisher.down = true;
+      w.messages.down = true;
+
+      const error = await caught(post(w, thread.id, "hello", { clientMessageId: "c-1" }));
+
+      // The takeover could not ask PostgreSQL whether the earlier try committed: 503 with the key.
+      expect(error).toMatchObject({ code: "service_unavailable", clientMessageId: "c-1" });
+      expect(releases(w)).toEqual(["unknown"]);
+      w.publisher.down = false;
+      w.messages.down = false;
+      const retry = await post(w, thread.id, "hello", { clientMessageId: "c-1" });
+      expect(retry.message).toEqual(other.message);
+    });
+
     it("answers 409 request_in_progress when the other try still holds the key after every pause", async () => {
       const { w, thread } = setup();
       await otherTry(w, thread, "c-1", "hello");
@@ -761,17 +778,44 @@ describe("Acceptor.accept: making the message visible", () => {
     expect(w.notifier.calls).toEqual([]);
   });
 
-  it("answers cache: failed, without a fan-out, when the hot tier lost the thread's state since the reservation", async () => {
+  it("commits the message before answering when the hot tier lost the thread's state since the reservation (reads now look in PostgreSQL)", async () => {
     const { w, thread } = setup();
     w.registry.addSubscription("conn-bob", thread.id);
     w.publisher.onPublish = async () => w.cache.flush();
 
     const result = await post(w, thread.id, "x");
 
-    expect(result).toMatchObject({ replayed: false, durability: "queued", cache: "failed", position: null });
+    expect(result).toMatchObject({
+      replayed: false,
+      durability: "committed",
+      cache: "failed",
+      position: null,
+    });
     expect(result.delivery).toEqual(NO_DELIVERY);
     expect(w.publisher.envelopes).toHaveLength(1);
     expect(w.notifier.calls).toEqual([]);
+    expect(w.messages.rows.get(result.message.id)).toEqual(result.message);
+    // Read-your-writes: the state is made anew, with a floor above the message; the page has it.
+    const page = await w.reader.history(alice, thread.id, { direction: "backward", limit: 10 });
+    expect(page.value.messages).toEqual([result.message]);
+  });
+
+  it("commits the message before answering when the thread's state was made anew above its seq since the reservation", async () => {
+    const { w, thread } = setup();
+    w.publisher.onPublish = async () => {
+      w.cache.flush();
+      w.clock.advance(5);
+      await w.access.install(thread.id);
+    };
+
+    const result = await post(w, thread.id, "x", { clientMessageId: "c-1" });
+
+    expect(result).toMatchObject({ durability: "committed", cache: "failed" });
+    const page = await w.reader.history(alice, thread.id, { direction: "backward", limit: 10 });
+    expect(page.value.messages).toEqual([result.message]);
+    // The key's record is complete: a retry replays at once.
+    const retry = await post(w, thread.id, "x", { clientMessageId: "c-1" });
+    expect(retry).toMatchObject({ replayed: true, message: result.message });
   });
 
   it("still accepts when the store fails, repeating a call that may have been applied once, and answers cache: failed", async () => {
@@ -911,6 +955,39 @@ describe("Acceptor.accept: when the hot tier is unreachable", () => {
     // Not pushed into the PostgreSQL lane: an overloaded Redis must not overload PostgreSQL too.
     expect(w.messages.calls).toEqual([]);
     expect(w.publisher.calls).toEqual([]);
+  });
+
+  it("answers 503 with the key, not PostgreSQL's lane, when a reservation timed out and its repeat could not reach Redis (the first may hold a reservation)", async () => {
+    const { w, thread } = setup();
+    const reserve = w.cache.reserve.bind(w.cache);
+    let calls = 0;
+    w.cache.reserve = async (input) => {
+      calls += 1;
+      if (calls === 2) throw w.cache.outage();
+      const reservation = await reserve(input);
+      if (calls === 1) throw w.cache.timedOut();
+      return reservation;
+    };
+
+    const error = await caught(post(w, thread.id, "x", { clientMessageId: "c-1" }));
+
+    expect(error).toMatchObject({ code: "service_unavailable", clientMessageId: "c-1" });
+    expect(w.messages.callsTo("commit")).toEqual([]);
+    expect(w.publisher.calls).toEqual([]);
+  });
+
+  it("is told again, when it repeats a reservation that timed out, that it took the key over", async () => {
+    const { w, thread } = setup({ leaseMs: 1000 });
+    await otherTry(w, thread, "c-1", "hello");
+    w.clock.advance(1001);
+    w.cache.timeOutAfterNext("reserve");
+
+    await post(w, thread.id, "hello", { clientMessageId: "c-1" });
+
+    const [, first, repeat] = reservations(w);
+    expect(repeat?.token).toBe(first?.token);
+    // The takeover's check of PostgreSQL ran although the answer that said "takeover" was lost.
+    expect(w.messages.callsTo("findById")).toHaveLength(1);
   });
 
   it("uses the hot tier when the repeated reservation succeeds", async () => {

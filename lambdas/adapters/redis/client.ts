@@ -92,14 +92,14 @@ const failFastOnceReady = <T extends Redis | Cluster>(client: T): T => {
 const UNAVAILABLE_REPLIES = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|OOM|BUSY|NOREPLICAS)/;
 
 /**
- * A command that never left this process: the connection was closed or refused, so the server
- * did nothing (as opposed to a timeout, after which it may have).
+ * A command that never left this process: the connection was refused, or was down when the command
+ * was issued, so the server did nothing (as opposed to a timeout, after which it may have). Not
+ * "Connection is closed": a cluster node's connection that drops fails with it the commands it had
+ * already written.
  */
 export const redisCommandNotSent = (error: unknown): boolean =>
   error instanceof Error &&
-  /Connection is closed|ECONNREFUSED|Stream isn't writeable|enableOfflineQueue|None of startup nodes is available/.test(
-    error.message,
-  );
+  /ECONNREFUSED|Stream isn't writeable|enableOfflineQueue|None of startup nodes is available/.test(error.message);
 
 export const isRedisOutage = (error: unknown): boolean => {
   if (!(error instanceof Error)) return true;

@@ -107,10 +107,12 @@ return 1
  * Returns {0} unknown thread | {4} not the owner's | {5} key used for other content | {3} in
  * progress | {2, meta, message or ""} replay ("": no longer cached, read it by id) |
  * {1, meta, seq, created_at_ms, takeover, verify}.
- * A key the server made up has no record while its first try runs (no other try can know it yet);
- * STORE gives every key a complete record (the answer tells the client the key). A record is a hash:
- * s (p pending / c complete), t (the holding try's token), q (seq), c (created_at_ms), h
- * (fingerprint), d (lease deadline), u ("1": outcome unknown, free to take over), p (pos).
+ * Every key gets a record, also one the server made up (the answer names it, and a try that repeats
+ * a call that timed out finds its own reservation by it); only a client's key may have been used
+ * before, so only a client's key is verified. A record is a hash: s (p pending / c complete), t
+ * (the holding try's token), q (seq), c (created_at_ms), h (fingerprint), d (lease deadline), u
+ * ("1": outcome unknown, free to take over), x (what the holding try was told: "k" took it over,
+ * "v" must verify — told again when it repeats the call), p (pos).
  * The seq is max(last + 1, server ms * 1000): see core/sequence.ts.
  */
 export const RESERVE: ScriptDefinition = {
@@ -124,24 +126,24 @@ if not meta then return {0} end
 if ARGV[1] ~= '' and hv[2] ~= ARGV[1] then return {4} end
 local now = tonumber(ARGV[5])
 redis.call('EXPIRE', st, ARGV[8])
-local keyed = ARGV[10] == '1'
-if keyed then
-  local rec = redis.call('HMGET', idem, 's', 't', 'q', 'c', 'h', 'd', 'u')
-  if rec[1] then
-    if rec[5] ~= ARGV[3] then return {5} end
-    if rec[1] == 'c' then
-      local row = redis.call('ZRANGEBYSCORE', msgs, rec[3], rec[3])
-      return {2, meta, row[1] or ''}
-    end
-    if rec[2] == ARGV[2] then return {1, meta, rec[3], rec[4], '0', '0'} end
-    if rec[7] == '1' or tonumber(rec[6]) < now then
-      redis.call('HSET', idem, 't', ARGV[2], 'd', ARGV[6], 'u', '0')
-      redis.call('ZREMRANGEBYSCORE', pend, rec[3], rec[3])
-      redis.call('ZADD', pend, rec[3], rec[3] .. ':' .. ARGV[7])
-      return {1, meta, rec[3], rec[4], '1', '0'}
-    end
-    return {3}
+local rec = redis.call('HMGET', idem, 's', 't', 'q', 'c', 'h', 'd', 'u', 'x')
+if rec[1] then
+  if rec[5] ~= ARGV[3] then return {5} end
+  if rec[1] == 'c' then
+    local row = redis.call('ZRANGEBYSCORE', msgs, rec[3], rec[3])
+    return {2, meta, row[1] or ''}
   end
+  if rec[2] == ARGV[2] then
+    local x = rec[8] or ''
+    return {1, meta, rec[3], rec[4], x == 'k' and '1' or '0', x == 'v' and '1' or '0'}
+  end
+  if rec[7] == '1' or tonumber(rec[6]) < now then
+    redis.call('HSET', idem, 't', ARGV[2], 'd', ARGV[6], 'u', '0', 'x', 'k')
+    redis.call('ZREMRANGEBYSCORE', pend, rec[3], rec[3])
+    redis.call('ZADD', pend, rec[3], rec[3] .. ':' .. ARGV[7])
+    return {1, meta, rec[3], rec[4], '1', '0'}
+  end
+  return {3}
 end
 local nxt = tonumber(hv[3] or '0') + 1
 local clock = server_clock()
@@ -151,11 +153,10 @@ redis.call('HSET', st, 'seq', seq)
 redis.call('ZADD', pend, seq, seq .. ':' .. ARGV[7])
 redis.call('EXPIRE', pend, ARGV[8])
 local verify = '0'
-if keyed then
-  redis.call('HSET', idem, 's', 'p', 't', ARGV[2], 'q', seq, 'c', ARGV[4], 'h', ARGV[3], 'd', ARGV[6], 'u', '0')
-  redis.call('EXPIRE', idem, ARGV[9])
-  if now < tonumber(hv[4] or '0') then verify = '1' end
-end
+if ARGV[10] == '1' and now < tonumber(hv[4] or '0') then verify = '1' end
+redis.call('HSET', idem, 's', 'p', 't', ARGV[2], 'q', seq, 'c', ARGV[4], 'h', ARGV[3], 'd', ARGV[6], 'u', '0',
+  'x', verify == '1' and 'v' or '')
+redis.call('EXPIRE', idem, ARGV[9])
 return {1, meta, seq, ARGV[4], '0', verify}
 `,
 };
@@ -163,7 +164,8 @@ return {1, meta, seq, ARGV[4], '0', verify}
 /**
  * KEYS: st, msgs, pend, unp, subs, idem, log. ARGV: seq, message JSON, queued ("1"/"0"), maxLen,
  * ttl, idempotency ttl, now, unpersisted deadline, fingerprint, log length, token.
- * Returns {0} state lost | {2, message or ""} another try made it visible first | {1, pos, epoch,
+ * Returns {0} state lost (none, or one made anew above this seq: reads look below its floor in
+ * PostgreSQL) | {2, message or ""} another try made it visible first | {1, pos, epoch,
  * subscribers} (also to the same try repeating a call that timed out). The subscriber set is
  * read here, atomically with the message getting its position: a connection that follows the
  * thread later replays it from the log.
@@ -181,6 +183,7 @@ if rec[1] == 'c' then
   return {2, row[1] or ''}
 end
 local seq = ARGV[1]
+if tonumber(seq) < tonumber(redis.call('HGET', st, 'floor') or '0') then return {0} end
 local now = tonumber(ARGV[7])
 redis.call('ZREMRANGEBYSCORE', msgs, seq, seq)
 redis.call('ZADD', msgs, seq, ARGV[2])
