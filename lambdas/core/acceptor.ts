@@ -296,7 +296,10 @@ export class Acceptor {
       if (committed !== null) {
         message = committed.message;
         written = { durability: "committed", degraded: written.degraded };
-        await this.release(attempt, reservation, { kind: "replayed", message });
+        // Not "replayed": a complete record would tell the consumers it was made visible (and a
+        // read may have warmed the range without it). Left to take over at once: a retry finds
+        // the message in PostgreSQL, and the consumer's confirmation makes it visible.
+        await this.release(attempt, reservation, { kind: "unknown" });
       }
     }
     // PostgreSQL kept the message under a seq of its own: the reserved one goes unused.

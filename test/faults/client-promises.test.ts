@@ -114,6 +114,7 @@ const counts = {
   conflicts409: 0,
   unavailable503: 0,
   readChecks: 0,
+  connectsRefused: 0,
 };
 
 const record = (threadId: string, key: string, body: Record<string, unknown>): Accepted => {
@@ -224,8 +225,21 @@ const httpSender = async (token: string, threadId: string, label: string, role?:
 };
 
 /** A user sending over its WebSocket connection (sendMessage), retrying errors by key. */
+/** Opens a WebSocket connection as a client would: a refused connect (503) is tried again shortly. */
+const connectWs = async (token: string) => {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await t.ws(token);
+    } catch (error) {
+      if (attempt >= 40) throw error;
+      counts.connectsRefused++;
+      await pause(250);
+    }
+  }
+};
+
 const wsSender = async (token: string, threadId: string, label: string): Promise<void> => {
-  let ws = await t.ws(token);
+  let ws = await connectWs(token);
   for (let i = 0; i < MESSAGES_PER_SENDER; i++) {
     let key = chance(0.7) ? `${label}-${i}-${randomUUID().slice(0, 8)}` : undefined;
     const text = `${label} #${i} ${randomUUID().slice(0, 6)}`;
@@ -246,7 +260,7 @@ const wsSender = async (token: string, threadId: string, label: string): Promise
         // No answer: the try may have been accepted. Only a key makes a retry safe.
         if (key === undefined) throw new Error(`a keyless sendMessage got no answer (${text})`);
         keysUnanswered.add(key);
-        ws = await t.ws(token);
+        ws = await connectWs(token);
         continue;
       }
       if (frame.type === "message.created") {
@@ -259,7 +273,7 @@ const wsSender = async (token: string, threadId: string, label: string): Promise
         break;
       }
       if (frame.code === "connection_unknown") {
-        ws = await t.ws(token);
+        ws = await connectWs(token);
         continue;
       }
       if (frame.code === "service_unavailable") {
@@ -447,6 +461,7 @@ describe(`client promises under faults (seed ${SEED})`, () => {
     // History, paged backwards over HTTP, is strictly ordered and complete.
     for (const th of threads) {
       const seqs: number[] = [];
+      const pages: string[] = [];
       let before: number | null = null;
       do {
         const query: string = before === null ? "limit=20" : `limit=20&before=${before}`;
@@ -456,11 +471,21 @@ describe(`client promises under faults (seed ${SEED})`, () => {
           { token: th.token },
         );
         expect(page.status).toBe(200);
+        pages.push(
+          `${query} → ${page.body.messages.length} from ${page.headers.get("x-served-from")}, next ${page.body.next_cursor}`,
+        );
         seqs.unshift(...page.body.messages.map((m) => m.seq));
         before = page.body.next_cursor;
       } while (before !== null);
       for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1] as number);
-      expect(seqs.length).toBe(stored.filter((r) => r.thread_id === th.id).length);
+      const expected = stored.filter((r) => r.thread_id === th.id).map((r) => Number(r.seq));
+      const missing = expected.filter((seq) => !seqs.includes(seq));
+      const extra = seqs.filter((seq) => !expected.includes(seq));
+      if (missing.length > 0 || extra.length > 0) {
+        problem(
+          `history of ${th.id}: missing ${missing.join(", ")}; extra ${extra.join(", ")}; pages: ${pages.join(" | ")}`,
+        );
+      }
     }
 
     // ClickHouse holds each message once.

@@ -813,9 +813,26 @@ describe("Acceptor.accept: making the message visible", () => {
     expect(result).toMatchObject({ durability: "committed", cache: "failed" });
     const page = await w.reader.history(alice, thread.id, { direction: "backward", limit: 10 });
     expect(page.value.messages).toEqual([result.message]);
-    // The key's record is complete: a retry replays at once.
+    // A retry takes the reservation over at once and finds the message in PostgreSQL.
     const retry = await post(w, thread.id, "x", { clientMessageId: "c-1" });
     expect(retry).toMatchObject({ replayed: true, message: result.message });
+  });
+
+  it("leaves a message it committed because its hot state was lost for the consumer to make visible", async () => {
+    const { w, thread } = setup();
+    w.publisher.onPublish = async () => {
+      w.cache.flush();
+      w.clock.advance(5);
+      await w.access.install(thread.id);
+    };
+    const result = await post(w, thread.id, "x", { clientMessageId: "c-1" });
+    w.publisher.onPublish = undefined;
+    // A read warms the range below the floor from PostgreSQL meanwhile, as if before the commit.
+    w.cache.states.get(thread.id)?.index.clear();
+
+    await w.persistService.process(w.publisher.records());
+
+    expect(w.cache.cachedSeqs(thread.id)).toContain(result.message.seq);
   });
 
   it("still accepts when the store fails, repeating a call that may have been applied once, and answers cache: failed", async () => {

@@ -99,7 +99,9 @@ const UNAVAILABLE_REPLIES = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|
  */
 export const redisCommandNotSent = (error: unknown): boolean =>
   error instanceof Error &&
-  /ECONNREFUSED|Stream isn't writeable|enableOfflineQueue|None of startup nodes is available/.test(error.message);
+  /ECONNREFUSED|Stream isn't writeable|enableOfflineQueue|None of startup nodes is available/.test(
+    error.message,
+  );
 
 export const isRedisOutage = (error: unknown): boolean => {
   if (!(error instanceof Error)) return true;
