@@ -551,6 +551,22 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect((await newest()).rows).toEqual([]);
       });
 
+      it("makes a confirmed message visible that the index lacks at or above the floor, whatever its key's record says", async () => {
+        // Its key's record was completed (a retry found it in PostgreSQL) while a read warmed the
+        // range below the floor from PostgreSQL before the message reached it.
+        const stored = await post();
+        await h.flush();
+        await h.cache.install({ thread, lastSeq: stored.m.seq + 1000, genesis: false });
+        const a = attempt();
+        const r = await reserve(a);
+        const m = messageOf(a, stored.m.seq + 1, r.createdAtMs);
+        await h.cache.release({ ...releaseOf(a, r.seq), outcome: { kind: "replayed", message: m } });
+        await h.cache.warm(thread.id, [stored.m], false);
+        const [late] = await h.cache.refresh([m]);
+        expect(late?.messages.map((x) => x.message)).toEqual([m]);
+        expect((await newest()).rows.map((x) => x.id)).toContain(m.id);
+      });
+
       it("makes a message accepted without the hot tier visible (its key has no record)", async () => {
         const a = attempt();
         const m = messageOf(a, (h.clock.now() + 5) * 1000 + 500, h.clock.now());

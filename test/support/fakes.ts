@@ -576,7 +576,8 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
         const stale = rec?.s === "c" && rec.q !== m.seq;
         if (stale) st.index.delete(rec.q);
         // The index keeps every visible message until it is confirmed: not in it, not visible.
-        if (stale || (!complete && !st.index.has(m.seq))) {
+        // At or above the floor the index must hold it, whatever its key's record says.
+        if (stale || (!st.index.has(m.seq) && (!complete || m.seq >= st.floor))) {
           st.index.set(m.seq, m);
           st.pending.delete(m.seq);
           const pos = this.visible(st, m.seq);

@@ -333,8 +333,9 @@ return 1
  * idempotency ttl, now, log length, then seq/JSON/fingerprint triples of messages as PostgreSQL
  * stored them. Each is confirmed (no longer kept for PostgreSQL's sake). One that was never made
  * visible — it is not in the index (which keeps every visible message until it is confirmed) and
- * its key has no complete record — becomes visible now, with the next position: its accept could
- * not cache it, ran while the hot tier was away, or was in flight when the hot state was lost.
+ * its key has no complete record, or it lies at or above the floor, where the index must hold it
+ * — becomes visible now, with the next position: its accept could not cache it, ran while the hot
+ * tier was away, or was in flight when the hot state was lost.
  * One made visible with another seq than PostgreSQL kept (a retry that reached the hot tier while
  * the original, accepted without it, was on its way) is corrected to the stored one, with the next
  * position too. Returns {0} without state, else {1, epoch, subscribers, seq, pos, ...} for the
@@ -347,6 +348,7 @@ export const REFRESH: ScriptDefinition = {
 local st, msgs, pend, unp, subs, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 if redis.call('EXISTS', st) == 0 then return {0} end
 local now = tonumber(ARGV[4])
+local floor = tonumber(redis.call('HGET', st, 'floor') or '0')
 local late = {}
 for i = 6, #ARGV, 3 do
   local seq = ARGV[i]
@@ -356,7 +358,7 @@ for i = 6, #ARGV, 3 do
   local complete = rec[1] == 'c'
   local stale = complete and rec[2] ~= seq
   local shown = redis.call('ZCOUNT', msgs, seq, seq) > 0
-  if stale or (not complete and not shown) then
+  if stale or (not shown and (not complete or tonumber(seq) >= floor)) then
     if stale then redis.call('ZREMRANGEBYSCORE', msgs, rec[2], rec[2]) end
     redis.call('ZREMRANGEBYSCORE', msgs, seq, seq)
     redis.call('ZADD', msgs, seq, ARGV[i + 1])
