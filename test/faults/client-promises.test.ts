@@ -107,7 +107,10 @@ const problem = (text: string): void => {
 };
 
 /** Every 2xx answer per key, to check that all tries of a key agree. */
-const answersByKey = new Map<string, { message: Message; replayed: boolean; cache: string }[]>();
+const answersByKey = new Map<
+  string,
+  { message: Message; replayed: boolean; cache: string; startedAt: number; answeredAt: number }[]
+>();
 /** Keys some try of which got no answer (its outcome unknown to the client). */
 const keysUnanswered = new Set<string>();
 const keysWith503 = new Set<string>();
@@ -123,15 +126,26 @@ const counts = {
   connectsRefused: 0,
 };
 
-const record = (threadId: string, key: string, body: Record<string, unknown>): Accepted => {
+const record = (
+  threadId: string,
+  key: string,
+  body: Record<string, unknown>,
+  startedAt: number,
+): Accepted => {
   const { status: _s, durability: _d, degraded: _g, cache, replayed, delivered: _v, ...rest } = body;
   const message = rest as unknown as Message;
   const cached = cache === "written";
   const list = answersByKey.get(key) ?? [];
-  list.push({ message, replayed: replayed === true, cache: String(cache) });
+  list.push({
+    message,
+    replayed: replayed === true,
+    cache: String(cache),
+    startedAt,
+    answeredAt: Date.now(),
+  });
   answersByKey.set(key, list);
   if (!accepted.has(message.id)) accepted.set(message.id, { message, threadId, cached });
-  return { message, threadId, cached };
+  return { message, threadId, cached, startedAt };
 };
 
 /** One try over HTTP until it is answered 2xx: a 409 or 503 is retried after Retry-After. */
@@ -145,7 +159,7 @@ const postUntilAccepted = async (
   for (let attempt = 0; attempt < 40; attempt++) {
     const outcome = await post(token, threadId, body);
     if (outcome.status === 201) {
-      return { ...record(threadId, String(outcome.body.client_message_id), outcome.body), startedAt };
+      return record(threadId, String(outcome.body.client_message_id), outcome.body, startedAt);
     }
     const error = outcome.body.error as Record<string, unknown> | undefined;
     if (outcome.status === 409 && error?.code === "request_in_progress") counts.conflicts409++;
@@ -237,7 +251,6 @@ const httpSender = async (token: string, threadId: string, label: string, role?:
   }
 };
 
-/** A user sending over its WebSocket connection (sendMessage), retrying errors by key. */
 /** Opens a WebSocket connection as a client would: a refused connect (503) is tried again shortly. */
 const connectWs = async (token: string) => {
   for (let attempt = 0; ; attempt++) {
@@ -251,11 +264,13 @@ const connectWs = async (token: string) => {
   }
 };
 
+/** A user sending over its WebSocket connection (sendMessage), retrying errors by key. */
 const wsSender = async (token: string, threadId: string, label: string): Promise<void> => {
   let ws = await connectWs(token);
   for (let i = 0; i < MESSAGES_PER_SENDER; i++) {
     let key = chance(0.7) ? `${label}-${i}-${randomUUID().slice(0, 8)}` : undefined;
     const text = `${label} #${i} ${randomUUID().slice(0, 6)}`;
+    const startedAt = Date.now();
     for (let attempt = 0; ; attempt++) {
       if (attempt > 40) throw new Error("no ack after 40 tries");
       let frame: Record<string, unknown>;
@@ -282,7 +297,7 @@ const wsSender = async (token: string, threadId: string, label: string): Promise
           replayed: frame.replayed,
           cache: frame.cache,
         };
-        record(threadId, String((frame.message as Message).client_message_id), body);
+        record(threadId, String((frame.message as Message).client_message_id), body, startedAt);
         break;
       }
       if (frame.code === "connection_unknown") {
@@ -418,6 +433,7 @@ describe(`client promises under faults (seed ${SEED})`, () => {
 
     // One message per key: every 2xx of a key names the same message; at most one created it.
     let keysThroughPostgres = 0;
+    let keysAcrossFlush = 0;
     for (const [key, answers] of answersByKey) {
       const first = answers[0] as (typeof answers)[number];
       const row = storedById.get(first.message.id);
@@ -430,6 +446,15 @@ describe(`client promises under faults (seed ${SEED})`, () => {
       // (docs/architecture.md). Every other key's tries agree with what PostgreSQL kept.
       if (answers.some((a) => a.cache === "skipped")) {
         keysThroughPostgres++;
+        continue;
+      }
+      // Redis lost the key between its tries while the original was still on its way through SQS
+      // (not yet in PostgreSQL, where a retry then looks): the documented window of a Redis loss
+      // (docs/reliability.md, Limits worth knowing).
+      const from = Math.min(...answers.map((a) => a.startedAt));
+      const to = Math.max(...answers.map((a) => a.answeredAt));
+      if (answers.length > 1 && flushes.some((at) => at >= from && at <= to)) {
+        keysAcrossFlush++;
         continue;
       }
       if (
@@ -519,6 +544,7 @@ describe(`client promises under faults (seed ${SEED})`, () => {
         faults: faultLog,
         churnEvents,
         keysThroughPostgres,
+        keysAcrossFlush,
         clients: clients.map((c) => c.stats),
       }),
     );
