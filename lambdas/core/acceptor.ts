@@ -157,6 +157,9 @@ export class Acceptor {
   private attempt(command: AcceptCommand): Attempt {
     const { principal, threadId, input } = command;
     const role = roleFor(principal, input.role);
+    if (input.streaming && !isService(principal)) {
+      throw new ForbiddenError("role_not_allowed", "only a service principal may stream a reply");
+    }
     const clientMessageId = input.clientMessageId ?? serverClientMessageId();
     return {
       command,
@@ -165,7 +168,12 @@ export class Acceptor {
       clientSupplied: input.clientMessageId !== undefined,
       key: idempotencyKey(principal.userId, clientMessageId),
       id: messageIdFor(threadId, principal.userId, clientMessageId),
-      fingerprint: fingerprintOf({ role, content: input.content, metadata: input.metadata }),
+      fingerprint: fingerprintOf({
+        role,
+        content: input.content,
+        metadata: input.metadata,
+        ...(input.streaming ? { state: "streaming" as const } : {}),
+      }),
       token: tryToken(),
       watch: new Stopwatch(),
     };
@@ -459,6 +467,7 @@ export class Acceptor {
       client_message_id: attempt.clientMessageId,
       created_at: toEpochSeconds(createdAtMs),
       created_at_ms: createdAtMs,
+      ...(input.streaming ? { state: "streaming" as const } : {}),
     };
   }
 

@@ -3,7 +3,7 @@
  * 32 KB: a message too big for a frame is announced without its body, to be fetched over HTTP.
  */
 import type { Fanout } from "./fanout.ts";
-import type { Message } from "./model.ts";
+import { type Message, toWire } from "./model.ts";
 import type { LateVisibility } from "./ports.ts";
 
 export const MAX_FRAME_BYTES = 32 * 1024;
@@ -16,10 +16,19 @@ const fits = (frame: string): boolean => Buffer.byteLength(frame, "utf8") <= MAX
  * `replay: true` in a catch-up, or the sender's acknowledgement fields.
  */
 export const messageCreatedFrame = (message: Message, extra: object = {}): string => {
-  const full = JSON.stringify({ type: "message.created", ...extra, message });
+  return messageFrame("message.created", message, extra);
+};
+
+/**
+ * A frame that carries a message (`message.created`, `message.completed`, …); one too big for a
+ * frame is sent without its content and metadata (`truncated: true`), to be read over HTTP.
+ */
+export const messageFrame = (type: string, message: Message, extra: object = {}): string => {
+  const wire = toWire(message);
+  const full = JSON.stringify({ type, ...extra, message: wire });
   if (fits(full)) return full;
-  const { content: _content, metadata: _metadata, ...header } = message;
-  return JSON.stringify({ type: "message.created", ...extra, truncated: true, message: header });
+  const { content: _content, metadata: _metadata, ...header } = wire;
+  return JSON.stringify({ type, ...extra, truncated: true, message: header });
 };
 
 /** `error` with the same body as an HTTP error (`code`, `message`, …, `request_id`). */

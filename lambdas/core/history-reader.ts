@@ -27,7 +27,14 @@ export interface ReadResult<T> {
   readonly source: "cache" | "database";
 }
 
+/** Shows streamed replies as they stand now (StreamService). */
+export interface LiveView {
+  live(threadId: string, messages: readonly Message[]): Promise<Message[]>;
+}
+
 export interface HistoryReaderDeps {
+  /** Absent: replies still streaming are shown as opened. */
+  readonly live?: LiveView;
   readonly cache: MessageCache;
   readonly messages: MessageRepository;
   readonly access: ThreadAccess;
@@ -49,6 +56,13 @@ export class HistoryReader {
 
   /** History without an access check: callers have authorised the thread already. */
   async read(threadId: string, query: HistoryQuery): Promise<ReadResult<HistoryPage>> {
+    const result = await this.readStored(threadId, query);
+    if (this.deps.live === undefined) return result;
+    const messages = await this.deps.live.live(threadId, result.value.messages);
+    return { ...result, value: { ...result.value, messages } };
+  }
+
+  private async readStored(threadId: string, query: HistoryQuery): Promise<ReadResult<HistoryPage>> {
     // Taken before the read: whatever it counts as settled was visible when the read began.
     const settled = this.deps.settled();
     const cached = await bestEffort(
@@ -172,7 +186,11 @@ export class HistoryReader {
       (await this.deps.messages.findById(messageId).catch(unavailableAs("Message store unavailable")));
     if (found === null && !cacheAnswered) throw new ServiceUnavailableError("Message store unavailable");
     if (found === null || !canAccessThread(principal, { owner_id: found.ownerId })) throw messageNotFound();
-    return { value: found.message, source: cached !== null ? "cache" : "database" };
+    const [value = found.message] =
+      this.deps.live === undefined
+        ? [found.message]
+        : await this.deps.live.live(found.message.thread_id, [found.message]);
+    return { value, source: cached !== null ? "cache" : "database" };
   }
 }
 

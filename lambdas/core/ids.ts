@@ -29,9 +29,10 @@ export const idempotencyKey = (authorId: string, clientMessageId: string): strin
  * What two tries of one client message id must agree on. A retry that differs is refused rather
  * than silently answered with the original.
  */
-export const fingerprintOf = (m: Pick<Message, "role" | "content" | "metadata">): string =>
+export const fingerprintOf = (m: Pick<Message, "role" | "content" | "metadata" | "state">): string =>
   createHash("sha256")
-    .update(canonicalJson([m.role, m.content, m.metadata]))
+    // A streamed reply's content and metadata change as it ends: its tries agree on being one.
+    .update(canonicalJson(m.state === undefined ? [m.role, m.content, m.metadata] : [m.role, "(stream)"]))
     .digest("base64url")
     .slice(0, 22);
 

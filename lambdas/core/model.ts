@@ -8,6 +8,27 @@ export type MessageRole = (typeof MESSAGE_ROLES)[number];
 
 export type JsonObject = { [key: string]: unknown };
 
+/**
+ * Where a message stands. Messages posted whole are `complete` (and carry no `state` inside the
+ * system: the edges say "complete"); an assistant reply that streams is opened `streaming` and
+ * ends `complete`, `cancelled` or `error` (docs/streaming.md).
+ */
+export const MESSAGE_STATES = ["streaming", "complete", "cancelled", "error"] as const;
+export type MessageState = (typeof MESSAGE_STATES)[number];
+
+/** What the model used for a reply, as the agent reports it. */
+export interface MessageUsage {
+  readonly model?: string;
+  readonly input_tokens?: number;
+  readonly output_tokens?: number;
+}
+
+/** Why a reply ended in `error`, as the agent (or the idle timeout) reports it. */
+export interface MessageFailure {
+  readonly code?: string;
+  readonly message?: string;
+}
+
 /** A chat message as clients see it and as every tier stores it. */
 export interface Message {
   readonly id: string;
@@ -23,7 +44,38 @@ export interface Message {
   /** Epoch seconds, as the product's existing clients expect. */
   readonly created_at: number;
   readonly created_at_ms: number;
+  /** Only on streamed replies (absent: a message posted whole, `complete`). */
+  readonly state?: MessageState;
+  /** On reads of a reply still streaming: the last delta index its content includes (-1: none). */
+  readonly delta_index?: number;
+  /** How a streamed reply ended: "stop", "length", "cancelled", "timeout", "error", … */
+  readonly finish_reason?: string | null;
+  readonly usage?: MessageUsage | null;
+  readonly error?: MessageFailure | null;
+  /** Server-measured: open → first delta, and open → end of the stream. */
+  readonly first_delta_ms?: number | null;
+  readonly duration_ms?: number | null;
 }
+
+/** A streamed reply's fields, in the canonical order (absent on messages posted whole). */
+export const streamFields = (m: Message): Partial<Message> =>
+  m.state === undefined
+    ? {}
+    : {
+        state: m.state,
+        ...(m.delta_index !== undefined ? { delta_index: m.delta_index } : {}),
+        finish_reason: m.finish_reason ?? null,
+        usage: m.usage ?? null,
+        error: m.error ?? null,
+        first_delta_ms: m.first_delta_ms ?? null,
+        duration_ms: m.duration_ms ?? null,
+      };
+
+/** A message as clients get it: every message says its state. */
+export const toWire = (m: Message): Message & { state: MessageState } => ({
+  ...m,
+  state: m.state ?? "complete",
+});
 
 export interface Thread {
   readonly id: string;
@@ -98,6 +150,7 @@ export const serializeMessage = (m: Message): string =>
     client_message_id: m.client_message_id,
     created_at: m.created_at,
     created_at_ms: m.created_at_ms,
+    ...streamFields(m),
   });
 
 export const serializeThread = (t: Thread): string =>

@@ -9,15 +9,17 @@ import { describeError, isTierUnavailable } from "./errors.ts";
 import { announceLate } from "./events.ts";
 import type { Fanout } from "./fanout.ts";
 import type { Message } from "./model.ts";
-import type {
-  AnalyticsPublisher,
-  Clock,
-  CommitResult,
-  Diagnostics,
-  MessageCache,
-  MessageRepository,
-  OwnedMessage,
-  PersistEnvelope,
+import {
+  type AnalyticsPublisher,
+  type Clock,
+  type CommitResult,
+  type Diagnostics,
+  isStreamCheck,
+  type MessageCache,
+  type MessageEnvelope,
+  type MessageRepository,
+  type OwnedMessage,
+  type StreamCheckEnvelope,
 } from "./ports.ts";
 import {
   parsePersistEnvelope,
@@ -28,6 +30,13 @@ import {
 } from "./records.ts";
 import type { Settled } from "./sequence.ts";
 
+/** Watches streamed replies for idleness (StreamService); absent: stream checks are dropped. */
+export interface StreamWatch {
+  /** Closes the stream if idle; else in how many ms to look again (null: done). */
+  check(threadId: string, messageId: string): Promise<number | null>;
+  scheduleCheck(threadId: string, messageId: string, afterMs: number): Promise<void>;
+}
+
 export interface PersistDeps {
   readonly messages: MessageRepository;
   readonly analytics: AnalyticsPublisher;
@@ -37,6 +46,7 @@ export interface PersistDeps {
   readonly settled: Settled;
   readonly clock: Clock;
   readonly diagnostics: Diagnostics;
+  readonly streams?: StreamWatch;
 }
 
 export interface PersistOutcome {
@@ -55,7 +65,7 @@ export interface PersistOutcome {
 
 interface Parsed {
   readonly record: QueueRecord;
-  readonly envelope: PersistEnvelope;
+  readonly envelope: MessageEnvelope;
 }
 
 export class PersistService {
@@ -71,9 +81,12 @@ export class PersistService {
     };
 
     const parsed: Parsed[] = [];
+    const checks: { record: QueueRecord; envelope: StreamCheckEnvelope }[] = [];
     for (const record of records) {
       try {
-        parsed.push({ record, envelope: parsePersistEnvelope(record.body) });
+        const envelope = parsePersistEnvelope(record.body);
+        if (isStreamCheck(envelope)) checks.push({ record, envelope });
+        else parsed.push({ record, envelope });
       } catch (error) {
         this.deps.diagnostics.warn("poison record on persist queue", {
           recordId: record.id,
@@ -83,9 +96,18 @@ export class PersistService {
       }
     }
 
+    await Promise.all(
+      checks.map(({ record, envelope }) => this.checkStream(envelope).catch((error) => fail(record, error))),
+    );
+
+    // One row per message; of a streamed reply's two records (opened, final), the final one.
     const unique = new Map<string, OwnedMessage>();
     for (const { envelope } of parsed) {
-      if (!unique.has(envelope.message.id)) {
+      const seen = unique.get(envelope.message.id);
+      if (
+        seen === undefined ||
+        (seen.message.state === "streaming" && envelope.message.state !== "streaming")
+      ) {
         unique.set(envelope.message.id, { message: envelope.message, ownerId: envelope.owner_id });
       }
     }
@@ -102,8 +124,10 @@ export class PersistService {
     let statementsUsed = statements;
     let handedToOutbox = 0;
     if (canonical.length > 0) {
+      // ClickHouse gets a streamed reply once, in its final state.
+      const archived = canonical.filter((m) => m.state !== "streaming");
       const [forwarded, confirmed] = await Promise.allSettled([
-        this.deps.analytics.publish(canonical),
+        archived.length > 0 ? this.deps.analytics.publish(archived) : Promise.resolve(),
         this.confirmToCache(canonical),
       ]);
       const unfinished = [forwarded, confirmed].find((r) => r.status === "rejected");
@@ -150,6 +174,15 @@ export class PersistService {
       statements: statementsUsed,
       handedToOutbox,
     };
+  }
+
+  /** A scheduled look at a stream: it closes an idle one, or schedules the next look. */
+  private async checkStream(envelope: StreamCheckEnvelope): Promise<void> {
+    if (this.deps.streams === undefined) return;
+    const again = await this.deps.streams.check(envelope.thread_id, envelope.message_id);
+    if (again !== null) {
+      await this.deps.streams.scheduleCheck(envelope.thread_id, envelope.message_id, again);
+    }
   }
 
   /** One statement for the batch; only if it fails for a non-transient reason, one per message. */

@@ -2,7 +2,7 @@
  * The small interfaces the core depends on. Adapters (`lambdas/adapters/<tech>/`) implement them
  * over a connected client they are given; unit tests implement them in memory.
  */
-import type { HistoryQuery, Message, Principal, StreamPosition, Thread } from "./model.ts";
+import type { HistoryQuery, Message, MessageState, Principal, StreamPosition, Thread } from "./model.ts";
 
 /** What the accept path asks the hot tier before a message becomes durable (one round trip). */
 export interface ReserveInput {
@@ -178,6 +178,80 @@ export interface MessageCache {
   ping(): Promise<void>;
 }
 
+/** A streamed reply as the hot tier holds it (docs/streaming.md). */
+export interface StreamSnapshot {
+  readonly messageId: string;
+  readonly threadId: string;
+  readonly state: MessageState;
+  /** The last delta index the content includes (-1: none yet). */
+  readonly deltaIndex: number;
+  /** The deltas joined, from `baseIndex` on. */
+  readonly content: string;
+  /** The first index the content holds: above 0 when the hot tier lost the earlier deltas. */
+  readonly baseIndex: number;
+  readonly deltaCount: number;
+  readonly bytes: number;
+  readonly openedAtMs: number;
+  readonly firstDeltaAtMs: number | null;
+  readonly lastAppendAtMs: number;
+  /** The message as it was opened. */
+  readonly opened: Message;
+  /** Once it ended: the final message. */
+  readonly final: Message | null;
+}
+
+export interface StreamLimits {
+  readonly maxDeltas: number;
+  readonly maxBytes: number;
+  readonly idleTimeoutMs: number;
+}
+
+export type AppendResult =
+  /** Appended: push it to these connections (read atomically with the append). */
+  | { readonly kind: "appended"; readonly subscribers: readonly string[] }
+  /** This index was appended before: nothing appended again. */
+  | { readonly kind: "duplicate" }
+  | { readonly kind: "out_of_order"; readonly expected: number }
+  | { readonly kind: "not_streaming"; readonly state: MessageState }
+  /** No append for longer than the idle timeout: the caller closes the stream. */
+  | { readonly kind: "idle" }
+  | { readonly kind: "too_large" }
+  /** The hot tier has no state for this stream (lost, or never opened there). */
+  | { readonly kind: "missing" };
+
+export type FinishResult =
+  | { readonly kind: "finished"; readonly subscribers: readonly string[] }
+  /** It ended before (this state, this final message). */
+  | { readonly kind: "ended"; readonly state: MessageState; readonly final: Message | null }
+  /** A delta arrived since the snapshot the final was built from: build it again. */
+  | { readonly kind: "changed" }
+  | { readonly kind: "missing" };
+
+/**
+ * Redis: the live state of streamed replies — their deltas joined, the last index, counters and
+ * timings — under the thread's hash tag. The rules are specified by the contract suite in
+ * test/contracts/stream-store.contract.ts, run against the adapter and the fake.
+ */
+export interface StreamStore {
+  /** Starts holding a stream (`baseIndex`: the first index it will take); keeps one there already. */
+  open(opened: Message, ownerId: string | null, baseIndex: number): Promise<void>;
+  append(
+    threadId: string,
+    messageId: string,
+    delta: { index: number; text: string },
+    limits: StreamLimits,
+  ): Promise<AppendResult>;
+  /** null: the hot tier holds no state for it. */
+  snapshot(threadId: string, messageId: string): Promise<StreamSnapshot | null>;
+  /** The thread's streams still streaming. */
+  openStreams(threadId: string): Promise<StreamSnapshot[]>;
+  /**
+   * Ends the stream with `final`, if no delta arrived after `expectedIndex`; the thread's index
+   * and the lookup by id then show the final message.
+   */
+  finish(final: Message, ownerId: string, expectedIndex: number): Promise<FinishResult>;
+}
+
 export interface Connection {
   readonly connectionId: string;
   readonly principal: Principal;
@@ -281,17 +355,32 @@ export interface ThreadRepository {
   listByOwner(ownerId: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]>;
 }
 
-/** What travels on the persist queue. */
-export interface PersistEnvelope {
+/**
+ * What travels on the persist queue: a message to store (a streamed reply twice: opened, and in
+ * its final state), or a look at whether a stream went idle (sent with a delay).
+ */
+export type PersistEnvelope = MessageEnvelope | StreamCheckEnvelope;
+
+export interface MessageEnvelope {
   readonly v: 1;
   readonly message: Message;
   readonly owner_id: string;
   readonly accepted_at_ms: number;
 }
 
+export interface StreamCheckEnvelope {
+  readonly v: 1;
+  readonly kind: "stream_check";
+  readonly thread_id: string;
+  readonly message_id: string;
+}
+
+export const isStreamCheck = (e: PersistEnvelope): e is StreamCheckEnvelope => "kind" in e;
+
 /** SQS persist queue: the durability point of the accept path. */
 export interface MessagePublisher {
-  publish(envelope: PersistEnvelope): Promise<void>;
+  /** `delaySeconds` (0-900): SQS hands the record out only after this long. */
+  publish(envelope: PersistEnvelope, options?: { delaySeconds?: number }): Promise<void>;
   ping(): Promise<void>;
 }
 

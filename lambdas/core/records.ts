@@ -4,7 +4,7 @@
  */
 import * as z from "zod";
 import { describeError, isTierUnavailable } from "./errors.ts";
-import { MESSAGE_ROLES, type Message } from "./model.ts";
+import { MESSAGE_ROLES, MESSAGE_STATES, type Message } from "./model.ts";
 import type { PersistEnvelope } from "./ports.ts";
 
 const messageSchema = z.strictObject({
@@ -18,14 +18,38 @@ const messageSchema = z.strictObject({
   client_message_id: z.string().nullable(),
   created_at: z.number().int(),
   created_at_ms: z.number().int(),
+  state: z.enum(MESSAGE_STATES).optional(),
+  finish_reason: z.string().nullable().optional(),
+  usage: z
+    .strictObject({
+      model: z.string().optional(),
+      input_tokens: z.number().int().min(0).optional(),
+      output_tokens: z.number().int().min(0).optional(),
+    })
+    .nullable()
+    .optional(),
+  error: z
+    .strictObject({ code: z.string().optional(), message: z.string().optional() })
+    .nullable()
+    .optional(),
+  first_delta_ms: z.number().int().nullable().optional(),
+  duration_ms: z.number().int().nullable().optional(),
 });
 
-const persistEnvelopeSchema = z.strictObject({
-  v: z.literal(1),
-  message: messageSchema,
-  owner_id: z.string().min(1),
-  accepted_at_ms: z.number().int(),
-});
+const persistEnvelopeSchema = z.union([
+  z.strictObject({
+    v: z.literal(1),
+    message: messageSchema,
+    owner_id: z.string().min(1),
+    accepted_at_ms: z.number().int(),
+  }),
+  z.strictObject({
+    v: z.literal(1),
+    kind: z.literal("stream_check"),
+    thread_id: z.string().uuid(),
+    message_id: z.string().uuid(),
+  }),
+]);
 
 /** Each message is checked on its own: one bad message must not take the others down with it. */
 const analyticsEnvelopeSchema = z.strictObject({

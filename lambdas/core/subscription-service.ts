@@ -18,9 +18,9 @@ import {
   UnauthorizedError,
   unavailableAs,
 } from "./errors.ts";
-import { eventFrame, messageCreatedFrame } from "./events.ts";
-import type { HistoryReader } from "./history-reader.ts";
-import type { Principal, StreamPosition } from "./model.ts";
+import { eventFrame, messageCreatedFrame, messageFrame } from "./events.ts";
+import type { HistoryReader, LiveView } from "./history-reader.ts";
+import type { Message, Principal, StreamPosition } from "./model.ts";
 import type {
   Clock,
   Connection,
@@ -43,6 +43,8 @@ export interface SubscriptionServiceDeps {
   readonly verifier: TokenVerifier;
   readonly access: ThreadAccess;
   readonly reader: HistoryReader;
+  /** Replies still streaming: shown as they stand, and sent to a new subscriber. */
+  readonly streams?: LiveView & { inProgress(threadId: string): Promise<Message[]> };
   readonly rateLimiter: RateLimiter;
   readonly settled: Settled;
   readonly clock: Clock;
@@ -160,10 +162,16 @@ export class SubscriptionService {
     const send = (frame: string) => this.deps.notifier.send(connection.connectionId, frame);
     let replayed = 0;
     let nextCursor: number | null = null;
+    const live = (messages: Message[]) => this.deps.streams?.live(threadId, messages) ?? messages;
+    const replayedLive = replay === null ? null : await live(replay.map((r) => r.message));
     const frames =
       replay !== null
-        ? replay.map(({ message, pos }) =>
-            messageCreatedFrame(message, { replay: true, epoch: position.epoch, pos }),
+        ? replay.map(({ pos }, i) =>
+            messageCreatedFrame(replayedLive?.[i] ?? replay[i]!.message, {
+              replay: true,
+              epoch: position.epoch,
+              pos,
+            }),
           )
         : from.sinceSeq !== undefined
           ? await this.catchUp(threadId, from.sinceSeq).then(({ messages, next_cursor }) => {
@@ -178,6 +186,15 @@ export class SubscriptionService {
         return { replayed, hasMore: true, recovered: false, position };
       }
       replayed++;
+    }
+    // Replies still streaming, with their content so far and the last delta index in it: the
+    // subscriber joined before reading them, so every later delta reaches it live (it applies a
+    // delta only when its index is the next one: those the snapshot holds already are dropped).
+    for (const message of (await this.deps.streams?.inProgress(threadId)) ?? []) {
+      if ((await send(messageFrame("message.snapshot", message, { replay: true }))) === "gone") {
+        await this.disconnect(connection.connectionId);
+        return { replayed, hasMore: true, recovered: false, position };
+      }
     }
     const hasMore = nextCursor !== null;
     await send(

@@ -56,7 +56,8 @@ const metadata = z
   .refine(storableJson, "must be JSON without NUL characters, unpaired surrogates or deep nesting");
 
 const postMessageSchema = z.strictObject({
-  message: text.refine((s) => s.trim().length > 0, "must not be empty"),
+  message: text,
+  state: z.literal("streaming").optional(),
   metadata: metadata.optional(),
   client_message_id: z
     .string()
@@ -70,6 +71,8 @@ export interface PostMessageInput {
   readonly metadata: JsonObject;
   readonly clientMessageId: string | undefined;
   readonly role: MessageRole | undefined;
+  /** An assistant reply opened to stream (docs/streaming.md); its content may be empty. */
+  readonly streaming: boolean;
 }
 
 const toDetails = (error: z.ZodError): ErrorDetail[] =>
@@ -105,6 +108,15 @@ export const parsePostMessage = (
   idempotencyHeader?: string,
 ): PostMessageInput => {
   const input = parseWith(postMessageSchema, body, "message");
+  const streaming = input.state === "streaming";
+  if (!streaming && input.message.trim().length === 0) {
+    throw new ValidationError("Invalid message", [{ path: "message", message: "must not be empty" }]);
+  }
+  if (streaming && input.role !== undefined && input.role !== "assistant") {
+    throw new ValidationError("Invalid message", [
+      { path: "role", message: "only an assistant reply can stream" },
+    ]);
+  }
   if (byteLength(input.message) > limits.maxMessageBytes) {
     throw new PayloadTooLargeError("message_too_large", `message exceeds ${limits.maxMessageBytes} bytes`);
   }
@@ -124,8 +136,78 @@ export const parsePostMessage = (
     }
     clientMessageId = idempotencyHeader;
   }
-  return { content: input.message, metadata: meta, clientMessageId, role: input.role };
+  return { content: input.message, metadata: meta, clientMessageId, role: input.role, streaming };
 };
+
+const deltaSchema = z.strictObject({
+  index: z.number().int().min(0).max(1_000_000_000),
+  text,
+});
+
+export interface DeltaInput {
+  readonly index: number;
+  readonly text: string;
+}
+
+/** A delta of a streamed reply (its size is checked against the stream's limits by the core). */
+export const parseDelta = (body: unknown): DeltaInput => parseWith(deltaSchema, body, "delta");
+
+const FINISH_REASON = /^[a-z][a-z0-9_]{0,31}$/;
+/** Set by the server only: a stop (cancel) or the idle timeout. */
+const RESERVED_FINISH_REASONS = new Set(["cancelled", "timeout"]);
+
+const endingSchema = z.strictObject({
+  finish_reason: z
+    .string()
+    .regex(FINISH_REASON, "must be 1-32 characters of a-z 0-9 _ (for example stop, length, error)"),
+  content: text.optional(),
+  usage: z
+    .strictObject({
+      model: text.max(128).optional(),
+      input_tokens: z.number().int().min(0).max(1e12).optional(),
+      output_tokens: z.number().int().min(0).max(1e12).optional(),
+    })
+    .optional(),
+  error: z.strictObject({ code: text.max(64).optional(), message: text.max(1000).optional() }).optional(),
+  metadata: metadata.optional(),
+});
+
+export interface EndingInput {
+  readonly state: "complete" | "error";
+  readonly finishReason: string;
+  readonly content?: string;
+  readonly usage?: { model?: string; input_tokens?: number; output_tokens?: number };
+  readonly error?: { code?: string; message?: string };
+  readonly metadata?: JsonObject;
+}
+
+/** POST /api/messages/{id}/complete: `finish_reason: "error"` (or an `error` object) ends it in error. */
+export const parseEnding = (body: unknown, limits: Limits): EndingInput => {
+  const input = parseWith(endingSchema, body, "completion");
+  if (RESERVED_FINISH_REASONS.has(input.finish_reason)) {
+    throw new ValidationError("Invalid completion", [
+      {
+        path: "finish_reason",
+        message: `${input.finish_reason} is set by the server (use the cancel route)`,
+      },
+    ]);
+  }
+  const failed = input.finish_reason === "error" || input.error !== undefined;
+  return {
+    state: failed ? "error" : "complete",
+    finishReason: input.finish_reason,
+    ...(input.content !== undefined ? { content: input.content } : {}),
+    ...(input.usage !== undefined ? { usage: input.usage } : {}),
+    ...(failed ? { error: input.error ?? { code: "agent_error" } } : {}),
+    ...(input.metadata !== undefined ? { metadata: checkMetadataSize(input.metadata, limits) } : {}),
+  };
+};
+
+const cancelSchema = z.strictObject({ reason: text.max(200).optional() });
+
+export const parseCancel = (body: unknown): { reason: string | undefined } => ({
+  reason: parseWith(cancelSchema, body ?? {}, "cancel request").reason,
+});
 
 const createThreadSchema = z.strictObject({
   title: text.nullable().optional(),
@@ -244,6 +326,30 @@ const unsubscribeSchema = z.strictObject({
 export const parseUnsubscribe = (frame: unknown): { threadId: string; requestId: string | undefined } => {
   const input = parseWith(unsubscribeSchema, frame, "unsubscribe request");
   return { threadId: parseId(input.threadId, "threadId"), requestId: input.request_id };
+};
+
+const wsAppendSchema = z.strictObject({
+  action: z.literal("appendDelta"),
+  messageId: z.string(),
+  index: z.unknown(),
+  text: z.unknown(),
+  request_id: requestId,
+});
+
+export const parseWsAppendDelta = (
+  frame: unknown,
+): { messageId: string; requestId: string | undefined; delta: DeltaInput } => {
+  const {
+    messageId,
+    request_id,
+    index,
+    text: deltaText,
+  } = parseWith(wsAppendSchema, frame, "appendDelta request");
+  return {
+    messageId: parseId(messageId, "messageId"),
+    requestId: request_id,
+    delta: parseDelta({ index, text: deltaText }),
+  };
 };
 
 const wsSendSchema = z.looseObject({

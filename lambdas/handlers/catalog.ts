@@ -37,6 +37,8 @@ export interface WebSocketFunction {
 const STORES: readonly FunctionNeed[] = ["redis", "database"];
 /** The accept path: stores, the persist queue and the fan-out. */
 const ACCEPT: readonly FunctionNeed[] = [...STORES, "sendToPersistQueue", "manageConnections"];
+/** Streamed replies: deltas to the subscribers, final messages (and idle checks) to the persist queue. */
+const STREAM: readonly FunctionNeed[] = ACCEPT;
 /** WebSocket routes that answer over @connections. */
 const WS_REPLY: readonly FunctionNeed[] = [...STORES, "manageConnections"];
 
@@ -78,6 +80,24 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     needs: STORES,
   },
   {
+    id: "AppendDelta",
+    entry: "lambdas/handlers/http/append-delta.ts",
+    routeKey: "POST /api/messages/{messageId}/deltas",
+    needs: STREAM,
+  },
+  {
+    id: "CompleteMessage",
+    entry: "lambdas/handlers/http/complete-message.ts",
+    routeKey: "POST /api/messages/{messageId}/complete",
+    needs: STREAM,
+  },
+  {
+    id: "CancelMessage",
+    entry: "lambdas/handlers/http/cancel-message.ts",
+    routeKey: "POST /api/messages/{messageId}/cancel",
+    needs: STREAM,
+  },
+  {
     id: "RecoverCache",
     entry: "lambdas/handlers/http/recover-cache.ts",
     routeKey: "POST /api/admin/recover-redis-cache",
@@ -109,6 +129,12 @@ export const WEBSOCKET_FUNCTIONS: readonly WebSocketFunction[] = [
     entry: "lambdas/handlers/ws/send-message.ts",
     routeKey: "sendMessage",
     needs: ACCEPT,
+  },
+  {
+    id: "WsAppendDelta",
+    entry: "lambdas/handlers/ws/append-delta.ts",
+    routeKey: "appendDelta",
+    needs: STREAM,
   },
   { id: "WsPing", entry: "lambdas/handlers/ws/ping.ts", routeKey: "ping", needs: WS_REPLY },
   { id: "WsDefault", entry: "lambdas/handlers/ws/default.ts", routeKey: "$default", needs: WS_REPLY },

@@ -78,6 +78,13 @@ const fields = z.object({
   DEFAULT_PAGE_SIZE: int(1).default(50),
   MAX_PAGE_SIZE: int(1).default(100),
 
+  /** A streamed reply with no delta for this long is closed as `error` (`finish_reason: "timeout"`). */
+  STREAM_IDLE_TIMEOUT_SECONDS: int(1, 86400).default(120),
+  STREAM_MAX_DELTA_BYTES: int(1).default(4096),
+  STREAM_MAX_DELTAS: int(1).default(10000),
+  /** Largest streamed reply, UTF-8 bytes (its final form travels through SQS: keep it well under 256 KiB). */
+  STREAM_MAX_BYTES: int(1, 131072).default(65536),
+
   HISTORY_CACHE_SIZE: int(1).default(200),
   CACHE_TTL_SECONDS: int(60).default(86400),
   IDEMPOTENCY_TTL_SECONDS: int(60).default(86400),

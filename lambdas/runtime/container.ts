@@ -25,6 +25,7 @@ import { RedisKeys } from "../adapters/redis/keys.ts";
 import { RedisConnectionRegistry } from "../adapters/redis/redis-connection-registry.ts";
 import { RedisMessageCache } from "../adapters/redis/redis-message-cache.ts";
 import { RedisRateLimiter } from "../adapters/redis/redis-rate-limiter.ts";
+import { RedisStreamStore } from "../adapters/redis/redis-stream-store.ts";
 import { Scripts } from "../adapters/redis/scripts.ts";
 import { TierGuard } from "../adapters/resilience/tier-guard.ts";
 import { readSecretJson } from "../adapters/secrets.ts";
@@ -42,6 +43,7 @@ import { PersistService } from "../core/persist-service.ts";
 import type { Clock } from "../core/ports.ts";
 import { unlimited } from "../core/rate-limit.ts";
 import { settledNow } from "../core/sequence.ts";
+import { type StreamOptions, StreamService } from "../core/stream-service.ts";
 import { SubscriptionService } from "../core/subscription-service.ts";
 import { ThreadAccess } from "../core/thread-access.ts";
 import { ThreadService } from "../core/thread-service.ts";
@@ -273,6 +275,7 @@ export const threadAccess = once(async () => {
 export const historyReader = once(
   async () =>
     new HistoryReader({
+      live: await streamService(),
       cache: await cache(),
       messages: await messageRepository(),
       access: await threadAccess(),
@@ -334,6 +337,7 @@ export const subscriptionService = once(
         verifier: verifier(),
         access: await threadAccess(),
         reader: await historyReader(),
+        streams: await streamService(),
         rateLimiter: await rateLimiter(),
         settled: settled(),
         clock,
@@ -352,10 +356,48 @@ export const retryPolicy = () => ({
   maxDelaySeconds: config().RETRY_MAX_DELAY_SECONDS,
 });
 
+export const streamOptions = once(
+  (): StreamOptions => ({
+    idleTimeoutMs: config().STREAM_IDLE_TIMEOUT_SECONDS * 1000,
+    maxDeltaBytes: config().STREAM_MAX_DELTA_BYTES,
+    maxDeltas: config().STREAM_MAX_DELTAS,
+    maxBytes: config().STREAM_MAX_BYTES,
+  }),
+);
+
+const streamStore = once(
+  async () =>
+    new RedisStreamStore(
+      await redisClient(),
+      await redisScripts(),
+      redisKeys(),
+      redisGuard(),
+      clock,
+      config().CACHE_TTL_SECONDS,
+    ),
+);
+
+export const streamService = once(async () => {
+  const [streams, messageCache, messages] = await Promise.all([streamStore(), cache(), messageRepository()]);
+  return new StreamService(
+    {
+      streams,
+      cache: messageCache,
+      messages,
+      publisher: publisher(),
+      ...(config().WEBSOCKET_API_ENDPOINT !== undefined ? { fanout: await fanout() } : {}),
+      clock,
+      diagnostics,
+    },
+    streamOptions(),
+  );
+});
+
 export const persistService = once(
   async () =>
     new PersistService(
       {
+        streams: await streamService(),
         messages: await messageRepository(),
         analytics: analyticsPublisher(),
         cache: await cache(),

@@ -82,7 +82,8 @@ export interface ConsumersProps {
 }
 
 const NEEDS: Readonly<Record<keyof typeof CONSUMER_FUNCTIONS, readonly Need[]>> = {
-  persist: ["database", "redis", "sendToAnalyticsQueue"],
+  // The persist queue too: a streamed reply's idle check schedules the next one (docs/streaming.md).
+  persist: ["database", "redis", "sendToAnalyticsQueue", "sendToPersistQueue"],
   analytics: ["clickhouse"],
 };
 

@@ -12,7 +12,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../lambdas/core/ids.ts";
 import type { Message } from "../../lambdas/core/model.ts";
-import type { PersistEnvelope } from "../../lambdas/core/ports.ts";
+import type { MessageEnvelope } from "../../lambdas/core/ports.ts";
 import { startTestStack, type TestStack } from "../support/test-stack.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -31,7 +31,7 @@ afterAll(async () => {
 
 let counter = 0;
 
-const envelope = (threadId: string, content: string): PersistEnvelope => {
+const envelope = (threadId: string, content: string): MessageEnvelope => {
   const now = Date.now();
   const message: Message = {
     id: newId(),
@@ -113,7 +113,7 @@ describe("the persist consumer", () => {
     const threadId = randomUUID();
     await insertThread(threadId);
     const record = JSON.stringify(envelope(threadId, "twice"));
-    const id = (JSON.parse(record) as PersistEnvelope).message.id;
+    const id = (JSON.parse(record) as MessageEnvelope).message.id;
     await sqs.send(
       new SendMessageBatchCommand({
         QueueUrl: t.stack.queues.persist.url,

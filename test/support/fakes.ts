@@ -13,13 +13,21 @@ import { type Tier, TierUnavailableError, UnauthorizedError } from "../../lambda
 import { Fanout, type FanoutOptions } from "../../lambdas/core/fanout.ts";
 import { HistoryReader } from "../../lambdas/core/history-reader.ts";
 import { fingerprintOf, idempotencyKey, newId } from "../../lambdas/core/ids.ts";
-import type { HistoryQuery, Message, Principal, StreamPosition, Thread } from "../../lambdas/core/model.ts";
+import type {
+  HistoryQuery,
+  Message,
+  MessageState,
+  Principal,
+  StreamPosition,
+  Thread,
+} from "../../lambdas/core/model.ts";
 import { toEpochSeconds } from "../../lambdas/core/model.ts";
 import { OutboxRelay } from "../../lambdas/core/outbox-relay.ts";
 import { PersistService } from "../../lambdas/core/persist-service.ts";
 import type {
   AnalyticsPublisher,
   AnalyticsStore,
+  AppendResult,
   CachedHistory,
   Clock,
   CommitResult,
@@ -28,9 +36,11 @@ import type {
   ConnectionRegistry,
   DeliveryResult,
   Diagnostics,
+  FinishResult,
   Following,
   LateVisibility,
   MessageCache,
+  MessageEnvelope,
   MessagePublisher,
   MessageRepository,
   OutboxRetryPolicy,
@@ -43,11 +53,16 @@ import type {
   ReserveInput,
   StoredPage,
   StoreResult,
+  StreamCheckEnvelope,
+  StreamLimits,
+  StreamSnapshot,
+  StreamStore,
   ThreadCursor,
   ThreadInstall,
   ThreadRepository,
   TokenVerifier,
 } from "../../lambdas/core/ports.ts";
+import { isStreamCheck } from "../../lambdas/core/ports.ts";
 import {
   type QueueRecord,
   type RetryPolicy,
@@ -60,6 +75,7 @@ import {
   SEQ_PER_MILLISECOND,
   settledNow,
 } from "../../lambdas/core/sequence.ts";
+import { StreamService } from "../../lambdas/core/stream-service.ts";
 import { SubscriptionService } from "../../lambdas/core/subscription-service.ts";
 import { ThreadAccess } from "../../lambdas/core/thread-access.ts";
 import { ThreadService } from "../../lambdas/core/thread-service.ts";
@@ -76,6 +92,7 @@ export const postInput = (content: string, extra: Partial<PostMessageInput> = {}
   metadata: {},
   clientMessageId: undefined,
   role: undefined,
+  streaming: false,
   ...extra,
 });
 
@@ -331,6 +348,12 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
   async install(input: ThreadInstall): Promise<void> {
     this.enter("install", input.thread, input.lastSeq, input.genesis);
     this.put(input);
+  }
+
+  /** A streamed reply ended: the index shows its final form where it showed the opened one. */
+  replaceShown(final: Message): void {
+    const state = this.states.get(final.thread_id);
+    if (state?.index.has(final.seq)) state.index.set(final.seq, final);
   }
 
   /** Test set-up: installs a thread's hot state without going through the outage switch or the call log. */
@@ -856,15 +879,27 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
     this.enter("persistBatch", messages);
     const fresh = new Map<string, Message>();
     const existing = new Map<string, Message>();
+    const updated = new Map<string, Message>();
+    const final = (m: Message): boolean => m.state !== undefined && m.state !== "streaming";
     for (const { message } of messages) {
       const stored = this.rows.get(message.id);
-      if (stored !== undefined) existing.set(message.id, stored);
-      else if (!fresh.has(message.id)) fresh.set(message.id, message);
+      if (stored !== undefined) {
+        // A streamed reply's final form replaces its opened row (the first ending stored wins).
+        if (stored.state === "streaming" && final(message) && !updated.has(message.id)) {
+          updated.set(message.id, {
+            ...message,
+            seq: stored.seq,
+            created_at_ms: stored.created_at_ms,
+            created_at: stored.created_at,
+          });
+        } else if (!updated.has(message.id)) existing.set(message.id, stored);
+      } else if (!fresh.has(message.id)) fresh.set(message.id, message);
     }
     this.checkInsertable([...fresh.values()]);
     for (const m of fresh.values()) this.rows.set(m.id, m);
+    for (const m of updated.values()) this.rows.set(m.id, m);
     return [
-      ...[...fresh.values()].map((message) => ({ message, inserted: true })),
+      ...[...fresh.values(), ...updated.values()].map((message) => ({ message, inserted: true })),
       ...[...existing.values()].map((message) => ({ message, inserted: false })),
     ];
   }
@@ -980,10 +1015,146 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
   }
 }
 
+// ------------------------------------------------------------------ streams
+
+interface FakeStream {
+  state: MessageState;
+  index: number;
+  base: number;
+  count: number;
+  bytes: number;
+  content: string;
+  openedAtMs: number;
+  firstDeltaAtMs: number | null;
+  lastAppendAtMs: number;
+  opened: Message;
+  final: Message | null;
+}
+
+/**
+ * Streamed replies in memory, following the contract the Redis adapter's scripts follow
+ * (test/contracts/stream-store.contract.ts runs the same cases against both). It shares the
+ * message cache's index and lookup by id, and the registry's subscriber sets, as Redis does.
+ */
+export class FakeStreamStore extends TierFake<keyof StreamStore> implements StreamStore {
+  readonly streams = new Map<string, FakeStream>();
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly cache: FakeMessageCache,
+    private readonly registry: FakeConnectionRegistry,
+  ) {
+    super("redis");
+  }
+
+  async open(opened: Message, ownerId: string | null, baseIndex: number): Promise<void> {
+    this.enter("open", opened.id);
+    if (this.streams.has(opened.id)) return;
+    this.streams.set(opened.id, {
+      state: "streaming",
+      index: baseIndex - 1,
+      base: baseIndex,
+      count: 0,
+      bytes: 0,
+      content: "",
+      openedAtMs: opened.created_at_ms,
+      firstDeltaAtMs: null,
+      lastAppendAtMs: this.clock.now(),
+      opened,
+      final: null,
+    });
+    if (ownerId !== null && !this.cache.byId.has(opened.id)) {
+      this.cache.byId.set(opened.id, { message: opened, ownerId });
+    }
+  }
+
+  async append(
+    threadId: string,
+    messageId: string,
+    delta: { index: number; text: string },
+    limits: StreamLimits,
+  ): Promise<AppendResult> {
+    this.enter("append", messageId, delta.index);
+    const s = this.streams.get(messageId);
+    if (s === undefined || s.opened.thread_id !== threadId) return { kind: "missing" };
+    if (s.state !== "streaming") return { kind: "not_streaming", state: s.state };
+    if (delta.index <= s.index) return { kind: "duplicate" };
+    const now = this.clock.now();
+    if (now - s.lastAppendAtMs > limits.idleTimeoutMs) return { kind: "idle" };
+    if (delta.index > s.index + 1) return { kind: "out_of_order", expected: s.index + 1 };
+    const bytes = s.bytes + Buffer.byteLength(delta.text, "utf8");
+    if (s.count + 1 > limits.maxDeltas || bytes > limits.maxBytes) return { kind: "too_large" };
+    Object.assign(s, {
+      index: delta.index,
+      count: s.count + 1,
+      bytes,
+      content: s.content + delta.text,
+      lastAppendAtMs: now,
+      firstDeltaAtMs: s.firstDeltaAtMs ?? now,
+    });
+    return { kind: "appended", subscribers: [...(this.registry.threadSubscribers.get(threadId) ?? [])] };
+  }
+
+  async snapshot(threadId: string, messageId: string): Promise<StreamSnapshot | null> {
+    this.enter("snapshot", messageId);
+    const s = this.streams.get(messageId);
+    return s === undefined || s.opened.thread_id !== threadId ? null : this.toSnapshot(messageId, s);
+  }
+
+  async openStreams(threadId: string): Promise<StreamSnapshot[]> {
+    this.enter("openStreams", threadId);
+    return [...this.streams.entries()]
+      .filter(([, s]) => s.opened.thread_id === threadId && s.state === "streaming")
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([id, s]) => this.toSnapshot(id, s));
+  }
+
+  async finish(final: Message, ownerId: string, expectedIndex: number): Promise<FinishResult> {
+    this.enter("finish", final.id, final.state);
+    const s = this.streams.get(final.id);
+    if (s === undefined) return { kind: "missing" };
+    if (s.state !== "streaming") return { kind: "ended", state: s.state, final: s.final };
+    if (s.index !== expectedIndex) return { kind: "changed" };
+    s.state = final.state ?? "complete";
+    s.final = final;
+    this.cache.replaceShown(final);
+    this.cache.byId.set(final.id, { message: final, ownerId });
+    return {
+      kind: "finished",
+      subscribers: [...(this.registry.threadSubscribers.get(final.thread_id) ?? [])],
+    };
+  }
+
+  /** Redis lost everything. */
+  clear(): void {
+    this.streams.clear();
+  }
+
+  private toSnapshot(messageId: string, s: FakeStream): StreamSnapshot {
+    return {
+      messageId,
+      threadId: s.opened.thread_id,
+      state: s.state,
+      deltaIndex: s.index,
+      content: s.content,
+      baseIndex: s.base,
+      deltaCount: s.count,
+      bytes: s.bytes,
+      openedAtMs: s.openedAtMs,
+      firstDeltaAtMs: s.firstDeltaAtMs,
+      lastAppendAtMs: s.lastAppendAtMs,
+      opened: s.opened,
+      final: s.final,
+    };
+  }
+}
+
 // ------------------------------------------------------------------ SQS
 
 export class FakeMessagePublisher extends TierFake<keyof MessagePublisher> implements MessagePublisher {
-  readonly envelopes: PersistEnvelope[] = [];
+  readonly envelopes: MessageEnvelope[] = [];
+  /** Stream checks, with the delay they were sent with. */
+  readonly checks: { envelope: StreamCheckEnvelope; delaySeconds: number }[] = [];
 
   constructor() {
     super("sqs");
@@ -992,10 +1163,11 @@ export class FakeMessagePublisher extends TierFake<keyof MessagePublisher> imple
   /** Runs while a publish is in flight, before SQS takes the envelope (to interleave other work). */
   onPublish: ((envelope: PersistEnvelope) => Promise<void>) | undefined;
 
-  async publish(envelope: PersistEnvelope): Promise<void> {
+  async publish(envelope: PersistEnvelope, options?: { delaySeconds?: number }): Promise<void> {
     this.enter("publish", envelope);
     await this.onPublish?.(envelope);
-    this.envelopes.push(envelope);
+    if (isStreamCheck(envelope)) this.checks.push({ envelope, delaySeconds: options?.delaySeconds ?? 0 });
+    else this.envelopes.push(envelope);
   }
 
   async ping(): Promise<void> {
@@ -1139,6 +1311,9 @@ export interface WorldOptions {
   readonly replayLimit?: number;
   readonly retry?: RetryPolicy;
   readonly outboxBatchSize?: number;
+  readonly streamIdleTimeoutMs?: number;
+  readonly streamMaxDeltas?: number;
+  readonly streamMaxBytes?: number;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { baseDelaySeconds: 5, maxDelaySeconds: 300 };
@@ -1180,7 +1355,17 @@ export const createWorld = (options: WorldOptions = {}) => {
     during: undefined,
   };
   const access = new ThreadAccess({ cache, threads, messages, diagnostics }, historyCacheSize);
-  const reader = new HistoryReader({ cache, messages, access, settled, diagnostics });
+  const streams = new FakeStreamStore(clock, cache, registry);
+  const streamService = new StreamService(
+    { streams, cache, messages, publisher, fanout, clock, diagnostics },
+    {
+      idleTimeoutMs: options.streamIdleTimeoutMs ?? 120_000,
+      maxDeltaBytes: 4096,
+      maxDeltas: options.streamMaxDeltas ?? 10_000,
+      maxBytes: options.streamMaxBytes ?? 65_536,
+    },
+  );
+  const reader = new HistoryReader({ live: streamService, cache, messages, access, settled, diagnostics });
   const writer =
     options.mode === "sync"
       ? new CommitWriter(messages)
@@ -1212,11 +1397,23 @@ export const createWorld = (options: WorldOptions = {}) => {
     diagnostics,
   });
   const subscriptionService = new SubscriptionService(
-    { registry, cache, notifier, verifier, access, reader, rateLimiter, settled, clock, diagnostics },
+    {
+      registry,
+      cache,
+      notifier,
+      verifier,
+      access,
+      reader,
+      streams: streamService,
+      rateLimiter,
+      settled,
+      clock,
+      diagnostics,
+    },
     { replayLimit: options.replayLimit ?? 100, maxConnectionsPerUser: 20, maxSubscriptionsPerConnection: 50 },
   );
   const persistService = new PersistService(
-    { messages, analytics, cache, fanout, settled, clock, diagnostics },
+    { messages, analytics, cache, fanout, settled, clock, diagnostics, streams: streamService },
     retry,
   );
   const archiveService = new ArchiveService({ store, clock, diagnostics }, retry);
@@ -1244,6 +1441,8 @@ export const createWorld = (options: WorldOptions = {}) => {
     fanout,
     access,
     reader,
+    streams,
+    streamService,
     acceptor,
     threadService,
     subscriptionService,
@@ -1256,6 +1455,7 @@ export const createWorld = (options: WorldOptions = {}) => {
     pauses,
     /** Redis is one tier: the cache, the connection registry and the rate limiter fail together. */
     redisDown(): void {
+      streams.down = true;
       cache.down = true;
       registry.down = true;
       rateLimiter.down = true;

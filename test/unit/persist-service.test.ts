@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Message, Thread } from "../../lambdas/core/model.ts";
-import type { PersistEnvelope } from "../../lambdas/core/ports.ts";
+import type { MessageEnvelope } from "../../lambdas/core/ports.ts";
 import type { QueueRecord } from "../../lambdas/core/records.ts";
 import { createWorld, makeMessage, postInput, user } from "../support/fakes.ts";
 
@@ -18,7 +18,7 @@ const recordOf = (
   message: Message,
   options: { ownerId?: string; acceptedAtMs?: number; receiveCount?: number } = {},
 ): QueueRecord => {
-  const envelope: PersistEnvelope = {
+  const envelope: MessageEnvelope = {
     v: 1,
     message,
     owner_id: options.ownerId ?? "alice",
@@ -94,7 +94,7 @@ describe("PersistService.process", () => {
   it("fails poison records with retryDelaySeconds null and stores the rest of the batch", async () => {
     const { w, thread } = setup();
     const [good] = messagesOf(thread, [1]) as [Message];
-    const valid = JSON.parse(recordOf(good).body) as PersistEnvelope;
+    const valid = JSON.parse(recordOf(good).body) as MessageEnvelope;
     const poison: QueueRecord[] = [
       { id: "not-json", body: "{oops", receiveCount: 1 },
       { id: "wrong-version", body: JSON.stringify({ ...valid, v: 2 }), receiveCount: 1 },

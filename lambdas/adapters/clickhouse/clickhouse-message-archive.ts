@@ -17,6 +17,13 @@ export const toArchiveRow = (m: Message, archivedAtMs: number) => ({
   created_at: m.created_at,
   created_at_ms: m.created_at_ms,
   archived_at_ms: archivedAtMs,
+  state: m.state ?? "complete",
+  finish_reason: m.finish_reason ?? "",
+  model: m.usage?.model ?? "",
+  input_tokens: m.usage?.input_tokens ?? 0,
+  output_tokens: m.usage?.output_tokens ?? 0,
+  first_delta_ms: m.first_delta_ms ?? null,
+  duration_ms: m.duration_ms ?? null,
 });
 
 export class ClickHouseMessageArchive implements AnalyticsStore {

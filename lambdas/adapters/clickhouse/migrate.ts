@@ -25,7 +25,13 @@ export const migrateClickHouse = async (
   const done: number[] = [];
   for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
     if (applied.has(m.version)) continue;
-    for (const statement of m.statements) await db.command({ query: statement });
+    for (const statement of m.statements) {
+      await db.command({ query: statement }).catch((error: unknown) => {
+        // Code 44: a column this ALTER adds exists (the migration ran, its record did not land).
+        if (/^\s*ALTER TABLE/i.test(statement) && /Code: 44|already exists/.test(String(error))) return;
+        throw error;
+      });
+    }
     await db.insert({
       table: "schema_migrations",
       values: [{ version: m.version, name: m.name, applied_at: Math.floor(Date.now() / 1000) }],

@@ -10,7 +10,15 @@
  * its (thread_id, seq) to a different message: that is a seq collision, raised as an error.
  */
 import type pg from "pg";
-import type { HistoryQuery, JsonObject, Message, MessageRole } from "../../core/model.ts";
+import type {
+  HistoryQuery,
+  JsonObject,
+  Message,
+  MessageFailure,
+  MessageRole,
+  MessageState,
+  MessageUsage,
+} from "../../core/model.ts";
 import type {
   CommitResult,
   MessageRepository,
@@ -21,7 +29,9 @@ import type {
 import type { TierGuard } from "../resilience/tier-guard.ts";
 import { NEXT_SEQ_SQL } from "./next-seq.ts";
 
-const COLUMNS = "id, thread_id, seq, role, user_id, content, metadata, client_message_id, created_at_ms";
+const COLUMNS =
+  "id, thread_id, seq, role, user_id, content, metadata, client_message_id, created_at_ms, state, " +
+  "finish_reason, usage, error, first_delta_ms, duration_ms";
 const M_COLUMNS = COLUMNS.split(", ")
   .map((c) => `m.${c}`)
   .join(", ");
@@ -36,6 +46,12 @@ interface MessageRow {
   metadata: JsonObject;
   client_message_id: string | null;
   created_at_ms: string;
+  state: MessageState;
+  finish_reason: string | null;
+  usage: MessageUsage | null;
+  error: MessageFailure | null;
+  first_delta_ms: number | null;
+  duration_ms: number | null;
 }
 
 export const toMessage = (row: MessageRow): Message => {
@@ -51,16 +67,31 @@ export const toMessage = (row: MessageRow): Message => {
     client_message_id: row.client_message_id,
     created_at: Math.floor(ms / 1000),
     created_at_ms: ms,
+    // A streamed reply (it has a finish reason once it ended); a message posted whole has none.
+    ...(row.state !== "complete" || row.finish_reason !== null
+      ? {
+          state: row.state,
+          finish_reason: row.finish_reason,
+          usage: row.usage,
+          error: row.error,
+          first_delta_ms: row.first_delta_ms,
+          duration_ms: row.duration_ms,
+        }
+      : {}),
   };
 };
 
+/** Input rows as inserted: a message posted whole says nothing of its state. */
+const INPUT_COLUMNS = COLUMNS.replace("state,", "COALESCE(state, 'complete'),");
+
 const RECORDSET = `jsonb_to_recordset($1::jsonb) AS i(
   id uuid, thread_id uuid, seq bigint, role text, user_id text, content text, metadata jsonb,
-  client_message_id text, created_at_ms bigint)`;
+  client_message_id text, created_at_ms bigint, state text, finish_reason text, usage jsonb, error jsonb,
+  first_delta_ms integer, duration_ms integer)`;
 
 const INSERT_FROM_INPUT = `
   INSERT INTO messages (${COLUMNS}, created_at)
-  SELECT ${COLUMNS}, to_timestamp(created_at_ms / 1000.0) FROM input
+  SELECT ${INPUT_COLUMNS}, to_timestamp(created_at_ms / 1000.0) FROM input
   ON CONFLICT DO NOTHING
   RETURNING ${COLUMNS}`;
 
@@ -71,13 +102,28 @@ export class SeqCollisionError extends Error {
   override readonly name = "SeqCollisionError";
 }
 
-/** Inserted rows, plus the rows that were there before the statement (its snapshot). */
+/**
+ * Inserted rows, plus the rows that were there before the statement (its snapshot). A streamed
+ * reply's final form replaces its opened row (only that: a final never goes back to streaming,
+ * and the first ending stored wins); stored first, the opened row arriving later changes nothing.
+ */
 const PERSIST_BATCH = `
 WITH input AS (SELECT * FROM ${RECORDSET}),
+upd AS (
+  UPDATE messages m
+     SET content = i.content, metadata = i.metadata, state = i.state, finish_reason = i.finish_reason,
+         usage = i.usage, error = i.error, first_delta_ms = i.first_delta_ms, duration_ms = i.duration_ms
+    FROM input i
+   WHERE m.id = i.id AND m.state = 'streaming' AND i.state IS NOT NULL AND i.state <> 'streaming'
+  RETURNING ${M_COLUMNS}
+),
 ins AS (${INSERT_FROM_INPUT})
 SELECT ${COLUMNS}, true AS inserted FROM ins
 UNION ALL
-SELECT ${M_COLUMNS}, false AS inserted FROM messages m WHERE m.id IN (SELECT id FROM input)`;
+SELECT ${COLUMNS}, true AS inserted FROM upd
+UNION ALL
+SELECT ${M_COLUMNS}, false AS inserted FROM messages m
+ WHERE m.id IN (SELECT id FROM input) AND m.id NOT IN (SELECT id FROM upd)`;
 
 /**
  * The synchronous commit: allocates the seq when none is given (lane 500 of the hybrid clock), and
@@ -92,7 +138,8 @@ WITH alloc AS (
 ),
 input AS (
   SELECT i.id, i.thread_id, COALESCE($3::bigint, (SELECT last_seq FROM alloc)) AS seq, i.role, i.user_id,
-         i.content, i.metadata, i.client_message_id, i.created_at_ms
+         i.content, i.metadata, i.client_message_id, i.created_at_ms, i.state, i.finish_reason, i.usage,
+         i.error, i.first_delta_ms, i.duration_ms
     FROM ${RECORDSET}
    WHERE EXISTS (SELECT 1 FROM threads WHERE id = $2::uuid)
 ),
@@ -116,6 +163,12 @@ const recordsetJson = (
       metadata: m.metadata,
       client_message_id: m.client_message_id,
       created_at_ms: m.created_at_ms,
+      state: m.state ?? null,
+      finish_reason: m.finish_reason ?? null,
+      usage: m.usage ?? null,
+      error: m.error ?? null,
+      first_delta_ms: m.first_delta_ms ?? null,
+      duration_ms: m.duration_ms ?? null,
     })),
   );
 

@@ -24,6 +24,17 @@ export class RedisKeys {
   threadSubscribers = (threadId: string): string => `${this.prefix}{t:${threadId}}:subs`;
   /** A key's record: `{s:"p",…}` while a try holds it, `{s:"c",m:<message>}` once visible. */
   idempotency = (threadId: string, key: string): string => `${this.prefix}{t:${threadId}}:ik:${key}`;
+  /**
+   * A streamed reply's live state, a hash: `st` (state), `i` (last delta index), `base` (first
+   * index held), `n`/`b` (deltas, bytes), `o`/`fa`/`la` (opened, first and last delta, ms), `msg`
+   * (the opened message), `fin` (the final message, once it ended), `own` (the thread's owner).
+   */
+  stream = (threadId: string, messageId: string): string => `${this.prefix}{t:${threadId}}:sm:${messageId}`;
+  /** A streamed reply's deltas, joined. */
+  streamContent = (threadId: string, messageId: string): string =>
+    `${this.prefix}{t:${threadId}}:sc:${messageId}`;
+  /** The thread's replies still streaming (message ids). */
+  threadStreams = (threadId: string): string => `${this.prefix}{t:${threadId}}:streams`;
   message = (messageId: string): string => `${this.prefix}{m:${messageId}}`;
   connection = (connectionId: string): string => `${this.prefix}{c:${connectionId}}`;
   connectionThreads = (connectionId: string): string => `${this.prefix}{c:${connectionId}}:threads`;

@@ -382,6 +382,84 @@ return reply
 };
 
 /**
+ * KEYS: stream, content, streams. ARGV: opened message JSON, owner, base index, now, ttl, message
+ * id, opened at (ms). Starts holding a stream unless one is held already. Returns 1 when it started one.
+ */
+export const STREAM_OPEN: ScriptDefinition = {
+  name: "chatStreamOpen",
+  keys: 3,
+  lua: `
+local sm, sc, open = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', sm) == 1 then return 0 end
+local base = tonumber(ARGV[3])
+redis.call('HSET', sm, 'st', 'streaming', 'i', string.format('%.0f', base - 1), 'base', ARGV[3], 'n', '0',
+  'b', '0', 'o', ARGV[7], 'fa', '0', 'la', ARGV[4], 'msg', ARGV[1],
+  'own', ARGV[2])
+redis.call('SET', sc, '')
+redis.call('SADD', open, ARGV[6])
+redis.call('EXPIRE', sm, ARGV[5])
+redis.call('EXPIRE', sc, ARGV[5])
+redis.call('EXPIRE', open, ARGV[5])
+return 1
+`,
+};
+
+/**
+ * KEYS: stream, content, subs. ARGV: index, text, now, idle timeout (ms), most deltas, most bytes,
+ * ttl. Returns {0} no state | {1, subscribers} appended | {2, state} not streaming | {3} this
+ * index was appended before | {4, next index} out of order | {5} idle too long | {6} too large.
+ */
+export const STREAM_APPEND: ScriptDefinition = {
+  name: "chatStreamAppend",
+  keys: 3,
+  lua: `
+local sm, sc, subs = KEYS[1], KEYS[2], KEYS[3]
+local h = redis.call('HMGET', sm, 'st', 'i', 'n', 'b', 'la', 'fa')
+if not h[1] then return {0} end
+if h[1] ~= 'streaming' then return {2, h[1]} end
+local idx, last, now = tonumber(ARGV[1]), tonumber(h[2]), tonumber(ARGV[3])
+if idx <= last then return {3} end
+if now - tonumber(h[5]) > tonumber(ARGV[4]) then return {5} end
+if idx > last + 1 then return {4, string.format('%.0f', last + 1)} end
+local n, b = tonumber(h[3]) + 1, tonumber(h[4]) + string.len(ARGV[2])
+if n > tonumber(ARGV[5]) or b > tonumber(ARGV[6]) then return {6} end
+redis.call('APPEND', sc, ARGV[2])
+redis.call('HSET', sm, 'i', ARGV[1], 'n', tostring(n), 'b', tostring(b), 'la', ARGV[3])
+if h[6] == '0' then redis.call('HSET', sm, 'fa', ARGV[3]) end
+redis.call('EXPIRE', sm, ARGV[7])
+redis.call('EXPIRE', sc, ARGV[7])
+return {1, redis.call('SMEMBERS', subs)}
+`,
+};
+
+/**
+ * KEYS: stream, content, streams, msgs, subs. ARGV: expected last index, final message JSON, final
+ * state, seq, ttl, message id. Ends the stream when no delta arrived after the expected index; the
+ * thread's index then holds the final message in place of the opened one. Returns {0} no state |
+ * {1, subscribers} ended now | {2, state, final JSON or ""} ended before | {3} a delta arrived.
+ */
+export const STREAM_FINISH: ScriptDefinition = {
+  name: "chatStreamFinish",
+  keys: 5,
+  lua: `
+local sm, sc, open, msgs, subs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local h = redis.call('HMGET', sm, 'st', 'i', 'fin')
+if not h[1] then return {0} end
+if h[1] ~= 'streaming' then return {2, h[1], h[3] or ''} end
+if h[2] ~= ARGV[1] then return {3} end
+redis.call('HSET', sm, 'st', ARGV[3], 'fin', ARGV[2])
+redis.call('SREM', open, ARGV[6])
+if redis.call('ZCOUNT', msgs, ARGV[4], ARGV[4]) > 0 then
+  redis.call('ZREMRANGEBYSCORE', msgs, ARGV[4], ARGV[4])
+  redis.call('ZADD', msgs, ARGV[4], ARGV[2])
+end
+redis.call('EXPIRE', sm, ARGV[5])
+redis.call('EXPIRE', sc, ARGV[5])
+return {1, redis.call('SMEMBERS', subs)}
+`,
+};
+
+/**
  * Token bucket. KEYS: bucket. ARGV: tokens per second, burst. Returns {allowed 0/1, seconds to wait}.
  * Time comes from the Redis server, so every Lambda instance shares one clock.
  */
@@ -417,6 +495,9 @@ export const ALL_SCRIPTS: readonly ScriptDefinition[] = [
   FOLLOW,
   WARM,
   REFRESH,
+  STREAM_OPEN,
+  STREAM_APPEND,
+  STREAM_FINISH,
   TAKE_TOKEN,
 ];
 

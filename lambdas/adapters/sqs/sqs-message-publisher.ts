@@ -23,6 +23,7 @@ import { sqsBody } from "./body.ts";
 interface Pending {
   readonly body: string;
   readonly bytes: number;
+  readonly delaySeconds: number | undefined;
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
 }
@@ -36,10 +37,11 @@ export class SqsMessagePublisher implements MessagePublisher {
     private readonly guard: TierGuard,
   ) {}
 
-  publish(envelope: PersistEnvelope): Promise<void> {
+  publish(envelope: PersistEnvelope, options?: { delaySeconds?: number }): Promise<void> {
     const body = sqsBody(envelope);
+    const delaySeconds = options?.delaySeconds;
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ body, bytes: Buffer.byteLength(body), resolve, reject });
+      this.pending.push({ body, bytes: Buffer.byteLength(body), delaySeconds, resolve, reject });
       if (this.pending.length === 1) setImmediate(() => this.flush());
     });
   }
@@ -56,7 +58,13 @@ export class SqsMessagePublisher implements MessagePublisher {
     if (group.length === 1 && only !== undefined) {
       await this.guard
         .run(() =>
-          this.client.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: only.body })),
+          this.client.send(
+            new SendMessageCommand({
+              QueueUrl: this.queueUrl,
+              MessageBody: only.body,
+              ...(only.delaySeconds !== undefined ? { DelaySeconds: only.delaySeconds } : {}),
+            }),
+          ),
         )
         .then(() => only.resolve(), only.reject);
       return;
@@ -66,7 +74,11 @@ export class SqsMessagePublisher implements MessagePublisher {
         this.client.send(
           new SendMessageBatchCommand({
             QueueUrl: this.queueUrl,
-            Entries: group.map((item, i) => ({ Id: String(i), MessageBody: item.body })),
+            Entries: group.map((item, i) => ({
+              Id: String(i),
+              MessageBody: item.body,
+              ...(item.delaySeconds !== undefined ? { DelaySeconds: item.delaySeconds } : {}),
+            })),
           }),
         ),
       );

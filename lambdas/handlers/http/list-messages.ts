@@ -1,4 +1,5 @@
 /** GET /api/threads/{threadId}/messages — history pages in seq order, served from Redis when it can. */
+import { toWire } from "../../core/model.ts";
 import { parseHistoryQuery, parseId } from "../../core/validation.ts";
 import { historyReader, limits } from "../../runtime/container.ts";
 import { httpHandler } from "../../runtime/http-middleware.ts";
@@ -11,7 +12,11 @@ export const handler = httpHandler(
     const page = parseHistoryQuery(query, limits());
     const { value, source } = await (await historyReader()).history(principal, threadId, page);
     countMetric(source === "cache" ? Metric.CacheHits : Metric.CacheMisses);
-    return { status: 200, headers: { "x-served-from": source }, body: value };
+    return {
+      status: 200,
+      headers: { "x-served-from": source },
+      body: { ...value, messages: value.messages.map(toWire) },
+    };
   },
   { body: "none" },
 );

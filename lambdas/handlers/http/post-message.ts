@@ -1,7 +1,8 @@
 /** POST /api/threads/{threadId}/messages — where a message is accepted. */
+import { toWire } from "../../core/model.ts";
 import { parseId, parsePostMessage } from "../../core/validation.ts";
 import { recordAccept, serverTiming } from "../../runtime/accept-telemetry.ts";
-import { acceptor, limits } from "../../runtime/container.ts";
+import { acceptor, limits, streamService } from "../../runtime/container.ts";
 import { httpHandler } from "../../runtime/http-middleware.ts";
 
 export const handler = httpHandler(
@@ -10,6 +11,7 @@ export const handler = httpHandler(
     const input = parsePostMessage(body, limits(), headers["idempotency-key"]);
     const service = await acceptor();
     const result = await recordAccept(() => service.accept({ principal, threadId, input }));
+    if (result.message.state === "streaming") await (await streamService()).opened(result.message, null);
     return {
       status: 201,
       headers: {
@@ -17,7 +19,7 @@ export const handler = httpHandler(
         ...(result.replayed ? { "idempotent-replayed": "true" } : {}),
       },
       body: {
-        ...result.message,
+        ...toWire(result.message),
         status: "accepted",
         durability: result.durability,
         degraded: result.degraded,

@@ -7,7 +7,7 @@ import { describeError } from "../../core/errors.ts";
 import { messageCreatedFrame } from "../../core/events.ts";
 import { parseWsSendMessage } from "../../core/validation.ts";
 import { recordAccept } from "../../runtime/accept-telemetry.ts";
-import { acceptor, limits, notifier } from "../../runtime/container.ts";
+import { acceptor, limits, notifier, streamService } from "../../runtime/container.ts";
 import { logger } from "../../runtime/telemetry.ts";
 import { wsRouteHandler } from "../../runtime/ws-middleware.ts";
 
@@ -22,6 +22,7 @@ export const handler = wsRouteHandler(async ({ connection, frame }) => {
       originConnectionId: connection.connectionId,
     }),
   );
+  if (result.message.state === "streaming") await (await streamService()).opened(result.message, null);
   // The message is accepted whatever happens to the acknowledgement: a failed ack must not turn
   // into an error frame (the client would think it failed). A client that missed the ack retries
   // with the same client_message_id, or catches up with subscribe {sinceSeq}.

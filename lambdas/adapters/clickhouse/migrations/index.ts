@@ -33,4 +33,34 @@ export const CLICKHOUSE_MIGRATIONS: readonly ClickHouseMigration[] = [
         ORDER BY (thread_id, id)`,
     ],
   },
+  {
+    version: 2,
+    name: "replies that stream (state, usage, timings) and feedback",
+    statements: [
+      // One ALTER (18.16 has no ADD COLUMN IF NOT EXISTS): a rerun after it applied is told the
+      // columns exist, which migrate.ts takes as done.
+      `ALTER TABLE messages
+        ADD COLUMN state           String DEFAULT 'complete',
+        ADD COLUMN finish_reason   String DEFAULT '',
+        ADD COLUMN model           String DEFAULT '',
+        ADD COLUMN input_tokens    UInt64 DEFAULT 0,
+        ADD COLUMN output_tokens   UInt64 DEFAULT 0,
+        ADD COLUMN first_delta_ms  Nullable(UInt32),
+        ADD COLUMN duration_ms     Nullable(UInt32)`,
+      // The latest rating of each (message, user); a removed one is kept as deleted = 1.
+      `CREATE TABLE IF NOT EXISTS feedback (
+        message_id     String,
+        thread_id      String,
+        user_id        String,
+        rating         String,
+        reason         String,
+        model          String,
+        deleted        UInt8,
+        created_at     DateTime,
+        updated_at_ms  UInt64
+      ) ENGINE = ReplacingMergeTree(updated_at_ms)
+        PARTITION BY toYYYYMM(created_at)
+        ORDER BY (message_id, user_id)`,
+    ],
+  },
 ];

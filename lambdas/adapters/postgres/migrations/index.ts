@@ -59,4 +59,30 @@ ALTER TABLE analytics_outbox
   ADD COLUMN last_error       text;
 `,
   },
+  {
+    version: 3,
+    name: "replies that stream: state, usage and timings; feedback on replies",
+    sql: `
+-- A column with a constant default is added without rewriting the table (PostgreSQL 11+).
+ALTER TABLE messages
+  ADD COLUMN state           text NOT NULL DEFAULT 'complete'
+                             CHECK (state IN ('streaming', 'complete', 'cancelled', 'error')),
+  ADD COLUMN finish_reason   text,
+  ADD COLUMN usage           jsonb,
+  ADD COLUMN error           jsonb,
+  ADD COLUMN first_delta_ms  integer,
+  ADD COLUMN duration_ms     integer;
+
+-- One rating per user per reply; PUT replaces it, DELETE removes it.
+CREATE TABLE message_feedback (
+  message_id     uuid NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+  user_id        text NOT NULL,
+  rating         text NOT NULL CHECK (rating IN ('up', 'down')),
+  reason         text,
+  comment        text,
+  updated_at_ms  bigint NOT NULL,
+  PRIMARY KEY (message_id, user_id)
+);
+`,
+  },
 ];

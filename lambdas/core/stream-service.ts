@@ -1,0 +1,389 @@
+/**
+ * Assistant replies that stream (docs/streaming.md). A reply is opened like any message (the
+ * accept path: a seq, SQS, PostgreSQL, `message.created`) with `state: "streaming"`; its deltas
+ * live only in the hot tier and on the wire (`message.delta`, never a PostgreSQL write); it ends
+ * once — complete, error, cancelled, or closed by the idle timeout — and that final message goes
+ * through SQS to PostgreSQL (replacing the opened row) and on to ClickHouse.
+ *
+ * Who decides: the hot tier's FINISH script. Whatever ends a stream (the agent, the owner's stop,
+ * the idle timeout) goes through it, so exactly one ending wins and every later one is told which.
+ * When the hot tier lost a stream's state, it is restored from the opened message (durable) before
+ * anything else happens to it; deltas appended before the loss are gone from the live copy, and the
+ * final message keeps the agent's `content` if it sends one (it should), else the deltas since.
+ */
+import { bestEffort } from "./best-effort.ts";
+import {
+  ConflictError,
+  describeError,
+  ForbiddenError,
+  messageNotFound,
+  PayloadTooLargeError,
+  ServiceUnavailableError,
+  unavailableAs,
+} from "./errors.ts";
+import { eventFrame, messageFrame } from "./events.ts";
+import type { Fanout } from "./fanout.ts";
+import {
+  canAccessThread,
+  isService,
+  type JsonObject,
+  type Message,
+  type MessageFailure,
+  type MessageState,
+  type MessageUsage,
+  type Principal,
+} from "./model.ts";
+import type {
+  Clock,
+  Diagnostics,
+  MessageCache,
+  MessagePublisher,
+  MessageRepository,
+  OwnedMessage,
+  StreamLimits,
+  StreamSnapshot,
+  StreamStore,
+} from "./ports.ts";
+
+export interface StreamOptions extends StreamLimits {
+  /** UTF-8 bytes of one delta's text. */
+  readonly maxDeltaBytes: number;
+}
+
+export interface StreamServiceDeps {
+  readonly streams: StreamStore;
+  readonly cache: MessageCache;
+  readonly messages: MessageRepository;
+  readonly publisher: MessagePublisher;
+  /** Absent where the WebSocket API is unknown (subscribers then read history). */
+  readonly fanout?: Fanout;
+  readonly clock: Clock;
+  readonly diagnostics: Diagnostics;
+}
+
+/** How a stream ends, as the request (or the idle timeout) asks. */
+export interface Ending {
+  readonly state: Exclude<MessageState, "streaming">;
+  readonly finishReason: string;
+  readonly content?: string;
+  readonly usage?: MessageUsage;
+  readonly error?: MessageFailure;
+  readonly metadata?: JsonObject;
+}
+
+export interface AppendOutcome {
+  readonly messageId: string;
+  readonly threadId: string;
+  readonly index: number;
+  /** The index was appended before: nothing was appended again. */
+  readonly duplicate: boolean;
+}
+
+/** SQS's longest delay: a later check is scheduled in steps. */
+const MAX_CHECK_DELAY_SECONDS = 900;
+/** Message id → thread id (never changes): spares a lookup per delta in a warm instance. */
+const THREAD_OF_CACHE_SIZE = 10_000;
+
+export const notStreaming = (state: MessageState | undefined): ConflictError =>
+  new ConflictError("message_not_streaming", `The message is ${state ?? "complete"}, not streaming`);
+
+const frameType = (state: MessageState): string =>
+  state === "cancelled" ? "message.cancelled" : "message.completed";
+
+export class StreamService {
+  private readonly threadOf = new Map<string, string>();
+
+  constructor(
+    private readonly deps: StreamServiceDeps,
+    private readonly options: StreamOptions,
+  ) {}
+
+  /**
+   * After the accept path made an opened reply visible: the hot tier starts holding its deltas,
+   * and the idle check is scheduled. Both best effort: an append restores a stream the hot tier
+   * lacks, and a read closes one that went idle unchecked.
+   */
+  async opened(message: Message, ownerId: string | null): Promise<void> {
+    if (message.state !== "streaming") return;
+    this.remember(message);
+    await Promise.all([
+      bestEffort(
+        this.deps.diagnostics,
+        "could not open stream state",
+        { messageId: message.id },
+        () => this.deps.streams.open(message, ownerId, 0),
+        undefined,
+      ),
+      bestEffort(
+        this.deps.diagnostics,
+        "could not schedule the idle check",
+        { messageId: message.id },
+        () => this.scheduleCheck(message.thread_id, message.id, this.options.idleTimeoutMs),
+        undefined,
+      ),
+    ]);
+  }
+
+  async append(
+    principal: Principal,
+    messageId: string,
+    delta: { index: number; text: string },
+    originConnectionId?: string,
+  ): Promise<AppendOutcome> {
+    if (!isService(principal)) {
+      throw new ForbiddenError("role_not_allowed", "only a service principal may stream a reply");
+    }
+    if (Buffer.byteLength(delta.text, "utf8") > this.options.maxDeltaBytes) {
+      throw new PayloadTooLargeError(
+        "delta_too_large",
+        `a delta may hold ${this.options.maxDeltaBytes} bytes`,
+      );
+    }
+    const threadId = this.threadOf.get(messageId) ?? (await this.locate(messageId)).message.thread_id;
+    for (let restored = false; ; restored = true) {
+      const result = await this.deps.streams
+        .append(threadId, messageId, delta, this.options)
+        .catch(unavailableAs("Stream state unavailable; retry this delta"));
+      switch (result.kind) {
+        case "appended": {
+          const recipients = result.subscribers.filter((id) => id !== originConnectionId);
+          if (recipients.length > 0) {
+            const frame = eventFrame("message.delta", {
+              message_id: messageId,
+              thread_id: threadId,
+              index: delta.index,
+              text: delta.text,
+            });
+            await this.deps.fanout?.deliver(threadId, recipients, frame);
+          }
+          return { messageId, threadId, index: delta.index, duplicate: false };
+        }
+        case "duplicate":
+          return { messageId, threadId, index: delta.index, duplicate: true };
+        case "out_of_order":
+          throw new ConflictError(
+            "delta_out_of_order",
+            `delta ${delta.index} is out of order: the next index is ${result.expected}`,
+          );
+        case "not_streaming":
+          throw notStreaming(result.state);
+        case "too_large":
+          throw new PayloadTooLargeError(
+            "stream_too_large",
+            `a reply may hold ${this.options.maxDeltas} deltas and ${this.options.maxBytes} bytes`,
+          );
+        case "idle": {
+          const ended = await this.closeIdle(threadId, messageId);
+          throw notStreaming(ended?.state ?? "error");
+        }
+        case "missing": {
+          if (restored) throw new ServiceUnavailableError("Stream state unavailable; retry this delta");
+          // The hot tier lost it (or never got it): restored from the opened message, taking this
+          // delta as the first it holds (docs/streaming.md: what a reader sees then).
+          const owned = await this.locate(messageId);
+          if (owned.message.state !== "streaming") throw notStreaming(owned.message.state);
+          await this.deps.streams
+            .open(owned.message, owned.ownerId, delta.index)
+            .catch(unavailableAs("Stream state unavailable; retry this delta"));
+          continue;
+        }
+      }
+    }
+  }
+
+  /** complete / error (the agent) and cancel (the thread's owner, or a service). */
+  async end(principal: Principal, messageId: string, ending: Ending): Promise<Message> {
+    const owned = await this.locate(messageId);
+    if (ending.state === "cancelled") {
+      if (!canAccessThread(principal, { owner_id: owned.ownerId })) throw messageNotFound();
+    } else if (!isService(principal)) {
+      throw new ForbiddenError("role_not_allowed", "only a service principal may finish a reply");
+    }
+    return this.finish(owned, ending, true);
+  }
+
+  /**
+   * The scheduled look at a stream (a delayed record on the persist queue): closes it if it went
+   * idle; otherwise answers in how many ms to look again (null: nothing left to watch).
+   */
+  async check(threadId: string, messageId: string): Promise<number | null> {
+    const snapshot = await this.deps.streams.snapshot(threadId, messageId);
+    const now = this.deps.clock.now();
+    if (snapshot === null || snapshot.state !== "streaming") {
+      const owned = await this.deps.messages.findById(messageId);
+      if (owned === null || owned.message.state !== "streaming") return null;
+      if (snapshot?.final) {
+        // Ended in the hot tier, but its final message never reached PostgreSQL: send it again.
+        await this.publishFinal(snapshot.final, owned.ownerId);
+        return null;
+      }
+      // The hot tier lost it: held again from now, so a live agent has the full timeout to go on.
+      await this.deps.streams.open(owned.message, owned.ownerId, 0);
+      return this.options.idleTimeoutMs;
+    }
+    const idle = now - snapshot.lastAppendAtMs;
+    if (idle < this.options.idleTimeoutMs) return this.options.idleTimeoutMs - idle;
+    await this.closeIdle(threadId, messageId);
+    return null;
+  }
+
+  /** Schedules the next idle check (called by the persist consumer with the delay `check` gave). */
+  scheduleCheck(threadId: string, messageId: string, afterMs: number): Promise<void> {
+    return this.deps.publisher.publish(
+      { v: 1, kind: "stream_check", thread_id: threadId, message_id: messageId },
+      { delaySeconds: Math.min(MAX_CHECK_DELAY_SECONDS, this.delaySeconds(afterMs)) },
+    );
+  }
+
+  /**
+   * Messages as readers see them: a reply still streaming with its content so far and
+   * `delta_index`, one that ended with its final form (PostgreSQL may not have it yet).
+   */
+  async live(threadId: string, messages: readonly Message[]): Promise<Message[]> {
+    if (!messages.some((m) => m.state === "streaming")) return [...messages];
+    const snapshots = await bestEffort(
+      this.deps.diagnostics,
+      "stream state unavailable for a read",
+      { threadId },
+      async () => {
+        const ids = messages.filter((m) => m.state === "streaming").map((m) => m.id);
+        const found = await Promise.all(ids.map((id) => this.deps.streams.snapshot(threadId, id)));
+        return new Map(found.filter((s): s is StreamSnapshot => s !== null).map((s) => [s.messageId, s]));
+      },
+      new Map<string, StreamSnapshot>(),
+    );
+    return messages.map((m) => {
+      const snapshot = snapshots.get(m.id);
+      if (m.state !== "streaming" || snapshot === undefined) return m;
+      return snapshot.final ?? withDeltas(snapshot);
+    });
+  }
+
+  /** The thread's replies still streaming, with their content so far (for a new subscriber). */
+  async inProgress(threadId: string): Promise<Message[]> {
+    const open = await bestEffort(
+      this.deps.diagnostics,
+      "stream state unavailable for a subscriber",
+      { threadId },
+      () => this.deps.streams.openStreams(threadId),
+      [],
+    );
+    return open.map(withDeltas);
+  }
+
+  private closeIdle(threadId: string, messageId: string): Promise<Message | null> {
+    const ending: Ending = {
+      state: "error",
+      finishReason: "timeout",
+      error: {
+        code: "stream_idle",
+        message: `no delta for ${Math.round(this.options.idleTimeoutMs / 1000)} s`,
+      },
+    };
+    return this.locate(messageId, threadId).then((owned) => this.finish(owned, ending, false));
+  }
+
+  /**
+   * Ends the stream through the hot tier (the one place that decides), then makes the final
+   * message durable (SQS) and tells the subscribers. A repeat of the ending that won answers the
+   * same final message (and sends it to SQS again, in case the first send failed); any other
+   * ending of a stream that ended already is refused with 409.
+   */
+  private async finish(owned: OwnedMessage, ending: Ending, strict: boolean): Promise<Message> {
+    const { message: known, ownerId } = owned;
+    const unavailable = unavailableAs("Stream state unavailable; retry");
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const snapshot = await this.deps.streams.snapshot(known.thread_id, known.id).catch(unavailable);
+      if (snapshot === null) {
+        if (known.state !== "streaming") return this.ended(known, ownerId, ending, strict, false);
+        await this.deps.streams.open(known, ownerId, 0).catch(unavailable);
+        continue;
+      }
+      if (snapshot.state !== "streaming") {
+        return this.ended(snapshot.final ?? known, ownerId, ending, strict, snapshot.final !== null);
+      }
+      const final = this.finalOf(snapshot, ending);
+      const result = await this.deps.streams.finish(final, ownerId, snapshot.deltaIndex).catch(unavailable);
+      if (result.kind === "changed" || result.kind === "missing") continue;
+      if (result.kind === "ended") {
+        return this.ended(result.final ?? known, ownerId, ending, strict, result.final !== null);
+      }
+      await this.publishFinal(final, ownerId);
+      const frame = messageFrame(frameType(final.state ?? "complete"), final);
+      await this.deps.fanout?.deliver(final.thread_id, result.subscribers, frame);
+      return final;
+    }
+    throw new ServiceUnavailableError("The stream kept changing; retry");
+  }
+
+  /** A stream that ended before: the same ending again is answered; another one is a conflict. */
+  private async ended(
+    final: Message,
+    ownerId: string,
+    ending: Ending,
+    strict: boolean,
+    republish: boolean,
+  ): Promise<Message> {
+    if (!strict) return final;
+    if ((final.state ?? "complete") !== ending.state) throw notStreaming(final.state);
+    if (republish) await this.publishFinal(final, ownerId);
+    return final;
+  }
+
+  private finalOf(snapshot: StreamSnapshot, ending: Ending): Message {
+    const { opened } = snapshot;
+    const now = this.deps.clock.now();
+    return {
+      ...opened,
+      content: ending.content ?? snapshot.content,
+      metadata: ending.metadata === undefined ? opened.metadata : { ...opened.metadata, ...ending.metadata },
+      state: ending.state,
+      finish_reason: ending.finishReason,
+      usage: ending.usage ?? null,
+      error: ending.error ?? null,
+      first_delta_ms: snapshot.firstDeltaAtMs === null ? null : snapshot.firstDeltaAtMs - snapshot.openedAtMs,
+      duration_ms: Math.max(0, now - snapshot.openedAtMs),
+    };
+  }
+
+  private publishFinal(final: Message, ownerId: string): Promise<void> {
+    return this.deps.publisher
+      .publish({ v: 1, message: final, owner_id: ownerId, accepted_at_ms: this.deps.clock.now() })
+      .catch(unavailableAs("Could not store the final message; retry"));
+  }
+
+  /** The message and its thread's owner: the hot tier's lookup, else PostgreSQL. */
+  private async locate(messageId: string, threadId?: string): Promise<OwnedMessage> {
+    const cached = await this.deps.cache.getMessage(messageId).catch((error: unknown) => {
+      this.deps.diagnostics.warn("cache unavailable for a stream lookup", {
+        messageId,
+        error: describeError(error),
+      });
+      return null;
+    });
+    const found =
+      cached ??
+      (await this.deps.messages.findById(messageId).catch(unavailableAs("Message store unavailable")));
+    if (found === null || (threadId !== undefined && found.message.thread_id !== threadId)) {
+      throw messageNotFound();
+    }
+    this.remember(found.message);
+    return found;
+  }
+
+  private remember(message: Message): void {
+    if (this.threadOf.size >= THREAD_OF_CACHE_SIZE) this.threadOf.clear();
+    this.threadOf.set(message.id, message.thread_id);
+  }
+
+  private delaySeconds(ms: number): number {
+    return Math.max(1, Math.ceil(ms / 1000) + 1);
+  }
+}
+
+/** A reply still streaming, as a reader sees it: its content so far and the last index in it. */
+const withDeltas = (snapshot: StreamSnapshot): Message => ({
+  ...snapshot.opened,
+  content: snapshot.content,
+  delta_index: snapshot.deltaIndex,
+});
