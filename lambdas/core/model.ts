@@ -57,25 +57,45 @@ export interface Message {
   readonly duration_ms?: number | null;
 }
 
-/** A streamed reply's fields, in the canonical order (absent on messages posted whole). */
-export const streamFields = (m: Message): Partial<Message> =>
+const STREAM_FIELDS = [
+  "delta_index",
+  "finish_reason",
+  "usage",
+  "error",
+  "first_delta_ms",
+  "duration_ms",
+] as const;
+
+/**
+ * A streamed reply's fields in their canonical form and order: only those that have a value (a
+ * message posted whole has none). Every tier stores and compares this form.
+ */
+export const streamFields = (m: Pick<Message, "state" | (typeof STREAM_FIELDS)[number]>): Partial<Message> => {
+  if (m.state === undefined) return {};
+  const fields: Record<string, unknown> = { state: m.state };
+  for (const name of STREAM_FIELDS) {
+    const value = m[name];
+    if (value !== undefined && value !== null) fields[name] = value;
+  }
+  return fields as Partial<Message>;
+};
+
+/**
+ * A message as clients get it: every message says its state; a streamed reply also says how it
+ * ended (null while streaming) and what it used.
+ */
+export const toWire = (m: Message): Message & { state: MessageState } =>
   m.state === undefined
-    ? {}
+    ? { ...m, state: "complete" }
     : {
-        state: m.state,
-        ...(m.delta_index !== undefined ? { delta_index: m.delta_index } : {}),
+        ...m,
         finish_reason: m.finish_reason ?? null,
         usage: m.usage ?? null,
         error: m.error ?? null,
         first_delta_ms: m.first_delta_ms ?? null,
         duration_ms: m.duration_ms ?? null,
+        state: m.state,
       };
-
-/** A message as clients get it: every message says its state. */
-export const toWire = (m: Message): Message & { state: MessageState } => ({
-  ...m,
-  state: m.state ?? "complete",
-});
 
 export interface Thread {
   readonly id: string;

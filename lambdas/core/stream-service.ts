@@ -32,6 +32,7 @@ import {
   type MessageState,
   type MessageUsage,
   type Principal,
+  streamFields,
 } from "./model.ts";
 import type {
   Clock,
@@ -333,16 +334,20 @@ export class StreamService {
   private finalOf(snapshot: StreamSnapshot, ending: Ending): Message {
     const { opened } = snapshot;
     const now = this.deps.clock.now();
+    const { state: _state, ...base } = opened;
     return {
-      ...opened,
+      ...base,
       content: ending.content ?? snapshot.content,
       metadata: ending.metadata === undefined ? opened.metadata : { ...opened.metadata, ...ending.metadata },
-      state: ending.state,
-      finish_reason: ending.finishReason,
-      usage: ending.usage ?? null,
-      error: ending.error ?? null,
-      first_delta_ms: snapshot.firstDeltaAtMs === null ? null : snapshot.firstDeltaAtMs - snapshot.openedAtMs,
-      duration_ms: Math.max(0, now - snapshot.openedAtMs),
+      ...streamFields({
+        state: ending.state,
+        finish_reason: ending.finishReason,
+        usage: ending.usage ?? null,
+        error: ending.error ?? null,
+        first_delta_ms:
+          snapshot.firstDeltaAtMs === null ? null : snapshot.firstDeltaAtMs - snapshot.openedAtMs,
+        duration_ms: Math.max(0, now - snapshot.openedAtMs),
+      }),
     };
   }
 

@@ -77,6 +77,67 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         expect(await h.messages.count(t.id)).toBe(2);
       });
 
+      describe("a streamed reply: stored opened, then in its final form", () => {
+        const reply = (t: Thread) => {
+          const opened = message(t, { role: "assistant", user_id: "agent", content: "", state: "streaming" });
+          const { state: _s, ...base } = opened;
+          const ended = (state: "complete" | "cancelled", content: string): Message => ({
+            ...base,
+            content,
+            metadata: { done: true },
+            state,
+            finish_reason: state === "complete" ? "stop" : "cancelled",
+            usage: { model: "m1", input_tokens: 3, output_tokens: 5 },
+            first_delta_ms: 12,
+            duration_ms: 340,
+          });
+          return { opened, ended };
+        };
+
+        it("stores the opened row, then replaces it with the final one, once", async () => {
+          const t = await newThread();
+          const { opened, ended } = reply(t);
+          expect(await h.messages.persistBatch([{ message: opened, ownerId: t.owner_id }])).toEqual([
+            { message: opened, inserted: true },
+          ]);
+          const final = ended("complete", "the whole answer");
+          expect(await h.messages.persistBatch([{ message: final, ownerId: t.owner_id }])).toEqual([
+            { message: final, inserted: true },
+          ]);
+          // A redelivered final, or the opened record coming again, changes nothing.
+          expect(
+            await h.messages.persistBatch([
+              { message: final, ownerId: t.owner_id },
+              { message: opened, ownerId: t.owner_id },
+            ]),
+          ).toEqual([{ message: final, inserted: false }]);
+          expect(await h.messages.findById(opened.id)).toEqual({ message: final, ownerId: t.owner_id });
+          expect(await h.messages.count(t.id)).toBe(1);
+        });
+
+        it("keeps the first ending stored: a later, different ending does not replace it", async () => {
+          const t = await newThread();
+          const { opened, ended } = reply(t);
+          await h.messages.persistBatch([{ message: opened, ownerId: t.owner_id }]);
+          const cancelled = ended("cancelled", "part");
+          await h.messages.persistBatch([{ message: cancelled, ownerId: t.owner_id }]);
+          await h.messages.persistBatch([{ message: ended("complete", "all of it"), ownerId: t.owner_id }]);
+          expect((await h.messages.findById(opened.id))?.message).toEqual(cancelled);
+        });
+
+        it("stores a final that arrives before its opened row, and keeps it when the opened one comes", async () => {
+          const t = await newThread();
+          const { opened, ended } = reply(t);
+          const final = ended("complete", "early");
+          expect(await h.messages.persistBatch([{ message: final, ownerId: t.owner_id }])).toEqual([
+            { message: final, inserted: true },
+          ]);
+          expect(await h.messages.persistBatch([{ message: opened, ownerId: t.owner_id }])).toEqual([
+            { message: final, inserted: false },
+          ]);
+        });
+      });
+
       it("commits with a given seq, or allocates one; a repeat answers with the stored row", async () => {
         const t = await newThread();
         const given = message(t);

@@ -11,6 +11,7 @@ import { isPgOutage } from "../../lambdas/adapters/postgres/pool.ts";
 import { TierGuard } from "../../lambdas/adapters/resilience/tier-guard.ts";
 import { CONTRACT_OPTIONS, messageCacheContract } from "../contracts/message-cache.contract.ts";
 import { repositoryContract } from "../contracts/repositories.contract.ts";
+import { streamStoreContract } from "../contracts/stream-store.contract.ts";
 import { ManualClock } from "../support/fakes.ts";
 import { redisHarness } from "../support/redis-harness.ts";
 import { TEST_DATABASE_URL, viaPooler } from "../support/test-env.ts";
@@ -23,6 +24,19 @@ messageCacheContract("Redis adapter", async () => {
     clock,
     options: CONTRACT_OPTIONS,
     registry: redis.registry,
+    flush: redis.flush,
+    close: redis.close,
+  };
+});
+
+streamStoreContract("Redis adapter", async () => {
+  const clock = new ManualClock(Date.now());
+  const redis = await redisHarness(clock, { ...CONTRACT_OPTIONS, ttlSeconds: 600 });
+  return {
+    streams: redis.streams,
+    cache: redis.cache,
+    registry: redis.registry,
+    clock,
     flush: redis.flush,
     close: redis.close,
   };

@@ -8,6 +8,7 @@ import {
   type RedisCacheOptions,
   RedisMessageCache,
 } from "../../lambdas/adapters/redis/redis-message-cache.ts";
+import { RedisStreamStore } from "../../lambdas/adapters/redis/redis-stream-store.ts";
 import { Scripts } from "../../lambdas/adapters/redis/scripts.ts";
 import { TierGuard } from "../../lambdas/adapters/resilience/tier-guard.ts";
 import type { Clock } from "../../lambdas/core/ports.ts";
@@ -17,6 +18,7 @@ export interface RedisHarness {
   readonly client: RedisClient;
   readonly cache: RedisMessageCache;
   readonly registry: RedisConnectionRegistry;
+  readonly streams: RedisStreamStore;
   /** Deletes every key under this harness's prefix, on every node. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -39,6 +41,7 @@ export const redisHarness = async (clock: Clock, options: RedisCacheOptions): Pr
   const guard = new TierGuard("redis", { failureThreshold: 1000, halfOpenAfterMs: 1000 }, isRedisOutage);
   const cache = new RedisMessageCache(client, new Scripts(client), keys, guard, clock, options);
   const registry = new RedisConnectionRegistry(client, keys, guard, 3600);
+  const streams = new RedisStreamStore(client, new Scripts(client), keys, guard, clock, options.ttlSeconds);
   const flush = async (): Promise<void> => {
     for (const node of nodesOf(client)) {
       let cursor = "0";
@@ -54,6 +57,7 @@ export const redisHarness = async (clock: Clock, options: RedisCacheOptions): Pr
     client,
     cache,
     registry,
+    streams,
     flush,
     close: async () => {
       await flush();

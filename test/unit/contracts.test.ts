@@ -1,10 +1,12 @@
 /** The ports' contract suites against the in-memory fakes (the same suites run against the real adapters in test/integration/contracts.test.ts). */
 import { CONTRACT_OPTIONS, messageCacheContract } from "../contracts/message-cache.contract.ts";
 import { repositoryContract } from "../contracts/repositories.contract.ts";
+import { streamStoreContract } from "../contracts/stream-store.contract.ts";
 import {
   FakeConnectionRegistry,
   FakeMessageCache,
   FakeMessageRepository,
+  FakeStreamStore,
   FakeThreadRepository,
   ManualClock,
 } from "../support/fakes.ts";
@@ -19,6 +21,24 @@ messageCacheContract("in-memory fake", async () => {
     options: CONTRACT_OPTIONS,
     registry,
     flush: async () => cache.flush(),
+    close: async () => undefined,
+  };
+});
+
+streamStoreContract("in-memory fake", async () => {
+  const clock = new ManualClock(Date.now());
+  const registry = new FakeConnectionRegistry();
+  const cache = new FakeMessageCache(clock, registry, { ...CONTRACT_OPTIONS });
+  const streams = new FakeStreamStore(clock, cache, registry);
+  return {
+    streams,
+    cache,
+    registry,
+    clock,
+    flush: async () => {
+      cache.flush();
+      streams.clear();
+    },
     close: async () => undefined,
   };
 });

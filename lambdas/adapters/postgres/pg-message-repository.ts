@@ -10,6 +10,7 @@
  * its (thread_id, seq) to a different message: that is a seq collision, raised as an error.
  */
 import type pg from "pg";
+import { streamFields } from "../../core/model.ts";
 import type {
   HistoryQuery,
   JsonObject,
@@ -68,16 +69,7 @@ export const toMessage = (row: MessageRow): Message => {
     created_at: Math.floor(ms / 1000),
     created_at_ms: ms,
     // A streamed reply (it has a finish reason once it ended); a message posted whole has none.
-    ...(row.state !== "complete" || row.finish_reason !== null
-      ? {
-          state: row.state,
-          finish_reason: row.finish_reason,
-          usage: row.usage,
-          error: row.error,
-          first_delta_ms: row.first_delta_ms,
-          duration_ms: row.duration_ms,
-        }
-      : {}),
+    ...(row.state !== "complete" || row.finish_reason !== null ? streamFields(row) : {}),
   };
 };
 
