@@ -8,7 +8,13 @@ import {
   TierUnavailableError,
 } from "../../lambdas/core/errors.ts";
 import { fingerprintOf, idempotencyKey, messageIdFor } from "../../lambdas/core/ids.ts";
-import { type Message, type Principal, type Thread, toEpochSeconds } from "../../lambdas/core/model.ts";
+import {
+  type Message,
+  type Principal,
+  type Thread,
+  toEpochSeconds,
+  toWire,
+} from "../../lambdas/core/model.ts";
 import type { ReleaseOutcome, ReserveInput } from "../../lambdas/core/ports.ts";
 import {
   POSTGRES_SEQ_LANE,
@@ -328,7 +334,7 @@ describe("Acceptor.accept (queued mode)", () => {
     expect(result.position).toEqual({ epoch: expect.any(String), pos: 1, settled: w.settled() });
     for (const id of ["conn-tab2", "conn-agent"]) {
       expect(w.notifier.eventsFor(id)).toEqual([
-        { type: "message.created", ...result.position, message: result.message },
+        { type: "message.created", ...result.position, message: toWire(result.message) },
       ]);
     }
   });
@@ -731,7 +737,7 @@ describe("Acceptor.accept: when the message cannot be made durable", () => {
     expect(retry).toMatchObject({ replayed: true, durability: "committed", cache: "written" });
     expect(w.messages.callsTo("commit")).toHaveLength(1);
     expect(w.messages.threadMessages(thread.id)).toEqual([stored]);
-    expect(w.notifier.eventsFor("conn-bob").map((e) => e.message)).toEqual([stored]);
+    expect(w.notifier.eventsFor("conn-bob").map((e) => e.message)).toEqual([toWire(stored as Message)]);
     expect(w.cache.pendingSeqs(thread.id)).toEqual([]);
   });
 
@@ -885,7 +891,7 @@ describe("Acceptor.accept: making the message visible", () => {
     expect(w.cache.callsTo("store")).toHaveLength(2);
     expect(result).toMatchObject({ replayed: false, cache: "written", position: { pos: 1 } });
     expect(w.notifier.eventsFor("conn-bob")).toEqual([
-      { type: "message.created", ...result.position, message: result.message },
+      { type: "message.created", ...result.position, message: toWire(result.message) },
     ]);
     // One position, not two.
     expect((await w.cache.follow(thread.id, "conn-later", null, 10))?.position.pos).toBe(1);
@@ -945,7 +951,7 @@ describe("Acceptor.accept: when the hot tier is unreachable", () => {
         epoch: expect.any(String),
         pos: 1,
         settled: w.settled(),
-        message: result.message,
+        message: toWire(result.message),
       },
     ]);
   });
@@ -1170,7 +1176,7 @@ describe("Acceptor.accept (sync mode, the rollback switch)", () => {
     expect(w.cache.callsTo("store")).toEqual([[result.message, expect.objectContaining({ queued: false })]]);
     expect(result.timings.map((t) => t.name)).toContain("db");
     expect(w.notifier.eventsFor("conn-bob")).toEqual([
-      { type: "message.created", ...result.position, message: result.message },
+      { type: "message.created", ...result.position, message: toWire(result.message) },
     ]);
   });
 

@@ -6,6 +6,7 @@ import {
   MAX_FRAME_BYTES,
   messageCreatedFrame,
 } from "../../lambdas/core/events.ts";
+import { toWire } from "../../lambdas/core/model.ts";
 import type { LateVisibility } from "../../lambdas/core/ports.ts";
 import { createWorld, makeMessage, makeThread } from "../support/fakes.ts";
 
@@ -15,7 +16,10 @@ const bytes = (s: string): number => Buffer.byteLength(s, "utf8");
 describe("messageCreatedFrame", () => {
   it("carries the whole message when the frame fits", () => {
     const message = makeMessage(thread, 7, { metadata: { k: "v" } });
-    expect(JSON.parse(messageCreatedFrame(message))).toEqual({ type: "message.created", message });
+    expect(JSON.parse(messageCreatedFrame(message))).toEqual({
+      type: "message.created",
+      message: toWire(message),
+    });
   });
 
   it("adds the extra fields it is given", () => {
@@ -23,7 +27,7 @@ describe("messageCreatedFrame", () => {
     expect(JSON.parse(messageCreatedFrame(message, { replay: true }))).toEqual({
       type: "message.created",
       replay: true,
-      message,
+      message: toWire(message),
     });
   });
 
@@ -34,7 +38,7 @@ describe("messageCreatedFrame", () => {
       epoch: "e",
       pos: 3,
       settled: 99,
-      message,
+      message: toWire(message),
     });
   });
 
@@ -44,7 +48,7 @@ describe("messageCreatedFrame", () => {
     const message = { ...empty, content: "a".repeat(room) };
     const frame = messageCreatedFrame(message);
     expect(bytes(frame)).toBe(MAX_FRAME_BYTES);
-    expect(JSON.parse(frame)).toEqual({ type: "message.created", message });
+    expect(JSON.parse(frame)).toEqual({ type: "message.created", message: toWire(message) });
   });
 
   it("announces a message whose frame would exceed 32 KB by its header only, without content or metadata", () => {
@@ -54,7 +58,7 @@ describe("messageCreatedFrame", () => {
 
     const frame = messageCreatedFrame(message, { replay: true });
 
-    const { content: _c, metadata: _m, ...header } = message;
+    const { content: _c, metadata: _m, ...header } = toWire(message);
     expect(JSON.parse(frame)).toEqual({
       type: "message.created",
       replay: true,
@@ -144,7 +148,7 @@ describe("announceLate", () => {
           epoch: "ep-1",
           pos,
           settled: 123,
-          message,
+          message: toWire(message),
         })),
       );
     }

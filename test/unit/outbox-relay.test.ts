@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Message } from "../../lambdas/core/model.ts";
+import { type Message, toWire } from "../../lambdas/core/model.ts";
 import { createWorld, makeMessage, postInput, user } from "../support/fakes.ts";
 
 const alice = user("alice");
@@ -195,7 +195,7 @@ describe("OutboxRelay.drain", () => {
         epoch: w.cache.states.get(thread.id)?.epoch,
         pos: 1,
         settled: w.settled(),
-        message,
+        message: toWire(message),
       },
     ]);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Message, Thread } from "../../lambdas/core/model.ts";
+import { type Message, type Thread, toWire } from "../../lambdas/core/model.ts";
 import type { MessageEnvelope } from "../../lambdas/core/ports.ts";
 import type { QueueRecord } from "../../lambdas/core/records.ts";
 import { createWorld, makeMessage, postInput, user } from "../support/fakes.ts";
@@ -260,7 +260,7 @@ describe("PersistService.process: confirming to the hot tier", () => {
 
     await w.persistService.process(w.publisher.records());
 
-    expect(w.notifier.eventsFor("conn-bob").map((e) => e.message)).toEqual([message]);
+    expect(w.notifier.eventsFor("conn-bob").map((e) => e.message)).toEqual([toWire(message)]);
     expect(w.cache.cachedSeqs(thread.id)).toEqual([message.seq]);
   });
 
@@ -285,9 +285,10 @@ describe("PersistService.process: confirming to the hot tier", () => {
 
     expect(outcome).toMatchObject({ failures: [], inserted: 2 });
     const epoch = w.cache.states.get(thread.id)?.epoch;
+    const wire = accepted.map(toWire);
     expect(w.notifier.eventsFor("conn-bob")).toEqual([
-      { type: "message.created", epoch, pos: 1, settled: w.settled(), message: accepted[0] },
-      { type: "message.created", epoch, pos: 2, settled: w.settled(), message: accepted[1] },
+      { type: "message.created", epoch, pos: 1, settled: w.settled(), message: wire[0] },
+      { type: "message.created", epoch, pos: 2, settled: w.settled(), message: wire[1] },
     ]);
     const page = await w.reader.history(alice, thread.id, { direction: "backward", limit: 10 });
     expect(page.value.messages).toEqual(accepted);

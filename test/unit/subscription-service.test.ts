@@ -5,7 +5,7 @@ import {
   ServiceUnavailableError,
   UnauthorizedError,
 } from "../../lambdas/core/errors.ts";
-import type { Message } from "../../lambdas/core/model.ts";
+import { type Message, toWire } from "../../lambdas/core/model.ts";
 import type { Connection } from "../../lambdas/core/ports.ts";
 import { createWorld, makeMessage, postInput, user } from "../support/fakes.ts";
 import { caught } from "./caught.ts";
@@ -123,10 +123,11 @@ describe("SubscriptionService.subscribe: catching up by seq", () => {
 
     const position = { epoch: expect.any(String), pos: 0 };
     expect(result).toEqual({ replayed: 3, hasMore: false, recovered: false, position });
+    const wire = list.map(toWire);
     expect(w.notifier.eventsFor("conn-1")).toEqual([
-      { type: "message.created", replay: true, message: list[1] },
-      { type: "message.created", replay: true, message: list[2] },
-      { type: "message.created", replay: true, message: list[3] },
+      { type: "message.created", replay: true, message: wire[1] },
+      { type: "message.created", replay: true, message: wire[2] },
+      { type: "message.created", replay: true, message: wire[3] },
       {
         type: "subscribed",
         threadId: thread.id,
@@ -149,7 +150,7 @@ describe("SubscriptionService.subscribe: catching up by seq", () => {
 
     expect(result).toMatchObject({ replayed: 2, hasMore: true, recovered: false });
     const events = w.notifier.eventsFor("conn-1");
-    expect(events.slice(0, 2).map((e) => e.message)).toEqual(list.slice(0, 2));
+    expect(events.slice(0, 2).map((e) => e.message)).toEqual(list.slice(0, 2).map(toWire));
     expect(events[2]).toMatchObject({ type: "subscribed", replayed: 2, has_more: true, next_cursor: 11 });
   });
 
@@ -166,7 +167,7 @@ describe("SubscriptionService.subscribe: catching up by seq", () => {
     await w.subscriptionService.subscribe(connection, thread.id, { sinceSeq: 10 });
 
     const replayed = w.notifier.eventsFor("conn-1").filter((e) => e.type === "message.created");
-    expect(replayed.map((e) => e.message)).toEqual([stored[1], fresh.message]);
+    expect(replayed.map((e) => e.message)).toEqual([...stored.slice(1), fresh.message].map(toWire));
   });
 
   it("sends only the subscribed frame when the subscriber gives neither a position nor a seq", async () => {
@@ -238,9 +239,10 @@ describe("SubscriptionService.subscribe: resuming by stream position", () => {
       recovered: true,
       position: { epoch: seen.epoch, pos: 3 },
     });
+    const wire = messages.map(toWire);
     expect(w.notifier.eventsFor("conn-1")).toEqual([
-      { type: "message.created", replay: true, epoch: seen.epoch, pos: 2, message: messages[0] },
-      { type: "message.created", replay: true, epoch: seen.epoch, pos: 3, message: messages[1] },
+      { type: "message.created", replay: true, epoch: seen.epoch, pos: 2, message: wire[0] },
+      { type: "message.created", replay: true, epoch: seen.epoch, pos: 3, message: wire[1] },
       {
         type: "subscribed",
         threadId: thread.id,
@@ -279,7 +281,7 @@ describe("SubscriptionService.subscribe: resuming by stream position", () => {
     expect(w.notifier.eventsFor("conn-1").at(-1)).toEqual({
       type: "message.created",
       ...next.position,
-      message: next.message,
+      message: toWire(next.message),
     });
   });
 
@@ -294,7 +296,9 @@ describe("SubscriptionService.subscribe: resuming by stream position", () => {
 
     expect(result).toMatchObject({ recovered: false, replayed: 2, hasMore: false });
     expect(w.notifier.eventsFor("conn-1").slice(0, 2)).toEqual(
-      messages.slice(1).map((message) => ({ type: "message.created", replay: true, message })),
+      messages
+        .slice(1)
+        .map((message) => ({ type: "message.created", replay: true, message: toWire(message) })),
     );
   });
 
@@ -311,7 +315,7 @@ describe("SubscriptionService.subscribe: resuming by stream position", () => {
     expect(result.recovered).toBe(false);
     expect(result.position.epoch).not.toBe(seen.epoch);
     expect(w.notifier.eventsFor("conn-1")).toEqual([
-      { type: "message.created", replay: true, message: messages[1] },
+      { type: "message.created", replay: true, message: messages.map(toWire)[1] },
       expect.objectContaining({
         type: "subscribed",
         recovered: false,

@@ -50,6 +50,7 @@ describe("parsePostMessage", () => {
       metadata: {},
       clientMessageId: undefined,
       role: undefined,
+      streaming: false,
     });
   });
 
@@ -69,6 +70,7 @@ describe("parsePostMessage", () => {
       metadata: { a: [1, "x", null, true] },
       clientMessageId: "abc.1:2_3-4",
       role: "system",
+      streaming: false,
     });
   });
 
@@ -358,7 +360,7 @@ describe("parseWsSendMessage", () => {
     ).toEqual({
       threadId: THREAD,
       requestId: "r9",
-      input: { content: "hi", metadata: {}, clientMessageId: "c1", role: undefined },
+      input: { content: "hi", metadata: {}, clientMessageId: "c1", role: undefined, streaming: false },
     });
   });
 
