@@ -353,6 +353,11 @@ export interface ThreadRepository {
   getForInstall(id: string): Promise<ThreadInstall | null>;
   /** Newest first; `after` is the last thread of the previous page. */
   listByOwner(ownerId: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]>;
+  /**
+   * Threads whose `metadata.agent` is this string (the agent a thread asks to answer it), of any
+   * owner; newest first, `after` as in `listByOwner`.
+   */
+  listByAgent(agent: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]>;
 }
 
 /**

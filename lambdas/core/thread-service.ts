@@ -1,8 +1,8 @@
 /** Threads: created and listed in PostgreSQL (they are few and must exist before messages). */
 import { bestEffort } from "./best-effort.ts";
-import { BadRequestError, unavailableAs } from "./errors.ts";
+import { BadRequestError, ForbiddenError, unavailableAs } from "./errors.ts";
 import { newId } from "./ids.ts";
-import { type Principal, type Thread, toEpochSeconds } from "./model.ts";
+import { isService, type Principal, type Thread, toEpochSeconds } from "./model.ts";
 import type {
   Clock,
   Diagnostics,
@@ -15,7 +15,7 @@ import type {
 } from "./ports.ts";
 import { admit } from "./rate-limit.ts";
 import type { ThreadAccess } from "./thread-access.ts";
-import type { CreateThreadInput } from "./validation.ts";
+import type { CreateThreadInput, ThreadListInput } from "./validation.ts";
 import { isUuid } from "./validation.ts";
 
 export interface ThreadServiceDeps {
@@ -74,11 +74,20 @@ export class ThreadService {
     return thread;
   }
 
-  async list(principal: Principal, page: { limit: number; cursor?: string }): Promise<ThreadPage> {
+  /**
+   * The caller's threads; or, for a service principal that names an agent, the threads of any
+   * owner that ask that agent to answer them (`metadata.agent`): how an agent finds its work.
+   */
+  async list(principal: Principal, page: ThreadListInput): Promise<ThreadPage> {
+    if (page.agent !== undefined && !isService(principal)) {
+      throw new ForbiddenError("role_not_allowed", "only a service principal may list threads by agent");
+    }
     const after = page.cursor === undefined ? undefined : decodeThreadCursor(page.cursor);
-    const rows = await this.deps.threads
-      .listByOwner(principal.userId, { limit: page.limit + 1, ...(after ? { after } : {}) })
-      .catch(unavailableAs("Thread store unavailable"));
+    const keyset = { limit: page.limit + 1, ...(after ? { after } : {}) };
+    const rows = await (page.agent !== undefined
+      ? this.deps.threads.listByAgent(page.agent, keyset)
+      : this.deps.threads.listByOwner(principal.userId, keyset)
+    ).catch(unavailableAs("Thread store unavailable"));
     const threads = rows.slice(0, page.limit);
     const last = threads.at(-1);
     return {

@@ -267,15 +267,32 @@ export const parseHistoryQuery = (
 const threadListSchema = z.strictObject({
   limit: z.coerce.number().int().min(1).optional(),
   cursor: z.string().max(200).optional(),
+  /** Service principals only: the threads whose `metadata.agent` is this value. */
+  agent: z
+    .string()
+    .min(1)
+    .max(128)
+    .refine(storableString, "must not contain NUL characters or unpaired surrogates")
+    .optional(),
 });
+
+export interface ThreadListInput {
+  readonly limit: number;
+  readonly cursor?: string;
+  readonly agent?: string;
+}
 
 export const parseThreadListQuery = (
   query: Record<string, string | undefined>,
   limits: Limits,
-): { limit: number; cursor?: string } => {
+): ThreadListInput => {
   const input = parseWith(threadListSchema, query, "query");
   const limit = Math.min(input.limit ?? limits.defaultPageSize, limits.maxPageSize);
-  return input.cursor !== undefined ? { limit, cursor: input.cursor } : { limit };
+  return {
+    limit,
+    ...(input.cursor !== undefined ? { cursor: input.cursor } : {}),
+    ...(input.agent !== undefined ? { agent: input.agent } : {}),
+  };
 };
 
 /** WebSocket frames: `{action, ...}` with the same rules as the HTTP routes. */

@@ -292,6 +292,36 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         expect(rest.map((x) => x.id)).toEqual([made[0]?.id]);
       });
 
+      it("lists the threads that name an agent, of any owner, newest first", async () => {
+        const agent = `agent-${randomUUID().slice(0, 8)}`;
+        const asking = (owner: string, ms: number, value: unknown = agent): Thread => ({
+          ...thread(owner, ms),
+          metadata: { agent: value, topic: "x" },
+        });
+        const a = await h.threads.create(asking("lister-a", 1_700_000_000_001));
+        const b = await h.threads.create(asking("lister-b", 1_700_000_000_003));
+        const c = await h.threads.create(asking("lister-a", 1_700_000_000_002));
+        // Another agent, no agent, the name under another key or not as a string: not listed.
+        await h.threads.create(asking("lister-a", 1_700_000_000_004, `${agent}-other`));
+        await h.threads.create(thread("lister-a", 1_700_000_000_005));
+        await h.threads.create({ ...thread("lister-a", 1_700_000_000_006), metadata: { bot: agent } });
+        await h.threads.create(asking("lister-a", 1_700_000_000_007, [agent]));
+        await h.threads.create(asking("lister-a", 1_700_000_000_008, { name: agent }));
+
+        const first = await h.threads.listByAgent(agent, { limit: 2 });
+        expect(first).toEqual([b, c]);
+        const last = first.at(-1) as Thread;
+        const rest = await h.threads.listByAgent(agent, {
+          limit: 2,
+          after: { created_at_ms: last.created_at_ms, id: last.id },
+        });
+        expect(rest).toEqual([a]);
+        expect(await h.threads.listByAgent(`${agent}-nobody`, { limit: 10 })).toEqual([]);
+        const number = 1_000_000_000 + Math.floor(Math.random() * 1_000_000_000);
+        await h.threads.create(asking("lister-a", 1_700_000_000_009, number));
+        expect(await h.threads.listByAgent(String(number), { limit: 10 })).toEqual([]);
+      });
+
       it("installs a thread with the highest seq it has seen, stored or allocated", async () => {
         const t = await newThread();
         expect(await h.threads.getForInstall(t.id)).toEqual({ thread: t, lastSeq: 0, genesis: false });

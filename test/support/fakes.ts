@@ -839,6 +839,15 @@ export class FakeThreadRepository extends TierFake<keyof ThreadRepository> imple
       .slice(0, page.limit);
   }
 
+  async listByAgent(agent: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]> {
+    this.enter("listByAgent", agent, page);
+    const { after } = page;
+    return [...this.rows.values()]
+      .filter((t) => t.metadata.agent === agent && (after === undefined || isBefore(t, after)))
+      .sort(compareThreadsDesc)
+      .slice(0, page.limit);
+  }
+
   /** Test set-up: stores a thread without going through the outage switch or the call log. */
   put(thread: Thread): void {
     this.rows.set(thread.id, thread);

@@ -80,4 +80,27 @@ export class PgThreadRepository implements ThreadRepository {
       return rows.map(toThread);
     });
   }
+
+  listByAgent(agent: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]> {
+    return this.guard.run(async () => {
+      // The typeof condition is the predicate of the partial index threads_agent_recent (and keeps
+      // a number or object under `agent` from matching its text).
+      const { rows } =
+        page.after === undefined
+          ? await this.pool.query<ThreadRow>(
+              `SELECT ${COLUMNS} FROM threads
+                WHERE jsonb_typeof(metadata->'agent') = 'string' AND metadata->>'agent' = $1
+                ORDER BY created_at_ms DESC, id DESC LIMIT $2`,
+              [agent, page.limit],
+            )
+          : await this.pool.query<ThreadRow>(
+              `SELECT ${COLUMNS} FROM threads
+                WHERE jsonb_typeof(metadata->'agent') = 'string' AND metadata->>'agent' = $1
+                  AND (created_at_ms, id) < ($2, $3::uuid)
+                ORDER BY created_at_ms DESC, id DESC LIMIT $4`,
+              [agent, page.after.created_at_ms, page.after.id, page.limit],
+            );
+      return rows.map(toThread);
+    });
+  }
 }

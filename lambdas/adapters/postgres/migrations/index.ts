@@ -85,4 +85,14 @@ CREATE TABLE message_feedback (
 );
 `,
   },
+  {
+    version: 4,
+    name: "threads by the agent that answers them",
+    sql: `
+-- GET /api/threads?agent=<name>: an agent's threads, newest first. Partial: only the threads that
+-- name an agent are in it.
+CREATE INDEX threads_agent_recent ON threads ((metadata->>'agent'), created_at_ms DESC, id DESC)
+  WHERE jsonb_typeof(metadata->'agent') = 'string';
+`,
+  },
 ];
