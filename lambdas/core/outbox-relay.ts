@@ -95,7 +95,9 @@ export class OutboxRelay {
 
   /** Publish, confirm to the hot tier (push what that made visible), then clear. */
   private async forward(pending: readonly Message[]): Promise<void> {
-    await this.deps.analytics.publish(pending);
+    // A reply still streaming is archived by its final form (the persist consumer forwards it).
+    const archived = pending.filter((m) => m.state !== "streaming");
+    if (archived.length > 0) await this.deps.analytics.publish(archived);
     // Not cleared unless confirmed: the next run tries again (the forward repeats harmlessly).
     const settled = this.deps.settled();
     const late = await this.deps.cache.refresh(pending);

@@ -26,6 +26,17 @@ describe("OutboxRelay.drain", () => {
     expect(w.messages.callsTo("pendingOutbox")).toEqual([[2], [2], [2]]);
   });
 
+  it("leaves a reply still streaming out of the analytics batch (its final form is archived), and clears it", async () => {
+    const { w, list } = setup(3, 10);
+    const opened = { ...list[1], content: "", state: "streaming" } as Message;
+    w.messages.put(opened);
+
+    expect(await w.outboxRelay.drain(10)).toEqual({ forwarded: 3, deferred: 0, parked: 0 });
+
+    expect(w.analytics.batches).toEqual([[list[0], list[2]]]);
+    expect(w.messages.outbox).toEqual([]);
+  });
+
   it("stops after maxBatches and leaves the rest for the next run", async () => {
     const { w, list } = setup(5, 2);
     expect((await w.outboxRelay.drain(2)).forwarded).toBe(4);
