@@ -17,6 +17,7 @@ import {
   describeError,
   ForbiddenError,
   messageNotFound,
+  NotFoundError,
   PayloadTooLargeError,
   ServiceUnavailableError,
   unavailableAs,
@@ -224,7 +225,10 @@ export class StreamService {
     }
     const idle = now - snapshot.lastAppendAtMs;
     if (idle < this.options.idleTimeoutMs) return this.options.idleTimeoutMs - idle;
-    await this.closeIdle(threadId, messageId);
+    await this.closeIdle(threadId, messageId).catch((error: unknown) => {
+      // Gone from every tier (its thread was deleted): nothing left to close.
+      if (!(error instanceof NotFoundError)) throw error;
+    });
     return null;
   }
 
