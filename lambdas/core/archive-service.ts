@@ -1,17 +1,18 @@
 /**
  * The analytics consumer's work for one SQS batch: every persisted message in it goes to ClickHouse
- * in one insert. ClickHouse deduplicates by message id, so redelivery is harmless.
+ * in one insert, and every feedback change in one more. ClickHouse deduplicates (messages by id,
+ * feedback by reply and user, the newest change winning), so redelivery is harmless.
  *
- * One bad message holds back only its own record: when the batch insert fails for a reason that is
- * not an outage, each record is inserted on its own, and a record that fails is split in halves
- * until the rows ClickHouse refuses are found; every other row is archived. A record with a row
- * that was refused (or a message that does not match the schema) fails as poison, so it ends in
- * the dead-letter queue for inspection; its good rows are archived already, and a redrive repeats
- * them harmlessly.
+ * One bad entry holds back only its own record: when a batch insert fails for a reason that is not
+ * an outage, each record is inserted on its own, and a record that fails is split in halves until
+ * the rows ClickHouse refuses are found; every other row is archived. A record with a row that was
+ * refused (or an entry that does not match its schema) fails as poison, so it ends in the
+ * dead-letter queue for inspection; its good rows are archived already, and a redrive repeats them
+ * harmlessly. An outage fails every record of the batch, to come back after a growing delay.
  */
 import { describeError, isTierUnavailable } from "./errors.ts";
 import type { Message } from "./model.ts";
-import type { AnalyticsStore, Clock, Diagnostics } from "./ports.ts";
+import type { AnalyticsStore, Clock, Diagnostics, FeedbackArchive, FeedbackEvent } from "./ports.ts";
 import {
   InvalidRecordError,
   parseAnalyticsEnvelope,
@@ -23,6 +24,7 @@ import {
 
 export interface ArchiveOutcome {
   readonly failures: RecordFailure[];
+  /** Rows archived: messages and feedback changes. */
   readonly rows: number;
   /** ClickHouse insert statements issued. */
   readonly inserts: number;
@@ -30,30 +32,61 @@ export interface ArchiveOutcome {
   readonly lagsMs: number[];
 }
 
+export interface ArchiveDeps {
+  readonly store: AnalyticsStore;
+  /** Where feedback changes go; without it a record carrying one fails as poison. */
+  readonly feedback?: FeedbackArchive;
+  readonly clock: Clock;
+  readonly diagnostics: Diagnostics;
+}
+
 interface Batch {
   readonly record: QueueRecord;
   readonly messages: Message[];
-  /** Why messages of this record could not be archived (it fails as poison if any). */
+  readonly feedback: FeedbackEvent[];
+  /** Why entries of this record could not be archived (it fails as poison if any). */
   readonly problems: string[];
+}
+
+/** One kind of entry and the table it goes to. */
+interface Lane<T> {
+  readonly entries: (batch: Batch) => readonly T[];
+  readonly dedupe: (rows: readonly T[]) => T[];
+  readonly insert: (rows: readonly T[]) => Promise<void>;
+  readonly name: (row: T) => string;
+}
+
+interface LaneResult<T> {
+  readonly archived: T[];
+  readonly inserts: number;
+  /** The batch insert failed with an outage: every record of the batch is to be retried. */
+  readonly outage?: unknown;
+}
+
+interface Isolated<T> {
+  readonly archived: T[];
+  readonly refused: string[];
+  readonly inserts: number;
 }
 
 export class ArchiveService {
   constructor(
-    private readonly deps: { store: AnalyticsStore; clock: Clock; diagnostics: Diagnostics },
+    private readonly deps: ArchiveDeps,
     private readonly retry: RetryPolicy,
   ) {}
 
   async process(records: readonly QueueRecord[]): Promise<ArchiveOutcome> {
     const failures: RecordFailure[] = [];
     const fail = (record: QueueRecord, error: unknown): void => {
+      if (failures.some((f) => f.id === record.id)) return;
       failures.push(recordFailure(this.retry, record, error));
     };
 
     const batches: Batch[] = [];
     for (const record of records) {
       try {
-        const { messages, invalid } = parseAnalyticsEnvelope(record.body);
-        batches.push({ record, messages, problems: [...invalid] });
+        const { messages, feedback, invalid } = parseAnalyticsEnvelope(record.body);
+        batches.push({ record, messages, feedback: feedback ?? [], problems: [...invalid] });
       } catch (error) {
         this.deps.diagnostics.warn("poison record on analytics queue", {
           recordId: record.id,
@@ -62,81 +95,137 @@ export class ArchiveService {
         fail(record, error);
       }
     }
-    const all = dedupe(batches.flatMap((b) => b.messages));
-    const archived: Message[] = [];
-    let inserts = 0;
-    if (all.length > 0) {
-      inserts += 1;
-      try {
-        await this.deps.store.insert(all);
-        archived.push(...all);
-      } catch (error) {
-        if (isTierUnavailable(error)) {
-          for (const b of batches) fail(b.record, error);
-          return { failures, rows: 0, inserts, lagsMs: [] };
-        }
-        this.deps.diagnostics.warn("analytics insert failed; isolating the bad rows", {
-          error: describeError(error),
+
+    const messages = await this.archive(this.messageLane(), batches, fail);
+    const feedback =
+      messages.outage === undefined
+        ? await this.archive(this.feedbackLane(batches), batches, fail)
+        : { archived: [], inserts: 0 };
+    const inserts = messages.inserts + feedback.inserts;
+    const outage = messages.outage ?? feedback.outage;
+    if (outage !== undefined) {
+      for (const b of batches) fail(b.record, outage);
+    } else {
+      for (const b of batches) {
+        if (b.problems.length === 0 || failures.some((f) => f.id === b.record.id)) continue;
+        this.deps.diagnostics.warn("analytics record has rows that cannot be archived", {
+          recordId: b.record.id,
+          problems: b.problems,
         });
-        let outage: unknown;
-        for (const b of batches) {
-          if (outage !== undefined) {
-            fail(b.record, outage);
-            continue;
-          }
-          const unique = dedupe(b.messages);
-          try {
-            // The whole batch was one record: it failed already, split it at once.
-            const isolated =
-              batches.length === 1 ? await this.isolate(unique, error) : await this.insertOrIsolate(unique);
-            inserts += isolated.inserts;
-            archived.push(...isolated.archived);
-            b.problems.push(...isolated.refused);
-          } catch (down) {
-            if (!isTierUnavailable(down)) throw down;
-            outage = down;
-            fail(b.record, down);
-          }
-        }
+        fail(b.record, new InvalidRecordError(b.problems.join("; ")));
       }
     }
-    for (const b of batches) {
-      if (b.problems.length === 0 || failures.some((f) => f.id === b.record.id)) continue;
-      this.deps.diagnostics.warn("analytics record has rows that cannot be archived", {
-        recordId: b.record.id,
-        problems: b.problems,
-      });
-      fail(b.record, new InvalidRecordError(b.problems.join("; ")));
-    }
     const now = this.deps.clock.now();
-    return { failures, rows: archived.length, inserts, lagsMs: archived.map((m) => now - m.created_at_ms) };
+    return {
+      failures,
+      rows: messages.archived.length + feedback.archived.length,
+      inserts,
+      lagsMs: messages.archived.map((m) => now - m.created_at_ms),
+    };
   }
 
-  private async insertOrIsolate(messages: readonly Message[]): Promise<Isolated> {
-    if (messages.length === 0) return { archived: [], refused: [], inserts: 0 };
+  private messageLane(): Lane<Message> {
+    return {
+      entries: (b) => b.messages,
+      dedupe: (rows) => [...new Map(rows.map((m) => [m.id, m] as const)).values()],
+      insert: (rows) => this.deps.store.insert(rows),
+      name: (m) => `row ${m.id}`,
+    };
+  }
+
+  private feedbackLane(batches: readonly Batch[]): Lane<FeedbackEvent> {
+    const archive = this.deps.feedback;
+    if (archive === undefined) {
+      // A deployment without the feedback table's writer: the records wait in the dead-letter queue.
+      for (const b of batches)
+        if (b.feedback.length > 0) b.problems.push("feedback entries, but no feedback archive is configured");
+    }
+    return {
+      entries: (b) => (archive === undefined ? [] : b.feedback),
+      dedupe: (rows) => {
+        const newest = new Map<string, FeedbackEvent>();
+        for (const e of rows) {
+          const key = `${e.message_id}|${e.user_id}`;
+          const seen = newest.get(key);
+          if (seen === undefined || e.updated_at_ms >= seen.updated_at_ms) newest.set(key, e);
+        }
+        return [...newest.values()];
+      },
+      insert: (rows) => (archive as FeedbackArchive).insertFeedback(rows),
+      name: (e) => `feedback ${e.message_id}/${e.user_id}`,
+    };
+  }
+
+  /** One lane's rows of every record in one insert; on bad data, record by record, then halves. */
+  private async archive<T>(
+    lane: Lane<T>,
+    batches: readonly Batch[],
+    fail: (record: QueueRecord, error: unknown) => void,
+  ): Promise<LaneResult<T>> {
+    const carrying = batches.filter((b) => lane.entries(b).length > 0);
+    const all = lane.dedupe(carrying.flatMap((b) => lane.entries(b)));
+    if (all.length === 0) return { archived: [], inserts: 0 };
+    let inserts = 1;
     try {
-      await this.deps.store.insert(messages);
-      return { archived: [...messages], refused: [], inserts: 1 };
+      await lane.insert(all);
+      return { archived: all, inserts };
+    } catch (error) {
+      if (isTierUnavailable(error)) return { archived: [], inserts, outage: error };
+      this.deps.diagnostics.warn("analytics insert failed; isolating the bad rows", {
+        error: describeError(error),
+      });
+      const archived: T[] = [];
+      let outage: unknown;
+      for (const b of carrying) {
+        if (outage !== undefined) {
+          fail(b.record, outage);
+          continue;
+        }
+        const unique = lane.dedupe(lane.entries(b));
+        try {
+          // The whole batch was one record: it failed already, split it at once.
+          const isolated =
+            carrying.length === 1
+              ? await this.isolate(lane, unique, error)
+              : await this.insertOrIsolate(lane, unique);
+          inserts += isolated.inserts;
+          archived.push(...isolated.archived);
+          b.problems.push(...isolated.refused);
+        } catch (down) {
+          if (!isTierUnavailable(down)) throw down;
+          outage = down;
+          fail(b.record, down);
+        }
+      }
+      return { archived, inserts };
+    }
+  }
+
+  private async insertOrIsolate<T>(lane: Lane<T>, rows: readonly T[]): Promise<Isolated<T>> {
+    if (rows.length === 0) return { archived: [], refused: [], inserts: 0 };
+    try {
+      await lane.insert(rows);
+      return { archived: [...rows], refused: [], inserts: 1 };
     } catch (error) {
       if (isTierUnavailable(error)) throw error;
-      const isolated = await this.isolate(messages, error);
+      const isolated = await this.isolate(lane, rows, error);
       return { ...isolated, inserts: isolated.inserts + 1 };
     }
   }
 
-  /** `messages` failed together (not an outage): halves are tried until the refused rows are found. */
-  private async isolate(messages: readonly Message[], error: unknown): Promise<Isolated> {
-    if (messages.length === 1) {
+  /** `rows` failed together (not an outage): halves are tried until the refused rows are found. */
+  private async isolate<T>(lane: Lane<T>, rows: readonly T[], error: unknown): Promise<Isolated<T>> {
+    if (rows.length === 1) {
       return {
         archived: [],
-        refused: [`row ${messages[0]?.id} refused: ${describeError(error)}`],
+        refused: [`${lane.name(rows[0] as T)} refused: ${describeError(error)}`],
         inserts: 0,
       };
     }
-    const middle = Math.ceil(messages.length / 2);
+    const middle = Math.ceil(rows.length / 2);
     const [left, right] = [
-      await this.insertOrIsolate(messages.slice(0, middle)),
-      await this.insertOrIsolate(messages.slice(middle)),
+      await this.insertOrIsolate(lane, rows.slice(0, middle)),
+      await this.insertOrIsolate(lane, rows.slice(middle)),
     ];
     return {
       archived: [...left.archived, ...right.archived],
@@ -145,13 +234,3 @@ export class ArchiveService {
     };
   }
 }
-
-interface Isolated {
-  readonly archived: Message[];
-  readonly refused: string[];
-  readonly inserts: number;
-}
-
-const dedupe = (messages: readonly Message[]): Message[] => [
-  ...new Map(messages.map((m) => [m.id, m] as const)).values(),
-];

@@ -31,6 +31,10 @@ export const messageFrame = (type: string, message: Message, extra: object = {})
   return JSON.stringify({ type, ...extra, truncated: true, message: header });
 };
 
+/** How a streamed reply's end is announced: `message.cancelled`, else `message.completed`. */
+export const endingFrame = (final: Message, extra: object = {}): string =>
+  messageFrame(final.state === "cancelled" ? "message.cancelled" : "message.completed", final, extra);
+
 /** `error` with the same body as an HTTP error (`code`, `message`, …, `request_id`). */
 export const errorFrame = (body: Record<string, unknown>): string =>
   JSON.stringify({ type: "error", ...body });

@@ -70,7 +70,9 @@ const STREAM_FIELDS = [
  * A streamed reply's fields in their canonical form and order: only those that have a value (a
  * message posted whole has none). Every tier stores and compares this form.
  */
-export const streamFields = (m: Pick<Message, "state" | (typeof STREAM_FIELDS)[number]>): Partial<Message> => {
+export const streamFields = (
+  m: Pick<Message, "state" | (typeof STREAM_FIELDS)[number]>,
+): Partial<Message> => {
   if (m.state === undefined) return {};
   const fields: Record<string, unknown> = { state: m.state };
   for (const name of STREAM_FIELDS) {

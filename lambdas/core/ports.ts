@@ -246,6 +246,11 @@ export interface StreamStore {
   /** The thread's streams still streaming. */
   openStreams(threadId: string): Promise<StreamSnapshot[]>;
   /**
+   * Final messages of replies that ended while the thread's stream position was at or above `pos`
+   * (oldest ending first, at most `limit`): what a subscriber resuming from `pos` may have missed.
+   */
+  endedSince(threadId: string, pos: number, limit: number): Promise<Message[]>;
+  /**
    * Ends the stream with `final`, if no delta arrived after `expectedIndex`; the thread's index
    * and the lookup by id then show the final message.
    */
@@ -417,4 +422,157 @@ export interface Clock {
 /** Where the core reports degradations it absorbs (a tier skipped, a delivery dropped). */
 export interface Diagnostics {
   warn(message: string, attributes?: Record<string, unknown>): void;
+}
+
+// ---------------------------------------------------------------- feedback, usage and analytics
+
+export const FEEDBACK_RATINGS = ["up", "down"] as const;
+export type FeedbackRating = (typeof FEEDBACK_RATINGS)[number];
+
+/** One user's rating of an assistant reply, as PostgreSQL holds it (one per user and reply). */
+export interface Feedback {
+  readonly message_id: string;
+  readonly user_id: string;
+  readonly rating: FeedbackRating;
+  readonly reason: string | null;
+  readonly comment: string | null;
+  /** When it was last changed (epoch ms); also its version, strictly growing per reply and user. */
+  readonly updated_at_ms: number;
+}
+
+/**
+ * A change of feedback as the analytics queue carries it to ClickHouse's `feedback` table (a
+ * removal is a change with `deleted`; the newest `updated_at_ms` of a reply and user wins there).
+ * The comment stays in PostgreSQL.
+ */
+export interface FeedbackEvent {
+  readonly message_id: string;
+  readonly thread_id: string;
+  readonly user_id: string;
+  readonly rating: FeedbackRating;
+  readonly reason: string | null;
+  /** The reply's `usage.model` ("" when it reported none). */
+  readonly model: string;
+  readonly deleted: boolean;
+  /** The reply's `created_at` (epoch s): the same for every change, so all land in one partition. */
+  readonly message_created_at: number;
+  readonly updated_at_ms: number;
+}
+
+export interface FeedbackWrite {
+  /** The reply rated (as the hot tier or PostgreSQL showed it). */
+  readonly message: Pick<Message, "id" | "thread_id" | "created_at">;
+  readonly model: string;
+  readonly userId: string;
+  readonly rating: FeedbackRating;
+  readonly reason: string | null;
+  readonly comment: string | null;
+  readonly nowMs: number;
+  /** Until when the change is left to this request to send (after that, any sender may). */
+  readonly dueAtMs: number;
+}
+
+/**
+ * PostgreSQL: feedback on replies, and each (reply, user)'s latest change until it has been sent to
+ * the analytics queue. A write and its pending change are one statement, so a change the request
+ * could not send is sent later by another (`claimUnsent`).
+ */
+export interface FeedbackRepository {
+  /** Creates or replaces the user's feedback; null when PostgreSQL does not hold the reply (yet). */
+  put(write: FeedbackWrite): Promise<{ readonly feedback: Feedback; readonly event: FeedbackEvent } | null>;
+  /** Removes it; the change to send, or null when there was none to remove. */
+  remove(input: {
+    readonly messageId: string;
+    readonly userId: string;
+    readonly nowMs: number;
+    readonly dueAtMs: number;
+  }): Promise<FeedbackEvent | null>;
+  /** Changes not sent whose due time has passed, oldest first, each claimed until `claimUntilMs`. */
+  claimUnsent(nowMs: number, limit: number, claimUntilMs: number): Promise<FeedbackEvent[]>;
+  /** These changes reached the queue (a newer change of the same reply and user stays unsent). */
+  markSent(events: readonly FeedbackEvent[]): Promise<void>;
+}
+
+/** SQS analytics queue: feedback changes on their way to ClickHouse. */
+export interface FeedbackPublisher {
+  publish(events: readonly FeedbackEvent[]): Promise<void>;
+}
+
+/** ClickHouse's `feedback` table (ReplacingMergeTree on updated_at_ms). */
+export interface FeedbackArchive {
+  insertFeedback(events: readonly FeedbackEvent[]): Promise<void>;
+}
+
+export interface RoleCounts {
+  readonly total: number;
+  readonly user: number;
+  readonly assistant: number;
+  readonly system: number;
+}
+
+/** Assistant replies by state (a reply posted whole is `complete`). */
+export interface StateCounts {
+  readonly streaming: number;
+  readonly complete: number;
+  readonly cancelled: number;
+  readonly error: number;
+}
+
+export interface TokenTotals {
+  readonly input: number;
+  readonly output: number;
+}
+
+export interface FeedbackCounts {
+  readonly up: number;
+  readonly down: number;
+}
+
+/** A thread's totals, as PostgreSQL holds them. */
+export interface ThreadUsage {
+  readonly messages: RoleCounts;
+  readonly assistant_states: StateCounts;
+  readonly tokens: TokenTotals;
+  readonly feedback: FeedbackCounts;
+}
+
+/** PostgreSQL: a thread's totals. */
+export interface UsageRepository {
+  threadUsage(threadId: string): Promise<ThreadUsage>;
+}
+
+/** Milliseconds; null when no message of the group has a value. */
+export interface Percentiles {
+  readonly p50: number | null;
+  readonly p95: number | null;
+}
+
+export interface AnalyticsFigures extends ThreadUsage {
+  readonly first_delta_ms: Percentiles;
+  readonly duration_ms: Percentiles;
+}
+
+export type AnalyticsGrouping = "day" | "model";
+
+/** Messages created from `from` 00:00 UTC to the end of `to` (days as YYYY-MM-DD). */
+export interface AnalyticsQuery {
+  readonly from: string;
+  readonly to: string;
+  readonly groupBy: AnalyticsGrouping;
+}
+
+export interface AnalyticsGroup extends AnalyticsFigures {
+  /** The day (YYYY-MM-DD), or the model (null: none reported, e.g. user messages). */
+  readonly key: string | null;
+}
+
+export interface AnalyticsSummary {
+  /** Groups that have data, in key order. */
+  readonly groups: readonly AnalyticsGroup[];
+  readonly totals: AnalyticsFigures;
+}
+
+/** ClickHouse: the analytics read (each message and each reply's feedback counted once). */
+export interface AnalyticsReader {
+  summarize(query: AnalyticsQuery): Promise<AnalyticsSummary>;
 }

@@ -5,7 +5,7 @@
 import * as z from "zod";
 import { describeError, isTierUnavailable } from "./errors.ts";
 import { MESSAGE_ROLES, MESSAGE_STATES, type Message } from "./model.ts";
-import type { PersistEnvelope } from "./ports.ts";
+import { FEEDBACK_RATINGS, type FeedbackEvent, type PersistEnvelope } from "./ports.ts";
 
 const messageSchema = z.strictObject({
   id: z.string().uuid(),
@@ -51,11 +51,33 @@ const persistEnvelopeSchema = z.union([
   }),
 ]);
 
-/** Each message is checked on its own: one bad message must not take the others down with it. */
-const analyticsEnvelopeSchema = z.strictObject({
-  v: z.literal(1),
-  messages: z.array(z.unknown()).min(1),
+const feedbackEventSchema = z.strictObject({
+  message_id: z.string().uuid(),
+  thread_id: z.string().uuid(),
+  user_id: z.string().min(1),
+  rating: z.enum(FEEDBACK_RATINGS),
+  reason: z.string().nullable(),
+  model: z.string(),
+  deleted: z.boolean(),
+  message_created_at: z.number().int().min(0),
+  updated_at_ms: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
 });
+
+/**
+ * `{v: 1, messages?: [...], feedback?: [...]}`, at least one entry (envelopes of persisted messages
+ * have been `{v: 1, messages}` from the start). Each entry is checked on its own: one bad entry
+ * must not take the others down with it.
+ */
+const analyticsEnvelopeSchema = z
+  .strictObject({
+    v: z.literal(1),
+    messages: z.array(z.unknown()).optional(),
+    feedback: z.array(z.unknown()).optional(),
+  })
+  .refine(
+    (e) => (e.messages?.length ?? 0) + (e.feedback?.length ?? 0) > 0,
+    "an analytics envelope carries at least one message or feedback entry",
+  );
 
 export class InvalidRecordError extends Error {
   override readonly name = "InvalidRecordError";
@@ -79,25 +101,38 @@ const parseWith = <T>(schema: z.ZodType<T>, body: string): T => {
 export const parsePersistEnvelope = (body: string): PersistEnvelope =>
   parseWith(persistEnvelopeSchema, body) as PersistEnvelope;
 
-/** An analytics envelope's valid messages, and why each invalid one is invalid. */
+/** An analytics envelope's valid entries, and why each invalid one is invalid. */
 export interface AnalyticsBatch {
   readonly messages: Message[];
+  /** Only when the envelope carried valid feedback changes (an envelope of messages reads as before). */
+  readonly feedback?: FeedbackEvent[];
   readonly invalid: string[];
 }
 
 export const parseAnalyticsEnvelope = (body: string): AnalyticsBatch => {
+  const envelope = parseWith(analyticsEnvelopeSchema, body);
   const messages: Message[] = [];
+  const feedback: FeedbackEvent[] = [];
   const invalid: string[] = [];
-  parseWith(analyticsEnvelopeSchema, body).messages.forEach((candidate, i) => {
+  (envelope.messages ?? []).forEach((candidate, i) => {
     const result = messageSchema.safeParse(candidate);
     if (result.success) messages.push(result.data as Message);
     else invalid.push(`message ${i} does not match its schema: ${result.error.message}`);
   });
-  return { messages, invalid };
+  (envelope.feedback ?? []).forEach((candidate, i) => {
+    const result = feedbackEventSchema.safeParse(candidate);
+    if (result.success) feedback.push(result.data);
+    else invalid.push(`feedback ${i} does not match its schema: ${result.error.message}`);
+  });
+  return { messages, ...(feedback.length > 0 ? { feedback } : {}), invalid };
 };
 
 export const serializeAnalyticsEnvelope = (messages: readonly Message[]): string =>
   JSON.stringify({ v: 1, messages });
+
+/** Feedback changes in an analytics envelope: `{v: 1, feedback: [...]}`. */
+export const serializeFeedbackEnvelope = (feedback: readonly FeedbackEvent[]): string =>
+  JSON.stringify({ v: 1, feedback });
 
 /** One record of an SQS batch, as a consumer sees it. */
 export interface QueueRecord {

@@ -22,7 +22,7 @@ import {
   ServiceUnavailableError,
   unavailableAs,
 } from "./errors.ts";
-import { eventFrame, messageFrame } from "./events.ts";
+import { endingFrame, eventFrame } from "./events.ts";
 import type { Fanout } from "./fanout.ts";
 import {
   canAccessThread,
@@ -81,6 +81,8 @@ export interface AppendOutcome {
   readonly duplicate: boolean;
 }
 
+/** Most endings sent to one resuming subscriber (more: it reads history). */
+const ENDED_REPLAYED = 100;
 /** SQS's longest delay: a later check is scheduled in steps. */
 const MAX_CHECK_DELAY_SECONDS = 900;
 /** Message id → thread id (never changes): spares a lookup per delta in a warm instance. */
@@ -88,9 +90,6 @@ const THREAD_OF_CACHE_SIZE = 10_000;
 
 export const notStreaming = (state: MessageState | undefined): ConflictError =>
   new ConflictError("message_not_streaming", `The message is ${state ?? "complete"}, not streaming`);
-
-const frameType = (state: MessageState): string =>
-  state === "cancelled" ? "message.cancelled" : "message.completed";
 
 export class StreamService {
   private readonly threadOf = new Map<string, string>();
@@ -276,6 +275,17 @@ export class StreamService {
     return open.map(withDeltas);
   }
 
+  /** Replies of the thread that ended at or after a stream position (for a resuming subscriber). */
+  endedSince(threadId: string, pos: number): Promise<Message[]> {
+    return bestEffort(
+      this.deps.diagnostics,
+      "stream state unavailable for a resuming subscriber",
+      { threadId },
+      () => this.deps.streams.endedSince(threadId, pos, ENDED_REPLAYED),
+      [],
+    );
+  }
+
   private closeIdle(threadId: string, messageId: string): Promise<Message | null> {
     const ending: Ending = {
       state: "error",
@@ -314,7 +324,7 @@ export class StreamService {
         return this.ended(result.final ?? known, ownerId, ending, strict, result.final !== null);
       }
       await this.publishFinal(final, ownerId);
-      const frame = messageFrame(frameType(final.state ?? "complete"), final);
+      const frame = endingFrame(final);
       await this.deps.fanout?.deliver(final.thread_id, result.subscribers, frame);
       return final;
     }

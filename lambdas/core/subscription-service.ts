@@ -18,7 +18,7 @@ import {
   UnauthorizedError,
   unavailableAs,
 } from "./errors.ts";
-import { eventFrame, messageCreatedFrame, messageFrame } from "./events.ts";
+import { endingFrame, eventFrame, messageCreatedFrame, messageFrame } from "./events.ts";
 import type { HistoryReader, LiveView } from "./history-reader.ts";
 import type { Message, Principal, StreamPosition } from "./model.ts";
 import type {
@@ -44,7 +44,10 @@ export interface SubscriptionServiceDeps {
   readonly access: ThreadAccess;
   readonly reader: HistoryReader;
   /** Replies still streaming: shown as they stand, and sent to a new subscriber. */
-  readonly streams?: LiveView & { inProgress(threadId: string): Promise<Message[]> };
+  readonly streams?: LiveView & {
+    inProgress(threadId: string): Promise<Message[]>;
+    endedSince(threadId: string, pos: number): Promise<Message[]>;
+  };
   readonly rateLimiter: RateLimiter;
   readonly settled: Settled;
   readonly clock: Clock;
@@ -162,16 +165,18 @@ export class SubscriptionService {
     const send = (frame: string) => this.deps.notifier.send(connection.connectionId, frame);
     let replayed = 0;
     let nextCursor: number | null = null;
-    const live = (messages: Message[]) => this.deps.streams?.live(threadId, messages) ?? messages;
-    const replayedLive = replay === null ? null : await live(replay.map((r) => r.message));
+    // Replies still streaming are replayed as they stand (content so far, delta_index).
+    const shown =
+      replay === null
+        ? null
+        : ((await this.deps.streams?.live(
+            threadId,
+            replay.map((r) => r.message),
+          )) ?? replay.map((r) => r.message));
     const frames =
       replay !== null
-        ? replay.map(({ pos }, i) =>
-            messageCreatedFrame(replayedLive?.[i] ?? replay[i]!.message, {
-              replay: true,
-              epoch: position.epoch,
-              pos,
-            }),
+        ? replay.map(({ message, pos }, i) =>
+            messageCreatedFrame(shown?.[i] ?? message, { replay: true, epoch: position.epoch, pos }),
           )
         : from.sinceSeq !== undefined
           ? await this.catchUp(threadId, from.sinceSeq).then(({ messages, next_cursor }) => {
@@ -186,6 +191,17 @@ export class SubscriptionService {
         return { replayed, hasMore: true, recovered: false, position };
       }
       replayed++;
+    }
+    // Replies that ended since the subscriber's position (it may have missed the live frame):
+    // their final form, which replaces what the subscriber has for that id.
+    const since = from.position?.epoch === position.epoch ? from.position.pos : null;
+    for (const final of since === null
+      ? []
+      : ((await this.deps.streams?.endedSince(threadId, since)) ?? [])) {
+      if ((await send(endingFrame(final, { replay: true }))) === "gone") {
+        await this.disconnect(connection.connectionId);
+        return { replayed, hasMore: true, recovered: false, position };
+      }
     }
     // Replies still streaming, with their content so far and the last delta index in it: the
     // subscriber joined before reading them, so every later delta reaches it live (it applies a

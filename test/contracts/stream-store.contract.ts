@@ -220,6 +220,21 @@ export const streamStoreContract = (name: string, make: () => Promise<StreamHarn
       expect(await append(m, 0, "a")).toEqual({ kind: "not_streaming", state: "cancelled" });
     });
 
+    it("lists the replies that ended at or after a stream position, oldest ending first, with their final form", async () => {
+      const early = await openReply();
+      const earlyFinal = finalOf(early, "early");
+      await h.streams.finish(earlyFinal, OWNER, -1);
+      const late = await openReply(); // made visible: the thread's position moves on
+      const positionAfterLate = (await h.cache.history(thread.id, { direction: "backward", limit: 1 }))
+        ?.position.pos;
+      const lateFinal = finalOf(late, "late", "cancelled");
+      await h.streams.finish(lateFinal, OWNER, -1);
+      expect(await h.streams.endedSince(thread.id, 0, 10)).toEqual([earlyFinal, lateFinal]);
+      expect(await h.streams.endedSince(thread.id, positionAfterLate as number, 10)).toEqual([lateFinal]);
+      expect(await h.streams.endedSince(thread.id, (positionAfterLate as number) + 1, 10)).toEqual([]);
+      expect(await h.streams.endedSince(thread.id, 0, 1)).toEqual([earlyFinal]);
+    });
+
     it("refuses to end from a snapshot older than the last delta", async () => {
       const m = await openReply();
       await append(m, 0, "a");

@@ -199,6 +199,22 @@ describe("a reply that streams", () => {
     expect(text).toBe("w0 w1 w2 w3 w4 w5 ");
   });
 
+  it("resumes from a stream position after the reply ended: the subscriber is sent the ending it missed", async () => {
+    const thread = await t.createThread(alice);
+    const first = await subscribed(thread.id);
+    const m = await open(thread.id);
+    const created = await first.next((f) => f.type === "message.created");
+    await append(m.id, 0, "while ");
+    await first.close();
+    await append(m.id, 1, "away");
+    const done = await finish(m.id, { finish_reason: "stop" });
+    // The page comes back with the position it had: nothing new was made visible, but the reply ended.
+    const again = await subscribed(thread.id, { epoch: created.epoch, pos: created.pos });
+    const ending = again.frames.find((f) => f.type === "message.completed");
+    expect(ending).toMatchObject({ replay: true, message: done.body });
+    expect(again.frames.find((f) => f.type === "subscribed")).toMatchObject({ recovered: true, replayed: 0 });
+  });
+
   it("streams deltas an agent sends over its WebSocket connection, acknowledged to the agent", async () => {
     const thread = await t.createThread(alice);
     const watcher = await subscribed(thread.id);

@@ -1047,6 +1047,8 @@ interface FakeStream {
  */
 export class FakeStreamStore extends TierFake<keyof StreamStore> implements StreamStore {
   readonly streams = new Map<string, FakeStream>();
+  /** Endings in order, with the thread's stream position when each happened. */
+  readonly ended: { id: string; threadId: string; pos: number }[] = [];
 
   constructor(
     private readonly clock: Clock,
@@ -1126,6 +1128,11 @@ export class FakeStreamStore extends TierFake<keyof StreamStore> implements Stre
     if (s.index !== expectedIndex) return { kind: "changed" };
     s.state = final.state ?? "complete";
     s.final = final;
+    this.ended.push({
+      id: final.id,
+      threadId: final.thread_id,
+      pos: this.cache.states.get(final.thread_id)?.pos ?? 0,
+    });
     this.cache.replaceShown(final);
     this.cache.byId.set(final.id, { message: final, ownerId });
     return {
@@ -1134,9 +1141,22 @@ export class FakeStreamStore extends TierFake<keyof StreamStore> implements Stre
     };
   }
 
+  async endedSince(threadId: string, pos: number, limit: number): Promise<Message[]> {
+    this.enter("endedSince", threadId, pos);
+    return this.ended
+      .filter((e) => e.threadId === threadId && e.pos >= pos)
+      .sort((a, b) => a.pos - b.pos || (a.id < b.id ? -1 : 1))
+      .slice(0, limit)
+      .flatMap((e) => {
+        const final = this.streams.get(e.id)?.final;
+        return final ? [final] : [];
+      });
+  }
+
   /** Redis lost everything. */
   clear(): void {
     this.streams.clear();
+    this.ended.length = 0;
   }
 
   private toSnapshot(messageId: string, s: FakeStream): StreamSnapshot {

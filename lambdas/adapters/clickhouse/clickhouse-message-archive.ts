@@ -1,7 +1,7 @@
-/** Messages in ClickHouse: one JSONEachRow insert per consumer batch. */
+/** Messages and feedback changes in ClickHouse: one JSONEachRow insert per table and consumer batch. */
 import type { ClickHouseClient } from "@clickhouse/client";
 import type { Message } from "../../core/model.ts";
-import type { AnalyticsStore } from "../../core/ports.ts";
+import type { AnalyticsStore, FeedbackArchive, FeedbackEvent } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 
 export const toArchiveRow = (m: Message, archivedAtMs: number) => ({
@@ -26,12 +26,38 @@ export const toArchiveRow = (m: Message, archivedAtMs: number) => ({
   duration_ms: m.duration_ms ?? null,
 });
 
-export class ClickHouseMessageArchive implements AnalyticsStore {
+/** A row of the `feedback` table (ReplacingMergeTree(updated_at_ms), ORDER BY (message_id, user_id)). */
+export const toFeedbackRow = (e: FeedbackEvent) => ({
+  message_id: e.message_id,
+  thread_id: e.thread_id,
+  user_id: e.user_id,
+  rating: e.rating,
+  reason: e.reason ?? "",
+  model: e.model,
+  deleted: e.deleted ? 1 : 0,
+  // The reply's created_at, the same for every change: all of them land in one partition, where
+  // merges (and FINAL) keep the newest.
+  created_at: e.message_created_at,
+  updated_at_ms: e.updated_at_ms,
+});
+
+export class ClickHouseMessageArchive implements AnalyticsStore, FeedbackArchive {
   constructor(
     private readonly client: ClickHouseClient,
     private readonly guard: TierGuard,
     private readonly table = "messages",
+    private readonly feedbackTable = "feedback",
   ) {}
+
+  insertFeedback(events: readonly FeedbackEvent[]): Promise<void> {
+    return this.guard.run(async () => {
+      await this.client.insert({
+        table: this.feedbackTable,
+        values: events.map(toFeedbackRow),
+        format: "JSONEachRow",
+      });
+    });
+  }
 
   insert(messages: readonly Message[]): Promise<void> {
     const now = Date.now();

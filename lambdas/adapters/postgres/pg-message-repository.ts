@@ -10,7 +10,6 @@
  * its (thread_id, seq) to a different message: that is a seq collision, raised as an error.
  */
 import type pg from "pg";
-import { streamFields } from "../../core/model.ts";
 import type {
   HistoryQuery,
   JsonObject,
@@ -20,6 +19,7 @@ import type {
   MessageState,
   MessageUsage,
 } from "../../core/model.ts";
+import { streamFields } from "../../core/model.ts";
 import type {
   CommitResult,
   MessageRepository,

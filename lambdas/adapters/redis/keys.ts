@@ -33,6 +33,8 @@ export class RedisKeys {
   /** A streamed reply's deltas, joined. */
   streamContent = (threadId: string, messageId: string): string =>
     `${this.prefix}{t:${threadId}}:sc:${messageId}`;
+  /** The thread's newest ended replies, score = the thread's stream position when each ended. */
+  threadEndedStreams = (threadId: string): string => `${this.prefix}{t:${threadId}}:ended`;
   /** The thread's replies still streaming (message ids). */
   threadStreams = (threadId: string): string => `${this.prefix}{t:${threadId}}:streams`;
   message = (messageId: string): string => `${this.prefix}{m:${messageId}}`;

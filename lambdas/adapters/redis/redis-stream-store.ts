@@ -19,6 +19,8 @@ import type { RedisKeys } from "./keys.ts";
 import { type Scripts, STREAM_APPEND, STREAM_FINISH, STREAM_OPEN } from "./scripts.ts";
 
 const FIELDS = ["st", "i", "base", "n", "b", "o", "fa", "la", "msg", "fin"] as const;
+/** Ended replies listed per thread for resuming subscribers (the newest; older ones expire too). */
+const ENDED_KEPT = 200;
 
 export class RedisStreamStore implements StreamStore {
   constructor(
@@ -131,6 +133,8 @@ export class RedisStreamStore implements StreamStore {
           this.keys.threadStreams(threadId),
           this.keys.threadMessages(threadId),
           this.keys.threadSubscribers(threadId),
+          this.keys.threadState(threadId),
+          this.keys.threadEndedStreams(threadId),
         ],
         [
           expectedIndex.toFixed(0),
@@ -139,6 +143,7 @@ export class RedisStreamStore implements StreamStore {
           final.seq.toFixed(0),
           this.ttlSeconds,
           id,
+          ENDED_KEPT,
         ],
       )) as [number, unknown, unknown];
       switch (code) {
@@ -161,6 +166,22 @@ export class RedisStreamStore implements StreamStore {
         default:
           return { kind: "changed" };
       }
+    });
+  }
+
+  endedSince(threadId: string, pos: number, limit: number): Promise<Message[]> {
+    return this.guard.run(async () => {
+      const ids = await this.client.zrangebyscore(
+        this.keys.threadEndedStreams(threadId),
+        pos,
+        "+inf",
+        "LIMIT",
+        0,
+        limit,
+      );
+      if (ids.length === 0) return [];
+      const snapshots = await this.read(threadId, ids);
+      return snapshots.flatMap((s) => (s.final === null ? [] : [s.final]));
     });
   }
 

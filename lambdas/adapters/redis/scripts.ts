@@ -433,16 +433,18 @@ return {1, redis.call('SMEMBERS', subs)}
 };
 
 /**
- * KEYS: stream, content, streams, msgs, subs. ARGV: expected last index, final message JSON, final
- * state, seq, ttl, message id. Ends the stream when no delta arrived after the expected index; the
- * thread's index then holds the final message in place of the opened one. Returns {0} no state |
+ * KEYS: stream, content, streams, msgs, subs, st, ended. ARGV: expected last index, final message
+ * JSON, final state, seq, ttl, message id, most ended replies kept. Ends the stream when no delta
+ * arrived after the expected index; the thread's index then holds the final message in place of
+ * the opened one, and the ending is listed with the thread's stream position of that moment (a
+ * subscriber resuming from a position at or below it is sent the ending). Returns {0} no state |
  * {1, subscribers} ended now | {2, state, final JSON or ""} ended before | {3} a delta arrived.
  */
 export const STREAM_FINISH: ScriptDefinition = {
   name: "chatStreamFinish",
-  keys: 5,
+  keys: 7,
   lua: `
-local sm, sc, open, msgs, subs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sm, sc, open, msgs, subs, st, ended = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local h = redis.call('HMGET', sm, 'st', 'i', 'fin')
 if not h[1] then return {0} end
 if h[1] ~= 'streaming' then return {2, h[1], h[3] or ''} end
@@ -453,6 +455,9 @@ if redis.call('ZCOUNT', msgs, ARGV[4], ARGV[4]) > 0 then
   redis.call('ZREMRANGEBYSCORE', msgs, ARGV[4], ARGV[4])
   redis.call('ZADD', msgs, ARGV[4], ARGV[2])
 end
+redis.call('ZADD', ended, redis.call('HGET', st, 'pos') or '0', ARGV[6])
+redis.call('ZREMRANGEBYRANK', ended, 0, -1 - tonumber(ARGV[7]))
+redis.call('EXPIRE', ended, ARGV[5])
 redis.call('EXPIRE', sm, ARGV[5])
 redis.call('EXPIRE', sc, ARGV[5])
 return {1, redis.call('SMEMBERS', subs)}
