@@ -102,7 +102,7 @@ export class StreamService {
   /**
    * After the accept path made an opened reply visible: the hot tier starts holding its deltas,
    * and the idle check is scheduled. Both best effort: an append restores a stream the hot tier
-   * lacks, and a read closes one that went idle unchecked.
+   * lacks, and an append after the timeout closes it (docs/streaming.md, "Windows we know of").
    */
   async opened(message: Message, ownerId: string | null): Promise<void> {
     if (message.state !== "streaming") return;
@@ -340,7 +340,8 @@ export class StreamService {
     republish: boolean,
   ): Promise<Message> {
     if (!strict) return final;
-    if ((final.state ?? "complete") !== ending.state) throw notStreaming(final.state);
+    // A message posted whole never streamed: nothing of it can be ended.
+    if (final.state === undefined || final.state !== ending.state) throw notStreaming(final.state);
     if (republish) await this.publishFinal(final, ownerId);
     return final;
   }

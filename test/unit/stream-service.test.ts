@@ -189,6 +189,23 @@ describe("ending", () => {
     expect(w.publisher.envelopes.length).toBe(sent + 1);
   });
 
+  it("refuses to complete or cancel a message posted whole", async () => {
+    const { w, thread } = setup();
+    const whole = await w.acceptor.accept({
+      principal: agent,
+      threadId: thread.id,
+      input: postInput("done"),
+    });
+    for (const ending of [
+      { state: "complete", finishReason: "stop" },
+      { state: "cancelled", finishReason: "cancelled" },
+    ] as const) {
+      expect(await caught(w.streamService.end(agent, whole.message.id, ending))).toMatchObject({
+        code: "message_not_streaming",
+      });
+    }
+  });
+
   it("refuses another ending after one won, with 409", async () => {
     const { w, open } = setup();
     const m = await open();
