@@ -312,7 +312,7 @@ describe("the idle check", () => {
     w.clock.advance(2_000);
     const outcome = await w.persistService.process(records);
     expect(outcome.failures).toEqual([]);
-    expect(w.publisher.checks.at(-1)).toMatchObject({ delaySeconds: 9 });
+    expect(w.publisher.checks.at(-1)).toMatchObject({ delaySeconds: 9, envelope: { message_id: m.id } });
   });
 });
 
