@@ -95,4 +95,25 @@ CREATE INDEX threads_agent_recent ON threads ((metadata->>'agent'), created_at_m
   WHERE jsonb_typeof(metadata->'agent') = 'string';
 `,
   },
+  {
+    version: 5,
+    name: "feedback changes on their way to the analytics queue",
+    sql: `
+-- The latest change of each (reply, user)'s feedback, kept after a removal: its version only grows
+-- (ClickHouse keeps the newest), and a change still marked unsent is sent again by a later request.
+CREATE TABLE message_feedback_changes (
+  message_id   uuid NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+  user_id      text NOT NULL,
+  -- updated_at_ms of the change, strictly growing per (reply, user).
+  version      bigint NOT NULL,
+  -- The change as the analytics queue carries it, without the version.
+  event        jsonb NOT NULL,
+  -- NULL: sent. Else when any sender may send it: a little after the request that made it.
+  due_at_ms    bigint,
+  PRIMARY KEY (message_id, user_id)
+);
+CREATE INDEX message_feedback_changes_unsent ON message_feedback_changes (due_at_ms)
+  WHERE due_at_ms IS NOT NULL;
+`,
+  },
 ];
