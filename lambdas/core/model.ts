@@ -106,7 +106,15 @@ export interface Thread {
   readonly metadata: JsonObject;
   readonly created_at: number;
   readonly created_at_ms: number;
+  /** When the owner archived it (absent: not archived). */
+  readonly archived_at_ms?: number;
 }
+
+/** A thread as clients get it: every thread says whether it is archived. */
+export const toWireThread = <T extends Thread>(t: T): T & { archived: boolean } => ({
+  ...t,
+  archived: t.archived_at_ms !== undefined,
+});
 
 export const ROLE_CLAIMS = ["admin", "service"] as const;
 export type PrincipalRole = (typeof ROLE_CLAIMS)[number];
@@ -183,4 +191,5 @@ export const serializeThread = (t: Thread): string =>
     metadata: t.metadata,
     created_at: t.created_at,
     created_at_ms: t.created_at_ms,
+    ...(t.archived_at_ms !== undefined ? { archived_at_ms: t.archived_at_ms } : {}),
   });

@@ -2,7 +2,15 @@
  * The small interfaces the core depends on. Adapters (`lambdas/adapters/<tech>/`) implement them
  * over a connected client they are given; unit tests implement them in memory.
  */
-import type { HistoryQuery, Message, MessageState, Principal, StreamPosition, Thread } from "./model.ts";
+import type {
+  HistoryQuery,
+  JsonObject,
+  Message,
+  MessageState,
+  Principal,
+  StreamPosition,
+  Thread,
+} from "./model.ts";
 
 /** What the accept path asks the hot tier before a message becomes durable (one round trip). */
 export interface ReserveInput {
@@ -126,6 +134,11 @@ export interface MessageCache {
   /** Creates the thread's hot state if it has none (keeping what is there), or updates its record. */
   install(input: ThreadInstall): Promise<void>;
   getThread(id: string): Promise<Thread | null>;
+  /**
+   * A changed thread record (renamed, archived): replaces the hot state's copy if there is one;
+   * answers the thread's subscribers, to tell them.
+   */
+  updateThread(thread: Thread): Promise<readonly string[]>;
   reserve(input: ReserveInput): Promise<Reservation>;
   /**
    * Makes an accepted (durable) message visible: thread index, lookup by id, the key's record; the
@@ -351,13 +364,28 @@ export interface MessageRepository {
   ping(): Promise<void>;
 }
 
+export type ArchivedFilter = "exclude" | "only" | "include";
+
+/** What a PATCH changes: a title (null clears it), the metadata (replaced whole), archived or not. */
+export interface ThreadChange {
+  readonly title?: string | null;
+  readonly metadata?: JsonObject;
+  readonly archived?: boolean;
+}
+
 export interface ThreadRepository {
   create(thread: Thread): Promise<Thread>;
   get(id: string): Promise<Thread | null>;
   /** The thread with the highest seq PostgreSQL has seen for it, to install it in the hot tier. */
   getForInstall(id: string): Promise<ThreadInstall | null>;
   /** Newest first; `after` is the last thread of the previous page. */
-  listByOwner(ownerId: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]>;
+  /** Newest first; `archived` (default "exclude") says which archived threads to show. */
+  listByOwner(
+    ownerId: string,
+    page: { limit: number; after?: ThreadCursor; archived?: ArchivedFilter },
+  ): Promise<Thread[]>;
+  /** Applies the given changes (absent fields stay); null: no such thread. */
+  update(id: string, change: ThreadChange, nowMs: number): Promise<Thread | null>;
   /**
    * Threads whose `metadata.agent` is this string (the agent a thread asks to answer it), of any
    * owner; newest first, `after` as in `listByOwner`.
@@ -459,17 +487,22 @@ export interface FeedbackEvent {
   readonly updated_at_ms: number;
 }
 
-export interface FeedbackWrite {
-  /** The reply rated (as the hot tier or PostgreSQL showed it). */
+/** Whose feedback on which reply, and when. */
+export interface FeedbackTarget {
+  /** The reply (as the hot tier or PostgreSQL showed it). */
   readonly message: Pick<Message, "id" | "thread_id" | "created_at">;
+  /** The reply's `usage.model` ("" when it reported none). */
   readonly model: string;
   readonly userId: string;
-  readonly rating: FeedbackRating;
-  readonly reason: string | null;
-  readonly comment: string | null;
   readonly nowMs: number;
   /** Until when the change is left to this request to send (after that, any sender may). */
   readonly dueAtMs: number;
+}
+
+export interface FeedbackWrite extends FeedbackTarget {
+  readonly rating: FeedbackRating;
+  readonly reason: string | null;
+  readonly comment: string | null;
 }
 
 /**
@@ -481,12 +514,7 @@ export interface FeedbackRepository {
   /** Creates or replaces the user's feedback; null when PostgreSQL does not hold the reply (yet). */
   put(write: FeedbackWrite): Promise<{ readonly feedback: Feedback; readonly event: FeedbackEvent } | null>;
   /** Removes it; the change to send, or null when there was none to remove. */
-  remove(input: {
-    readonly messageId: string;
-    readonly userId: string;
-    readonly nowMs: number;
-    readonly dueAtMs: number;
-  }): Promise<FeedbackEvent | null>;
+  remove(target: FeedbackTarget): Promise<FeedbackEvent | null>;
   /** Changes not sent whose due time has passed, oldest first, each claimed until `claimUntilMs`. */
   claimUnsent(nowMs: number, limit: number, claimUntilMs: number): Promise<FeedbackEvent[]>;
   /** These changes reached the queue (a newer change of the same reply and user stays unsent). */

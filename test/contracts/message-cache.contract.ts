@@ -161,6 +161,19 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect(following?.position).toEqual(s.position);
       });
 
+      it("replaces the record of a changed thread, keeping the state, and answers its subscribers", async () => {
+        const { s } = await post();
+        await h.cache.follow(thread.id, "c-upd", null, 10);
+        const archived = { ...thread, title: "archived", archived_at_ms: 1_800_000_000_000 };
+        expect(await h.cache.updateThread(archived)).toEqual(["c-upd"]);
+        expect(await h.cache.getThread(thread.id)).toEqual(archived);
+        expect((await h.cache.follow(thread.id, "c-upd", null, 10))?.position).toEqual(s.position);
+        // A thread the hot tier does not hold stays out of it.
+        const other = { ...thread, id: randomUUID() };
+        expect(await h.cache.updateThread(other)).toEqual([]);
+        expect(await h.cache.getThread(other.id)).toBeNull();
+      });
+
       it("answers another owner's thread as not found; a service principal may reserve in any", async () => {
         expect((await h.cache.reserve({ ...attempt().input, ownerId: "mallory" })).kind).toBe("not_found");
         expect((await h.cache.reserve({ ...attempt().input, ownerId: null })).kind).toBe("reserved");

@@ -292,6 +292,52 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         expect(rest.map((x) => x.id)).toEqual([made[0]?.id]);
       });
 
+      it("updates a thread's title, metadata and archived mark, leaving out what a change does not name", async () => {
+        const t = await newThread();
+        const renamed = await h.threads.update(t.id, { title: "Renamed" }, 1_800_000_000_000);
+        expect(renamed).toEqual({ ...t, title: "Renamed" });
+        const archived = await h.threads.update(
+          t.id,
+          { metadata: { x: 1 }, archived: true },
+          1_800_000_000_001,
+        );
+        expect(archived).toEqual({
+          ...t,
+          title: "Renamed",
+          metadata: { x: 1 },
+          archived_at_ms: 1_800_000_000_001,
+        });
+        // Archiving again keeps the first time; a null title clears it.
+        expect(await h.threads.update(t.id, { archived: true, title: null }, 1_900_000_000_000)).toEqual({
+          ...t,
+          title: null,
+          metadata: { x: 1 },
+          archived_at_ms: 1_800_000_000_001,
+        });
+        expect(await h.threads.update(t.id, { archived: false }, 1_900_000_000_000)).toEqual({
+          ...t,
+          title: null,
+          metadata: { x: 1 },
+        });
+        expect(await h.threads.get(t.id)).toEqual({ ...t, title: null, metadata: { x: 1 } });
+        expect(await h.threads.update(randomUUID(), { title: "x" }, 1)).toBeNull();
+      });
+
+      it("leaves archived threads out of a user's list unless asked for them", async () => {
+        const owner = `archiver-${randomUUID().slice(0, 8)}`;
+        const kept = await h.threads.create(thread(owner, 1_700_000_000_000));
+        const shelved = await h.threads.create(thread(owner, 1_700_000_000_001));
+        await h.threads.update(shelved.id, { archived: true }, 1_800_000_000_000);
+        const ids = async (archived?: "exclude" | "only" | "include") =>
+          (await h.threads.listByOwner(owner, { limit: 10, ...(archived ? { archived } : {}) })).map(
+            (x) => x.id,
+          );
+        expect(await ids()).toEqual([kept.id]);
+        expect(await ids("exclude")).toEqual([kept.id]);
+        expect(await ids("only")).toEqual([shelved.id]);
+        expect(await ids("include")).toEqual([shelved.id, kept.id]);
+      });
+
       it("lists the threads that name an agent, of any owner, newest first", async () => {
         const agent = `agent-${randomUUID().slice(0, 8)}`;
         const asking = (owner: string, ms: number, value: unknown = agent): Thread => ({

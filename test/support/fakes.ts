@@ -28,6 +28,7 @@ import type {
   AnalyticsPublisher,
   AnalyticsStore,
   AppendResult,
+  ArchivedFilter,
   CachedHistory,
   Clock,
   CommitResult,
@@ -57,6 +58,7 @@ import type {
   StreamLimits,
   StreamSnapshot,
   StreamStore,
+  ThreadChange,
   ThreadCursor,
   ThreadInstall,
   ThreadRepository,
@@ -387,6 +389,13 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       verifyUntil:
         Math.floor(lastSeq / SEQ_PER_MILLISECOND) > now - windowMs ? now + windowMs : now + persistBoundMs,
     });
+  }
+
+  async updateThread(thread: Thread): Promise<readonly string[]> {
+    this.enter("updateThread", thread.id);
+    const state = this.states.get(thread.id);
+    if (state !== undefined) state.meta = thread;
+    return this.registry.subscribersOf(thread.id);
   }
 
   async getThread(id: string): Promise<Thread | null> {
@@ -830,13 +839,40 @@ export class FakeThreadRepository extends TierFake<keyof ThreadRepository> imple
   /** The messages table, for `getForInstall`'s highest seq (set by FakeMessageRepository). */
   messages: FakeMessageRepository | undefined;
 
-  async listByOwner(ownerId: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]> {
+  async listByOwner(
+    ownerId: string,
+    page: { limit: number; after?: ThreadCursor; archived?: ArchivedFilter },
+  ): Promise<Thread[]> {
     this.enter("listByOwner", ownerId, page);
     const { after } = page;
+    const archived = page.archived ?? "exclude";
+    const shown = (t: Thread): boolean =>
+      archived === "include" || (archived === "only") === (t.archived_at_ms !== undefined);
     return [...this.rows.values()]
-      .filter((t) => t.owner_id === ownerId && (after === undefined || isBefore(t, after)))
+      .filter((t) => t.owner_id === ownerId && shown(t) && (after === undefined || isBefore(t, after)))
       .sort(compareThreadsDesc)
       .slice(0, page.limit);
+  }
+
+  async update(id: string, change: ThreadChange, nowMs: number): Promise<Thread | null> {
+    this.enter("update", id, change);
+    const thread = this.rows.get(id);
+    if (thread === undefined) return null;
+    const { archived_at_ms, ...rest } = thread;
+    const archivedAt =
+      change.archived === undefined
+        ? archived_at_ms
+        : change.archived
+          ? (archived_at_ms ?? nowMs)
+          : undefined;
+    const updated: Thread = {
+      ...rest,
+      ...(change.title !== undefined ? { title: change.title } : {}),
+      ...(change.metadata !== undefined ? { metadata: change.metadata } : {}),
+      ...(archivedAt !== undefined ? { archived_at_ms: archivedAt } : {}),
+    };
+    this.rows.set(id, updated);
+    return updated;
   }
 
   async listByAgent(agent: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]> {

@@ -11,6 +11,7 @@
  * ClickHouse 18.16 has no query parameters: the only values in the SQL are integers computed here.
  */
 import type { ClickHouseClient } from "@clickhouse/client";
+import { EMPTY_FIGURES } from "../../core/analytics-service.ts";
 import type {
   AnalyticsFigures,
   AnalyticsGroup,
@@ -75,15 +76,6 @@ const roundMs = (value: number | null | undefined): number | null =>
 
 const percentiles = (count: Count, values: readonly (number | null)[]): Percentiles =>
   Number(count) === 0 ? { p50: null, p95: null } : { p50: roundMs(values[0]), p95: roundMs(values[1]) };
-
-export const EMPTY_FIGURES: AnalyticsFigures = {
-  messages: { total: 0, user: 0, assistant: 0, system: 0 },
-  assistant_states: { streaming: 0, complete: 0, cancelled: 0, error: 0 },
-  tokens: { input: 0, output: 0 },
-  feedback: { up: 0, down: 0 },
-  first_delta_ms: { p50: null, p95: null },
-  duration_ms: { p50: null, p95: null },
-};
 
 const messageFigures = (row: MessageRow | undefined): Omit<AnalyticsFigures, "feedback"> =>
   row === undefined

@@ -1,10 +1,16 @@
 /** Threads in PostgreSQL. */
 import type pg from "pg";
 import type { JsonObject, Thread } from "../../core/model.ts";
-import type { ThreadCursor, ThreadInstall, ThreadRepository } from "../../core/ports.ts";
+import type {
+  ArchivedFilter,
+  ThreadChange,
+  ThreadCursor,
+  ThreadInstall,
+  ThreadRepository,
+} from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 
-const COLUMNS = "id, owner_id, title, metadata, created_at_ms";
+const COLUMNS = "id, owner_id, title, metadata, created_at_ms, archived_at_ms";
 
 interface ThreadRow {
   id: string;
@@ -12,6 +18,7 @@ interface ThreadRow {
   title: string | null;
   metadata: JsonObject;
   created_at_ms: string;
+  archived_at_ms: string | null;
 }
 
 const toThread = (row: ThreadRow): Thread => {
@@ -23,7 +30,15 @@ const toThread = (row: ThreadRow): Thread => {
     metadata: row.metadata,
     created_at: Math.floor(ms / 1000),
     created_at_ms: ms,
+    ...(row.archived_at_ms !== null ? { archived_at_ms: Number(row.archived_at_ms) } : {}),
   };
+};
+
+/** Which threads a list shows: the default leaves archived ones out. */
+const ARCHIVED_FILTER: Record<ArchivedFilter, string> = {
+  exclude: "archived_at_ms IS NULL",
+  only: "archived_at_ms IS NOT NULL",
+  include: "true",
 };
 
 export class PgThreadRepository implements ThreadRepository {
@@ -64,20 +79,50 @@ export class PgThreadRepository implements ThreadRepository {
     });
   }
 
-  listByOwner(ownerId: string, page: { limit: number; after?: ThreadCursor }): Promise<Thread[]> {
+  listByOwner(
+    ownerId: string,
+    page: { limit: number; after?: ThreadCursor; archived?: ArchivedFilter },
+  ): Promise<Thread[]> {
+    const shown = ARCHIVED_FILTER[page.archived ?? "exclude"];
     return this.guard.run(async () => {
       const { rows } =
         page.after === undefined
           ? await this.pool.query<ThreadRow>(
-              `SELECT ${COLUMNS} FROM threads WHERE owner_id = $1 ORDER BY created_at_ms DESC, id DESC LIMIT $2`,
+              `SELECT ${COLUMNS} FROM threads WHERE owner_id = $1 AND ${shown}
+                ORDER BY created_at_ms DESC, id DESC LIMIT $2`,
               [ownerId, page.limit],
             )
           : await this.pool.query<ThreadRow>(
-              `SELECT ${COLUMNS} FROM threads WHERE owner_id = $1 AND (created_at_ms, id) < ($2, $3::uuid)
+              `SELECT ${COLUMNS} FROM threads
+                WHERE owner_id = $1 AND ${shown} AND (created_at_ms, id) < ($2, $3::uuid)
                 ORDER BY created_at_ms DESC, id DESC LIMIT $4`,
               [ownerId, page.after.created_at_ms, page.after.id, page.limit],
             );
       return rows.map(toThread);
+    });
+  }
+
+  update(id: string, change: ThreadChange, nowMs: number): Promise<Thread | null> {
+    return this.guard.run(async () => {
+      const { rows } = await this.pool.query<ThreadRow>(
+        `UPDATE threads
+            SET title = CASE WHEN $2 THEN $3 ELSE title END,
+                metadata = COALESCE($4::jsonb, metadata),
+                archived_at_ms = CASE WHEN $5::boolean IS NULL THEN archived_at_ms
+                                      WHEN $5 THEN COALESCE(archived_at_ms, $6::bigint)
+                                      ELSE NULL END
+          WHERE id = $1
+         RETURNING ${COLUMNS}`,
+        [
+          id,
+          change.title !== undefined,
+          change.title ?? null,
+          change.metadata === undefined ? null : JSON.stringify(change.metadata),
+          change.archived ?? null,
+          nowMs,
+        ],
+      );
+      return rows[0] === undefined ? null : toThread(rows[0]);
     });
   }
 

@@ -28,7 +28,18 @@ import type {
 import type { TierGuard } from "../resilience/tier-guard.ts";
 import type { RedisClient } from "./client.ts";
 import type { RedisKeys } from "./keys.ts";
-import { FOLLOW, HISTORY, INSTALL, REFRESH, RELEASE, RESERVE, type Scripts, STORE, WARM } from "./scripts.ts";
+import {
+  FOLLOW,
+  HISTORY,
+  INSTALL,
+  REFRESH,
+  RELEASE,
+  RESERVE,
+  type Scripts,
+  STORE,
+  UPDATE_THREAD,
+  WARM,
+} from "./scripts.ts";
 
 export interface RedisCacheOptions {
   /** Newest messages kept per thread (more while PostgreSQL has not confirmed them). */
@@ -75,6 +86,17 @@ export class RedisMessageCache implements MessageCache {
           thread.owner_id,
         ],
       );
+    });
+  }
+
+  updateThread(thread: Thread): Promise<readonly string[]> {
+    return this.guard.run(async () => {
+      const subscribers = await this.scripts.run(
+        UPDATE_THREAD,
+        [this.keys.threadState(thread.id), this.keys.threadSubscribers(thread.id)],
+        [serializeThread(thread), thread.owner_id],
+      );
+      return (subscribers as string[] | undefined) ?? [];
     });
   }
 

@@ -102,6 +102,19 @@ return 1
 };
 
 /**
+ * KEYS: st, subs. ARGV: thread JSON, owner id. Replaces the thread record if the hot state exists;
+ * returns the subscriber set either way.
+ */
+export const UPDATE_THREAD: ScriptDefinition = {
+  name: "chatUpdateThread",
+  keys: 2,
+  lua: `
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'meta', ARGV[1], 'own', ARGV[2]) end
+return redis.call('SMEMBERS', KEYS[2])
+`,
+};
+
+/**
  * KEYS: st, pend, idem, msgs. ARGV: owner ("" = any), token, fingerprint, created_at_ms, now, lease
  * deadline, pending deadline, ttl, idempotency ttl, client supplied ("1"/"0").
  * Returns {0} unknown thread | {4} not the owner's | {5} key used for other content | {3} in
@@ -493,6 +506,7 @@ return {allowed, string.format('%.3f', wait)}
 
 export const ALL_SCRIPTS: readonly ScriptDefinition[] = [
   INSTALL,
+  UPDATE_THREAD,
   RESERVE,
   STORE,
   RELEASE,

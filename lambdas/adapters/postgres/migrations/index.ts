@@ -116,4 +116,12 @@ CREATE INDEX message_feedback_changes_unsent ON message_feedback_changes (due_at
   WHERE due_at_ms IS NOT NULL;
 `,
   },
+  {
+    version: 6,
+    name: "threads can be archived",
+    sql: `
+-- NULL: not archived. Lists leave archived threads out unless asked (README, GET /api/threads).
+ALTER TABLE threads ADD COLUMN archived_at_ms bigint;
+`,
+  },
 ];
