@@ -3,10 +3,15 @@
  * side by side in one run on one machine, with everything local. Writes bench-results/latest.json
  * and bench-results/report.md (with SVG charts), and prints each target with pass/fail.
  *
- *   npm run bench              the full run (~6 minutes)
+ * The full run ends with the streaming scenario (scripts/bench/streaming.ts): 100 replies streaming
+ * at once, 20 deltas per second each, one WebSocket subscriber each.
+ *
+ *   npm run bench              the full run (~7 minutes)
  *   npm run bench -- --quick   a short run with fewer, shorter steps (~2 minutes)
+ *   npm run bench -- --streaming [--quick]   the streaming scenario alone (`npm run bench:streaming`);
+ *                              its results replace the streaming part of latest.json and report.md
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -18,6 +23,7 @@ import type { AcceptedMessage, StepResult } from "./load-worker.ts";
 import { type BenchStack, call, startBenchStack } from "./processes.ts";
 import { type BenchResult, renderReport } from "./report.ts";
 import { type Summary, summarize } from "./stats.ts";
+import { runStreaming, STREAMING_PLANS } from "./streaming.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const { values: args } = parseArgs({
@@ -28,8 +34,10 @@ const { values: args } = parseArgs({
     rates: { type: "string" },
     /** Only these modes (comma-separated: queued, sync). */
     modes: { type: "string", default: "queued,sync" },
-    /** Only the ladder: no PostgreSQL-slowdown comparison, no bundle measurements (A/B runs). */
+    /** Only the ladder: no PostgreSQL-slowdown comparison, no bundles, no streaming (A/B runs). */
     "ladder-only": { type: "boolean", default: false },
+    /** Only the streaming scenario, merged into the results already in --out. */
+    streaming: { type: "boolean", default: false },
   },
 });
 
@@ -304,37 +312,83 @@ const versions = async () => {
   return { postgres: pgVersion?.server_version, clickhouse: ch[0]?.v };
 };
 
-const main = async (): Promise<void> => {
-  await ensurePostgres(DATABASE_URL, { recreate: true });
-  await ensureClickHouse(CLICKHOUSE, { recreate: true });
-  const started = new Date();
+const machine = async () => ({
+  cpus: os.cpus().length,
+  cpuModel: os.cpus()[0]?.model,
+  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  node: process.version,
+  ...(await versions()),
+});
+
+const skipped = (mode: "queued" | "sync"): ModeReport => ({
+  mode,
+  steps: [],
+  slowed: [],
+  maxRateWithin10ms: 0,
+  ledger: { accepted: 0, inPostgres: 0, inClickHouse: 0 },
+});
+
+const streamingScenario = () =>
+  runStreaming(
+    {
+      databaseUrl: DATABASE_URL,
+      database: DATABASE,
+      clickhouseDatabase: CLICKHOUSE.database,
+      benchPool,
+      pgPool,
+      clickhouse,
+    },
+    args.quick ? STREAMING_PLANS.quick : STREAMING_PLANS.full,
+    args.quick,
+  );
+
+/** The accept ladder, the bundles and the streaming scenario. */
+const fullRun = async (started: Date): Promise<BenchResult> => {
   const rates = (planned: readonly number[]) => ONLY_RATES ?? planned;
-  const skipped = (mode: "queued" | "sync"): ModeReport => ({
-    mode,
-    steps: [],
-    slowed: [],
-    maxRateWithin10ms: 0,
-    ledger: { accepted: 0, inPostgres: 0, inClickHouse: 0 },
-  });
   const queued = MODES.has("queued") ? await runMode("queued", rates(PLAN.queued)) : skipped("queued");
   const sync = MODES.has("sync") ? await runMode("sync", rates(PLAN.sync)) : skipped("sync");
   console.log("\nbundles");
   const bundles = args["ladder-only"] ? [] : await measureBundles();
-  const result: BenchResult = {
+  const streaming = args["ladder-only"] ? undefined : await streamingScenario();
+  return {
     date: started.toISOString(),
     quick: args.quick,
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      ...(await versions()),
-    },
+    machine: await machine(),
     plan: { ...PLAN, threads: THREADS, subscribedThreads: SUBSCRIBED, slowdownMs: SLOWDOWN_MS },
     modes: { queued, sync },
     bundles,
+    ...(streaming !== undefined ? { streaming } : {}),
   };
+};
+
+/** The streaming scenario alone, in place of the streaming part of the results already written. */
+const streamingRun = async (started: Date, out: string): Promise<BenchResult> => {
+  const streaming = await streamingScenario();
+  const previous = await readFile(path.join(out, "latest.json"), "utf8").then(
+    (text) => JSON.parse(text) as BenchResult & { targets?: unknown },
+    () => undefined,
+  );
+  if (previous !== undefined) {
+    const { targets: _targets, ...rest } = previous;
+    return { ...rest, machine: await machine(), streaming };
+  }
+  return {
+    date: started.toISOString(),
+    quick: args.quick,
+    machine: await machine(),
+    plan: { ...PLAN, threads: THREADS, subscribedThreads: SUBSCRIBED, slowdownMs: SLOWDOWN_MS },
+    modes: { queued: skipped("queued"), sync: skipped("sync") },
+    bundles: [],
+    streaming,
+  };
+};
+
+const main = async (): Promise<void> => {
+  await ensurePostgres(DATABASE_URL, { recreate: true });
+  await ensureClickHouse(CLICKHOUSE, { recreate: true });
+  const started = new Date();
   const out = path.resolve(ROOT, args.out ?? "bench-results");
+  const result = args.streaming ? await streamingRun(started, out) : await fullRun(started);
   await mkdir(out, { recursive: true });
   const { markdown, charts, targets } = renderReport(result);
   await writeFile(path.join(out, "latest.json"), `${JSON.stringify({ ...result, targets }, null, 2)}\n`);

@@ -47,18 +47,25 @@ export interface BenchStackOptions {
   readonly subscribedThreads: number;
   /** Extra Node options per process, e.g. `--cpu-prof`. */
   readonly execArgv?: Partial<Record<ProcessName, readonly string[]>>;
+  /** The load generator's module (default `load-worker.ts`); it gets the same setup message. */
+  readonly loadWorker?: string;
 }
 
 export interface BenchStack {
   readonly processes: Record<ProcessName, ChildProcess>;
   /** The load generator, set up with its threads, tokens and WebSocket subscribers. */
   readonly load: ChildProcess;
+  /** The handlers' environment as the bench sets it (over the process environment and LOCAL_DEFAULTS). */
+  readonly env: Readonly<Record<string, string>>;
+  /** Every Redis key of this stack starts with it. */
+  readonly redisKeyPrefix: string;
   stats(): Promise<Record<ProcessName, Stats>>;
   stop(): Promise<void>;
 }
 
 export const startBenchStack = async (options: BenchStackOptions): Promise<BenchStack> => {
   const secret = LOCAL_DEFAULTS.JWT_SECRET as string;
+  const redisKeyPrefix = `${options.queuePrefix}-${Date.now()}:`;
   const sqs = spawnWorker("stack-worker.ts", options.execArgv?.sqs);
   const { sqsEndpoint } = await call<Ready>(sqs, { role: "sqs" } satisfies StackWorkerConfig, "ready");
   const config = {
@@ -68,7 +75,7 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
       ACCEPT_MODE: options.mode,
       DATABASE_URL: options.databaseUrl,
       CLICKHOUSE_DATABASE: options.clickhouseDatabase,
-      REDIS_KEY_PREFIX: `${options.queuePrefix}-${Date.now()}:`,
+      REDIS_KEY_PREFIX: redisKeyPrefix,
       JWT_SECRET: secret,
       RATE_LIMIT_PER_SECOND: "0",
       LOG_LEVEL: "ERROR",
@@ -84,7 +91,7 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
   const api = spawnWorker("stack-worker.ts", options.execArgv?.api);
   const ready = await call<Ready>(api, { ...config, role: "api" } satisfies StackWorkerConfig, "ready");
   const processes = { sqs, consumers, api };
-  const load = spawnWorker("load-worker.ts");
+  const load = spawnWorker(options.loadWorker ?? "load-worker.ts");
   await call(
     load,
     {
@@ -100,6 +107,8 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
   return {
     processes,
     load,
+    env: config.env,
+    redisKeyPrefix,
     async stats() {
       const replies = await Promise.all(
         PROCESS_NAMES.map((name) => call<Stats>(processes[name], { type: "stats" }, "stats")),

@@ -1,6 +1,8 @@
 /** The benchmark's readable report: targets with pass/fail, tables, and SVG charts. */
 import type { BundleReport } from "./bundles.ts";
 import type { ModeReport, StepReport } from "./main.ts";
+import type { Summary } from "./stats.ts";
+import type { StreamingReport, StreamKeyBytes } from "./streaming.ts";
 
 export interface BenchResult {
   readonly date: string;
@@ -9,6 +11,8 @@ export interface BenchResult {
   readonly plan: Record<string, unknown> & { compareRate: number; slowdownMs: number };
   readonly modes: { readonly queued: ModeReport; readonly sync: ModeReport };
   readonly bundles: readonly BundleReport[];
+  /** The streaming scenario (absent when it did not run). */
+  readonly streaming?: StreamingReport;
 }
 
 export interface Target {
@@ -20,7 +24,16 @@ export interface Target {
 const TARGET_RATE = 1000;
 const fmt = (x: number, digits = 1): string => (Number.isFinite(x) ? x.toFixed(digits) : "–");
 
-export const evaluateTargets = (r: BenchResult): Target[] => {
+/** Did the accept ladder run (it does not in `--streaming` alone without earlier results)? */
+const ladderRan = (r: BenchResult): boolean =>
+  r.modes.queued.steps.length > 0 || r.modes.sync.steps.length > 0;
+
+export const evaluateTargets = (r: BenchResult): Target[] => [
+  ...(ladderRan(r) ? ladderTargets(r) : []),
+  ...(r.streaming !== undefined ? streamingTargets(r.streaming) : []),
+];
+
+const ladderTargets = (r: BenchResult): Target[] => {
   const { queued, sync } = r.modes;
   const at = queued.steps.find((s) => s.rate === TARGET_RATE);
   const [qBase, qSlow] = queued.slowed;
@@ -97,6 +110,66 @@ export const evaluateTargets = (r: BenchResult): Target[] => {
   return targets;
 };
 
+const DELIVERY_TARGET_MS = 50;
+const kb = (bytes: number): string => `${fmt(bytes / 1024)} KB`;
+
+const streamingTargets = (s: StreamingReport): Target[] => {
+  const d = s.deltas;
+  const shape = `${s.plan.streams} streams × ${s.plan.perStreamRate} deltas/s`;
+  const probe = s.redis.probe;
+  const l = s.ledger;
+  return [
+    {
+      name: `streaming: delta → subscriber p99 ≤ ${DELIVERY_TARGET_MS} ms (${shape})`,
+      value: `${fmt(d.delivery.p99)} ms (p50 ${fmt(d.delivery.p50)}, max ${fmt(d.delivery.max)}; append 202 p99 ${fmt(d.append.p99)} ms)`,
+      pass: d.delivery.count > 0 && d.delivery.p99 <= DELIVERY_TARGET_MS,
+    },
+    {
+      name: "streaming: every delta received exactly once, in index order, by its subscriber",
+      value:
+        `${d.received}/${d.accepted} received (${d.scheduled} scheduled, ${d.failed} appends failed), ` +
+        `${d.missing} missing, ${d.duplicates} duplicates, ${d.outOfOrder} out of order`,
+      pass:
+        d.accepted === d.scheduled &&
+        d.failed === 0 &&
+        d.received === d.accepted &&
+        d.missing + d.duplicates + d.outOfOrder + d.unexpected === 0,
+    },
+    {
+      name: "streaming: 0 PostgreSQL writes per delta (only opens and finals)",
+      value:
+        `${s.postgres.deltaPhase.rows} rows written during ${d.accepted} deltas (${fmt(s.postgres.writesPerDelta, 3)}/delta); ` +
+        `${fmt(s.postgres.messagesRowsPerStream, 2)} message rows written per stream (open + final)`,
+      pass: s.postgres.deltaPhase.rows === 0 && s.postgres.messagesRowsPerStream <= 2,
+    },
+    {
+      // Bounded: a stream is refused at its limit, so no open stream outgrows the full one measured.
+      name: `streaming: Redis memory per open stream bounded (STREAM_MAX_BYTES ${s.config.maxBytes}, STREAM_MAX_DELTAS ${s.config.maxDeltas}, TTL ${s.config.ttlSeconds} s) and reported`,
+      value:
+        `${kb(s.redis.perOpenStreamBytes)} per open stream (used_memory), keys ${kb(s.redis.keysPerOpenStream.total)} ` +
+        `for ${kb(s.redis.contentBytesPerStream)} of content; at the limit (${kb(probe.bytes)}) ${kb(probe.keys.total)} ` +
+        `= ${fmt(probe.keys.total / s.config.maxBytes, 2)}× STREAM_MAX_BYTES, the next delta refused with ${probe.refusedWith ?? "nothing"}`,
+      pass:
+        (probe.refusedWith ?? "").startsWith("413") &&
+        probe.bytes <= s.config.maxBytes &&
+        s.redis.keysPerOpenStream.total > 0,
+    },
+    {
+      name: "streaming ledger: every completed message in PostgreSQL and ClickHouse exactly once, with the full content",
+      value:
+        `${l.inPostgres}/${l.completed} PG, ${l.inClickHouse}/${l.completed} CH ` +
+        `(${s.open.opened} opened, ${s.complete.failed} completes failed; ${l.postgresMismatches + l.clickHouseMismatches} content mismatches, ${l.clickHouseDuplicates} duplicates)`,
+      pass:
+        l.completed === s.open.opened &&
+        s.open.failed === 0 &&
+        s.complete.failed === 0 &&
+        s.complete.answerMismatches === 0 &&
+        l.inPostgres === l.completed &&
+        l.inClickHouse === l.completed,
+    },
+  ];
+};
+
 // ------------------------------------------------------------------ charts
 
 const COLORS = { queued: "#1f77b4", sync: "#d62728" };
@@ -162,6 +235,77 @@ export const latencyChart = (modes: readonly ModeReport[]): string => {
   parts.push("</svg>");
   return parts.join("\n");
 };
+
+/** Delta → subscriber p50/p99 and append p99 per second of the streaming phase (log scale). */
+export const streamingChart = (s: StreamingReport): string => {
+  const width = 720;
+  const height = 360;
+  const m = { left: 70, right: 190, top: 30, bottom: 50 };
+  const series = [
+    { label: "delta → subscriber p50", color: "#1f77b4", dashed: true, pick: (t: Timeline) => t.deliveryP50 },
+    {
+      label: "delta → subscriber p99",
+      color: "#1f77b4",
+      dashed: false,
+      pick: (t: Timeline) => t.deliveryP99,
+    },
+    { label: "append (due → 202) p99", color: "#ff7f0e", dashed: false, pick: (t: Timeline) => t.appendP99 },
+  ].map((x) => ({
+    ...x,
+    points: s.timeline
+      .filter((t) => Number.isFinite(x.pick(t)))
+      .map((t) => [t.second + 1, Math.max(0.1, x.pick(t))] as const),
+  }));
+  const values = series.flatMap((x) => x.points.map((p) => p[1]));
+  const seconds = Math.max(1, s.timeline.length);
+  const yMin = 10 ** Math.floor(Math.log10(Math.min(...values, DELIVERY_TARGET_MS)));
+  const yMax = 10 ** Math.ceil(Math.log10(Math.max(...values, DELIVERY_TARGET_MS * 2)));
+  const x = (v: number) => m.left + (v / seconds) * (width - m.left - m.right);
+  const y = (v: number) =>
+    height -
+    m.bottom -
+    ((Math.log10(v) - Math.log10(yMin)) / (Math.log10(yMax) - Math.log10(yMin))) *
+      (height - m.top - m.bottom);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    "<title>Streaming: delta to subscriber latency and append latency per second</title>",
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${m.left}" y="18" font-size="14">Streaming, ${s.plan.streams} × ${s.plan.perStreamRate} deltas/s: latency per second (log scale)</text>`,
+  ];
+  for (let v = yMin; v <= yMax; v *= 10) {
+    parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
+    parts.push(`<text x="${m.left - 8}" y="${y(v) + 4}" text-anchor="end">${v} ms</text>`);
+  }
+  const target = y(DELIVERY_TARGET_MS);
+  parts.push(
+    `<line x1="${m.left}" x2="${width - m.right}" y1="${target}" y2="${target}" stroke="#2ca02c" stroke-dasharray="2 3"/>`,
+    `<text x="${width - m.right + 4}" y="${target + 4}" fill="#2ca02c">${DELIVERY_TARGET_MS} ms target</text>`,
+  );
+  const step = Math.max(1, Math.round(seconds / 10));
+  for (let sec = step; sec <= seconds; sec += step) {
+    parts.push(`<text x="${x(sec)}" y="${height - m.bottom + 18}" text-anchor="middle">${sec}</text>`);
+  }
+  parts.push(
+    `<text x="${(m.left + width - m.right) / 2}" y="${height - 10}" text-anchor="middle">second of the delta phase</text>`,
+  );
+  series.forEach((line, i) => {
+    const d = line.points
+      .map(([sec, v], j) => `${j === 0 ? "M" : "L"}${x(sec).toFixed(1)},${y(v).toFixed(1)}`)
+      .join(" ");
+    parts.push(
+      `<path d="${d}" fill="none" stroke="${line.color}" stroke-width="2"${line.dashed ? ' stroke-dasharray="6 4"' : ""}/>`,
+    );
+    const ly = m.top + 30 + i * 18;
+    parts.push(
+      `<line x1="${width - m.right + 10}" x2="${width - m.right + 35}" y1="${ly}" y2="${ly}" stroke="${line.color}" stroke-width="2"${line.dashed ? ' stroke-dasharray="6 4"' : ""}/>`,
+      `<text x="${width - m.right + 40}" y="${ly + 4}">${line.label}</text>`,
+    );
+  });
+  parts.push("</svg>");
+  return parts.join("\n");
+};
+
+type Timeline = StreamingReport["timeline"][number];
 
 // ------------------------------------------------------------------ markdown
 
@@ -242,6 +386,142 @@ const costTable = (steps: readonly StepReport[]): string[] => [
   ),
 ];
 
+const summaryRow = (name: string, x: Summary): string =>
+  row([name, x.count, fmt(x.p50), fmt(x.p90), fmt(x.p99), fmt(x.max)]);
+
+const keyRow = (name: string, k: StreamKeyBytes): string =>
+  row([name, k.state, k.content, k.openSet, k.lookup, `**${k.total}**`]);
+
+const streamingSection = (s: StreamingReport): string[] => {
+  const d = s.deltas;
+  const pgDelta = s.postgres.deltaPhase;
+  const pgAll = s.postgres.scenario;
+  const mem = s.redis.usedMemory;
+  const cost = s.cost;
+  return [
+    "## Streaming",
+    "",
+    `Run ${s.date}${s.quick ? " (quick variant)" : ""}: ${s.plan.streams} replies streaming at once, ` +
+      `${s.plan.perStreamRate} deltas/s each (${s.plan.offeredDeltasPerSecond} deltas/s), one WebSocket ` +
+      `subscriber each, for ${s.plan.durationMs / 1000} s; then each completes with \`usage\`.`,
+    "",
+    "![streaming latency per second](streaming-latency.svg)",
+    "",
+    row(["latency (ms)", "samples", "p50", "p90", "p99", "max"]),
+    row(["---", "---", "---", "---", "---", "---"]),
+    summaryRow("delta → subscriber (append sent → frame)", d.delivery),
+    summaryRow("append (due → 202)", d.append),
+    summaryRow("due → frame at the subscriber", d.dueToFrame),
+    summaryRow("send delay (due → sent: timer + previous append of the stream)", d.sendDelay),
+    summaryRow("open (→ 201)", s.open.latency),
+    summaryRow("complete (→ 200)", s.complete.latency),
+    "",
+    `Deltas: ${d.scheduled} scheduled over ${s.plan.durationMs / 1000} s, ${d.sent} sent, ${d.accepted} accepted ` +
+      `in ${fmt(d.phaseSeconds)} s (${d.achievedPerSecond}/s), ` +
+      `${d.failed} failed, ${d.skipped} not sent (stream stopped, or past the drain deadline), ${d.retries} retries, ` +
+      `${d.duplicateAnswers} answered as duplicates; statuses ${JSON.stringify(d.statuses)}. Subscribers: ` +
+      `${d.received} received, ${d.missing} missing, ${d.duplicates} duplicates, ${d.outOfOrder} out of order, ` +
+      `${d.unexpected} unexpected; ${s.open.createdFrames}/${s.open.opened} \`message.created\`, ` +
+      `${s.complete.completedFrames}/${s.complete.completed} \`message.completed\` ` +
+      `(${s.complete.completedFrameMismatches} with other content).`,
+    "",
+    "PostgreSQL (`pg_stat_user_tables` and `pg_stat_database` of the stack's database; statements counted in each process):",
+    "",
+    row([
+      "window",
+      "rows written (all tables)",
+      "messages inserted / updated / deleted",
+      "transactions",
+      "API statements",
+      "consumer statements",
+    ]),
+    row(["---", "---", "---", "---", "---", "---"]),
+    row([
+      `deltas only (${d.accepted} deltas)`,
+      pgDelta.rows,
+      `${pgDelta.messagesInserted} / ${pgDelta.messagesUpdated} / ${pgDelta.messagesDeleted}`,
+      pgDelta.transactions,
+      pgDelta.apiStatements,
+      pgDelta.consumerStatements,
+    ]),
+    ...(Object.keys(pgDelta.byTable).length > 0
+      ? [row([`deltas only, by table: ${JSON.stringify(pgDelta.byTable)}`, "", "", "", "", ""])]
+      : []),
+    row([
+      `opens to finals (${s.open.opened} streams)`,
+      pgAll.rows,
+      `${pgAll.messagesInserted} / ${pgAll.messagesUpdated} / ${pgAll.messagesDeleted}`,
+      pgAll.transactions,
+      "–",
+      "–",
+    ]),
+    "",
+    "Redis memory (`MEMORY USAGE … SAMPLES 0`, bytes) of a stream's keys:",
+    "",
+    row(["stream", "state hash (sm)", "content (sc)", "open set", "lookup {m:id}", "total"]),
+    row(["---", "---", "---", "---", "---", "---"]),
+    keyRow(`one open stream (${kb(s.redis.contentBytesPerStream)} of content)`, s.redis.oneOpenStream),
+    keyRow("mean open stream", s.redis.keysPerOpenStream),
+    keyRow(`mean ended stream (kept for the TTL, ${s.config.ttlSeconds} s)`, s.redis.keysPerEndedStream),
+    keyRow(
+      `a full stream (${s.redis.probe.appended} deltas, ${kb(s.redis.probe.bytes)})`,
+      s.redis.probe.keys,
+    ),
+    "",
+    `INFO used_memory: ${kb(mem.before)} before the opens, ${kb(mem.opened)} with every stream open, ` +
+      `${kb(mem.streaming)} with their content, ${kb(mem.completed)} after the completes: ` +
+      `**${kb(s.redis.perOpenStreamBytes)} per open stream**. Bounds: STREAM_MAX_BYTES ${s.config.maxBytes} B and ` +
+      `STREAM_MAX_DELTAS ${s.config.maxDeltas} per stream (a full stream's next delta: ${s.redis.probe.refusedWith ?? "not refused"}), ` +
+      `STREAM_MAX_DELTA_BYTES ${s.config.maxDeltaBytes}; a stream idle ${s.config.idleTimeoutSeconds} s is closed; ` +
+      `keys expire ${s.config.ttlSeconds} s after the last write.`,
+    "",
+    `Cost during the delta phase, CPU per delta (ms): API ${fmt(cost.cpuPerDeltaMs.api ?? Number.NaN, 3)}, ` +
+      `SQS endpoint ${fmt(cost.cpuPerDeltaMs.sqs ?? Number.NaN, 3)}, consumers ${fmt(cost.cpuPerDeltaMs.consumers ?? Number.NaN, 3)}, ` +
+      `load generator ${fmt(cost.cpuPerDeltaMs.loadGenerator ?? Number.NaN, 3)}, Redis ${fmt(cost.cpuPerDeltaMs.redis ?? Number.NaN, 3)}; ` +
+      `machine ${fmt(cost.machineBusyPercent, 0)}% busy (both cores); event-loop delay p99 (ms): API / SQS / consumers / generator ` +
+      `${["api", "sqs", "consumers", "loadGenerator"].map((k) => fmt(cost.loopDelayP99Ms[k] ?? Number.NaN)).join(" / ")}; ` +
+      `${fmt(cost.redisScriptCallsPerDelta, 2)} Redis script calls per delta, ${fmt(cost.redisUsecPerScriptCall)} µs each in Redis.`,
+    "",
+    `Ledger: ${s.ledger.inPostgres}/${s.ledger.completed} in PostgreSQL (state complete, content = the deltas joined; ` +
+      `${s.ledger.postgresMismatches} mismatches) within ${fmt(s.ledger.postgresSeconds)} s of the completes; ` +
+      `${s.ledger.inClickHouse}/${s.ledger.completed} in ClickHouse exactly once with the full content ` +
+      `(${s.ledger.clickHouseMismatches} mismatches, ${s.ledger.clickHouseDuplicates} duplicates, ` +
+      `${s.ledger.clickHouseRawRows} rows before merges) within ${fmt(s.ledger.clickHouseSeconds)} s.`,
+    "",
+  ];
+};
+
+const ladderSections = (r: BenchResult): string[] => [
+  "## Accept latency by rate",
+  "",
+  "![accept latency](accept-latency.svg)",
+  "",
+  "## Three-tier (queued)",
+  "",
+  ...stepTable([...r.modes.queued.steps, ...r.modes.queued.slowed]),
+  "",
+  "Server-Timing of the accept path (ms):",
+  "",
+  ...timingTable([...r.modes.queued.steps, ...r.modes.queued.slowed]),
+  "",
+  "Where the CPU goes (per offered message, each process of the local stack) and queueing inside the processes:",
+  "",
+  ...costTable([...r.modes.queued.steps, ...r.modes.queued.slowed]),
+  "",
+  "## Synchronous baseline (ACCEPT_MODE=sync)",
+  "",
+  ...stepTable([...r.modes.sync.steps, ...r.modes.sync.slowed]),
+  "",
+  "Server-Timing of the accept path (ms):",
+  "",
+  ...timingTable([...r.modes.sync.steps, ...r.modes.sync.slowed]),
+  "",
+  "Where the CPU goes:",
+  "",
+  ...costTable([...r.modes.sync.steps, ...r.modes.sync.slowed]),
+  "",
+];
+
 export const renderReport = (
   r: BenchResult,
 ): { markdown: string; charts: Record<string, string>; targets: Target[] } => {
@@ -260,44 +540,25 @@ export const renderReport = (
     row(["---", "---", "---"]),
     ...targets.map((t) => row([t.name, t.value, t.pass ? "pass" : "**FAIL**"])),
     "",
-    "## Accept latency by rate",
-    "",
-    "![accept latency](accept-latency.svg)",
-    "",
-    "## Three-tier (queued)",
-    "",
-    ...stepTable([...r.modes.queued.steps, ...r.modes.queued.slowed]),
-    "",
-    "Server-Timing of the accept path (ms):",
-    "",
-    ...timingTable([...r.modes.queued.steps, ...r.modes.queued.slowed]),
-    "",
-    "Where the CPU goes (per offered message, each process of the local stack) and queueing inside the processes:",
-    "",
-    ...costTable([...r.modes.queued.steps, ...r.modes.queued.slowed]),
-    "",
-    "## Synchronous baseline (ACCEPT_MODE=sync)",
-    "",
-    ...stepTable([...r.modes.sync.steps, ...r.modes.sync.slowed]),
-    "",
-    "Server-Timing of the accept path (ms):",
-    "",
-    ...timingTable([...r.modes.sync.steps, ...r.modes.sync.slowed]),
-    "",
-    "Where the CPU goes:",
-    "",
-    ...costTable([...r.modes.sync.steps, ...r.modes.sync.slowed]),
-    "",
-    "## Lambda bundles",
-    "",
-    row(["function", "minified", "module init (median of 5)"]),
-    row(["---", "---", "---"]),
-    ...r.bundles.map((b) => row([b.id, `${(b.bytes / 1024).toFixed(0)} KB`, `${fmt(b.initMs)} ms`])),
-    "",
+    ...(ladderRan(r) ? ladderSections(r) : ["The accept ladder did not run.", ""]),
+    ...(r.streaming !== undefined ? streamingSection(r.streaming) : []),
+    ...(r.bundles.length > 0
+      ? [
+          "## Lambda bundles",
+          "",
+          row(["function", "minified", "module init (median of 5)"]),
+          row(["---", "---", "---"]),
+          ...r.bundles.map((b) => row([b.id, `${(b.bytes / 1024).toFixed(0)} KB`, `${fmt(b.initMs)} ms`])),
+          "",
+        ]
+      : []),
   ];
   return {
     markdown: lines.join("\n"),
-    charts: { "accept-latency.svg": latencyChart([r.modes.queued, r.modes.sync]) },
+    charts: {
+      ...(ladderRan(r) ? { "accept-latency.svg": latencyChart([r.modes.queued, r.modes.sync]) } : {}),
+      ...(r.streaming !== undefined ? { "streaming-latency.svg": streamingChart(r.streaming) } : {}),
+    },
     targets,
   };
 };
