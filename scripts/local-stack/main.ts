@@ -1,8 +1,10 @@
 /**
  * `npm start`: runs the whole system locally. Ctrl-C stops it. With `--json`, prints one JSON line
- * with the endpoints (for scripts that drive it).
+ * with the endpoints (for scripts that drive it). With `--demo-agent`, also runs the demo agent
+ * (demo-agent.ts): it answers the threads whose metadata says `"agent": "demo"`.
  */
 import { parseArgs } from "node:util";
+import { DemoAgent, demoAgentToken } from "./demo-agent.ts";
 import { startLocalStack } from "./stack.ts";
 import { signDevToken } from "./tokens.ts";
 
@@ -12,6 +14,7 @@ const { values } = parseArgs({
     "http-port": { type: "string" },
     "ws-port": { type: "string" },
     "sqs-port": { type: "string" },
+    "demo-agent": { type: "boolean", default: false },
   },
 });
 
@@ -30,6 +33,19 @@ const stack = await startLocalStack({
 const secret = stack.env.JWT_SECRET as string;
 const token = await signDevToken({ secret, sub: "dev-user" });
 
+// The demo agent talks to the stack like any external agent: over HTTP and WebSocket, with a
+// service token of its own.
+const agent = values["demo-agent"]
+  ? new DemoAgent({
+      apiUrl: `${stack.httpUrl}/api`,
+      wsUrl: stack.wsUrl,
+      token: () => demoAgentToken(secret),
+      // Under --json, stdout is the one JSON line.
+      log: (line) => (values.json ? console.error : console.log)(`[demo-agent] ${line}`),
+    })
+  : undefined;
+await agent?.start();
+
 if (values.json) {
   console.log(
     JSON.stringify({
@@ -39,6 +55,7 @@ if (values.json) {
       sqsEndpoint: stack.sqsEndpoint,
       queues: stack.queues,
       mode: stack.env.ACCEPT_MODE,
+      demoAgent: agent !== undefined,
     }),
   );
 } else {
@@ -62,6 +79,12 @@ Try:
   TOKEN=${token.slice(0, 16)}...   # the token above
   curl -s -X POST ${stack.httpUrl}/api/threads -H "Authorization: Bearer $TOKEN" -d '{"title":"hello"}'
 More tokens: npm run token -- --sub alice [--roles admin,service]
+${
+  agent !== undefined
+    ? `Demo agent: answers threads created with {"metadata":{"agent":"demo"}}, streaming word by word
+  (service principal "demo-agent"; README, "Streaming replies and the demo agent").`
+    : "A demo agent that streams replies: npm start -- --demo-agent"
+}
 Ctrl-C stops everything.
 `);
 }
@@ -71,6 +94,7 @@ const shutdown = async (): Promise<void> => {
   if (stopping) return;
   stopping = true;
   if (!values.json) console.log("\nstopping…");
+  await agent?.stop();
   await stack.stop();
   process.exit(0);
 };
