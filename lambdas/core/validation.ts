@@ -387,3 +387,75 @@ export const parseWsSendMessage = (
     input: parsePostMessage(body, limits),
   };
 };
+
+// ---------------------------------------------------------------- feedback and analytics
+
+/** Blank is none. */
+const optionalNote = (max: number) =>
+  text
+    .max(max, `must be at most ${max} characters`)
+    .nullable()
+    .optional()
+    .transform((v) => (v === undefined || v === null || v.trim() === "" ? null : v));
+
+const feedbackSchema = z.strictObject({
+  rating: z.enum(["up", "down"]),
+  reason: optionalNote(200),
+  comment: optionalNote(2000),
+});
+
+/** PUT /api/messages/{id}/feedback: the whole feedback (a field left out is cleared). */
+export const parseFeedback = (
+  body: unknown,
+): { rating: "up" | "down"; reason: string | null; comment: string | null } =>
+  parseWith(feedbackSchema, body, "feedback");
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+const DAY_MS = 86_400_000;
+/** The longest range of days the analytics read covers at once. */
+export const MAX_ANALYTICS_DAYS = 366;
+export const DEFAULT_ANALYTICS_DAYS = 7;
+
+const calendarDay = z.string().refine((v) => {
+  const ms = Date.parse(`${v}T00:00:00Z`);
+  // 2023-02-29 parses as 2023-03-01: the day must come back as it was written. ClickHouse's
+  // DateTime covers 1970 to 2105.
+  return (
+    DAY.test(v) &&
+    !Number.isNaN(ms) &&
+    new Date(ms).toISOString().slice(0, 10) === v &&
+    v >= "1970-01-01" &&
+    v <= "2099-12-31"
+  );
+}, "must be a date YYYY-MM-DD (1970-01-01 to 2099-12-31)");
+
+const analyticsQuerySchema = z.strictObject({
+  from: calendarDay.optional(),
+  to: calendarDay.optional(),
+  group_by: z.enum(["day", "model"]).optional(),
+});
+
+const dayMs = (day: string): number => Date.parse(`${day}T00:00:00Z`);
+const dayOf = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+
+/**
+ * GET /api/admin/analytics?from&to&group_by: days in UTC, both included; `to` defaults to today,
+ * `from` to the 7 days ending with `to`; `group_by` to `day`.
+ */
+export const parseAnalyticsQuery = (
+  query: Readonly<Record<string, string | undefined>>,
+  nowMs: number,
+): { from: string; to: string; groupBy: "day" | "model" } => {
+  const input = parseWith(analyticsQuerySchema, query, "query");
+  const to = input.to ?? dayOf(nowMs);
+  const from = input.from ?? dayOf(dayMs(to) - (DEFAULT_ANALYTICS_DAYS - 1) * DAY_MS);
+  if (dayMs(from) > dayMs(to)) {
+    throw new ValidationError("Invalid query", [{ path: "from", message: "must not be after to" }]);
+  }
+  if ((dayMs(to) - dayMs(from)) / DAY_MS + 1 > MAX_ANALYTICS_DAYS) {
+    throw new ValidationError("Invalid query", [
+      { path: "to", message: `the range is at most ${MAX_ANALYTICS_DAYS} days` },
+    ]);
+  }
+  return { from, to, groupBy: input.group_by ?? "day" };
+};

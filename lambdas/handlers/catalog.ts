@@ -14,7 +14,8 @@ export type FunctionNeed =
   | "clickhouse"
   | "sendToPersistQueue"
   | "readPersistQueue"
-  | "manageConnections";
+  | "manageConnections"
+  | "sendToAnalyticsQueue";
 
 export interface HttpFunction {
   readonly id: string;
@@ -112,6 +113,31 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     auth: "none",
   },
   { id: "NotFound", entry: "lambdas/handlers/http/not-found.ts", routeKey: "$default", needs: [] },
+  {
+    // The reply is looked up like GET /api/messages/{id}; each change goes on to ClickHouse.
+    id: "PutFeedback",
+    entry: "lambdas/handlers/http/put-feedback.ts",
+    routeKey: "PUT /api/messages/{messageId}/feedback",
+    needs: [...STORES, "sendToAnalyticsQueue"],
+  },
+  {
+    id: "DeleteFeedback",
+    entry: "lambdas/handlers/http/delete-feedback.ts",
+    routeKey: "DELETE /api/messages/{messageId}/feedback",
+    needs: [...STORES, "sendToAnalyticsQueue"],
+  },
+  {
+    id: "GetThreadUsage",
+    entry: "lambdas/handlers/http/get-thread-usage.ts",
+    routeKey: "GET /api/threads/{threadId}/usage",
+    needs: STORES,
+  },
+  {
+    id: "GetAdminAnalytics",
+    entry: "lambdas/handlers/http/get-admin-analytics.ts",
+    routeKey: "GET /api/admin/analytics",
+    needs: ["clickhouse"],
+  },
 ];
 
 export const WEBSOCKET_FUNCTIONS: readonly WebSocketFunction[] = [

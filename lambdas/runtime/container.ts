@@ -12,8 +12,10 @@ import {
   createManagementApiClient,
 } from "../adapters/apigateway/api-gateway-connection-notifier.ts";
 import { JoseTokenVerifier } from "../adapters/auth/jose-token-verifier.ts";
+import { PgFeedbackRepository } from "../adapters/postgres/pg-feedback-repository.ts";
 import { PgMessageRepository } from "../adapters/postgres/pg-message-repository.ts";
 import { PgThreadRepository } from "../adapters/postgres/pg-thread-repository.ts";
+import { PgUsageRepository } from "../adapters/postgres/pg-usage-repository.ts";
 import { createPgPool, isPgOutage } from "../adapters/postgres/pool.ts";
 import {
   createRedisClient,
@@ -31,11 +33,13 @@ import { TierGuard } from "../adapters/resilience/tier-guard.ts";
 import { readSecretJson } from "../adapters/secrets.ts";
 import { createSqsClient, isAwsOutage } from "../adapters/sqs/client.ts";
 import { SqsAnalyticsPublisher } from "../adapters/sqs/sqs-analytics-publisher.ts";
+import { SqsFeedbackPublisher } from "../adapters/sqs/sqs-feedback-publisher.ts";
 import { SqsMessagePublisher } from "../adapters/sqs/sqs-message-publisher.ts";
 import { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
 import { Acceptor } from "../core/acceptor.ts";
 import { CommitWriter, type DurableWriter, QueueFirstWriter } from "../core/durable-writers.ts";
 import type { Tier } from "../core/errors.ts";
+import { FeedbackService } from "../core/feedback-service.ts";
 import { Fanout } from "../core/fanout.ts";
 import { HistoryReader } from "../core/history-reader.ts";
 import { OutboxRelay } from "../core/outbox-relay.ts";
@@ -47,6 +51,7 @@ import { type StreamOptions, StreamService } from "../core/stream-service.ts";
 import { SubscriptionService } from "../core/subscription-service.ts";
 import { ThreadAccess } from "../core/thread-access.ts";
 import { ThreadService } from "../core/thread-service.ts";
+import { UsageService } from "../core/usage-service.ts";
 import type { Limits } from "../core/validation.ts";
 import { config } from "./config.ts";
 import { Metric } from "./metric-names.ts";
@@ -430,3 +435,34 @@ export const retryScheduler = once(() => ({
   persist: new SqsRetryScheduler(sqsClient(), config().PERSIST_QUEUE_URL),
   analytics: new SqsRetryScheduler(sqsClient(), config().ANALYTICS_QUEUE_URL),
 }));
+
+// ---------------------------------------------------------------- feedback and usage
+
+const feedbackRepository = once(async () => new PgFeedbackRepository(await pgPool(), pgGuard()));
+const feedbackPublisher = once(
+  () => new SqsFeedbackPublisher(sqsClient(), config().ANALYTICS_QUEUE_URL, sqsGuard()),
+);
+
+export const feedbackService = once(async () => {
+  const [reader, feedback, limiter] = await Promise.all([
+    historyReader(),
+    feedbackRepository(),
+    rateLimiter(),
+  ]);
+  return new FeedbackService({
+    reader,
+    feedback,
+    publisher: feedbackPublisher(),
+    rateLimiter: limiter,
+    clock,
+    diagnostics,
+  });
+});
+
+export const usageService = once(
+  async () =>
+    new UsageService({
+      access: await threadAccess(),
+      usage: new PgUsageRepository(await pgPool(), pgGuard()),
+    }),
+);

@@ -97,8 +97,11 @@ export interface Placement {
   readonly logRemovalPolicy: RemovalPolicy;
 }
 
-/** Something a function may be granted: the catalog's route needs, and the consumers'. */
-export type Need = FunctionNeed | "sendToAnalyticsQueue";
+/**
+ * Something a function may be granted: the catalog's route needs, and the consumers' (the same
+ * names; the feedback routes, like the persist consumer, send to the analytics queue).
+ */
+export type Need = FunctionNeed;
 
 /** The resources behind each need. */
 export interface Resources {

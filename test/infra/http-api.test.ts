@@ -42,7 +42,12 @@ describe.each(synthesized)("HTTP API ($config.name)", (s) => {
       ["idempotent-replayed", "retry-after", "server-timing"].sort(),
     );
     expect(cors.ExposeHeaders).toEqual([...CORS_EXPOSE_HEADERS]);
-    expect(cors.AllowMethods.sort()).toEqual(["GET", "POST"]);
+    // Every method of the catalog's routes, and only those.
+    const methods = new Set(
+      HTTP_FUNCTIONS.map((f) => f.routeKey.split(" ")[0]).filter((m) => m !== "$default"),
+    );
+    expect(cors.AllowMethods.sort()).toEqual([...methods].sort());
+    expect(cors.AllowMethods).toEqual(expect.arrayContaining(["GET", "POST", "PUT", "DELETE"]));
     expect(cors.AllowCredentials).toBe(false);
     expect(cors.MaxAge).toBe(s.config.api.corsMaxAgeSeconds);
   });

@@ -237,9 +237,11 @@ describe.each(synthesized)("security ($config.name)", (s) => {
       expect(secrets.length, what).toBe(
         ["redis", "database", "clickhouse"].filter((n) => needs.has(n as never)).length,
       );
-      expect(actions.has("sqs:SendMessage"), what).toBe(needs.has("sendToPersistQueue"));
+      expect(actions.has("sqs:SendMessage"), what).toBe(
+        needs.has("sendToPersistQueue") || needs.has("sendToAnalyticsQueue"),
+      );
       expect(actions.has("sqs:GetQueueAttributes"), what).toBe(
-        needs.has("sendToPersistQueue") || needs.has("readPersistQueue"),
+        needs.has("sendToPersistQueue") || needs.has("readPersistQueue") || needs.has("sendToAnalyticsQueue"),
       );
       expect(actions.has("execute-api:ManageConnections"), what).toBe(needs.has("manageConnections"));
       expect(

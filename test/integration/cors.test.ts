@@ -6,6 +6,7 @@
  * Timing-Allow-Origin). The allowed origins come from CORS_ALLOWED_ORIGINS, as with `npm start`.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CORS_ALLOW_METHODS } from "../../lib/shared/cors.ts";
 import { corsFromEnvironment, DEFAULT_CORS_ORIGINS } from "../../scripts/local-stack/http-gateway.ts";
 import { startTestStack, type TestStack } from "../support/test-stack.ts";
 
@@ -53,7 +54,12 @@ describe("a browser page on an allowed origin", () => {
       const res = await preflight(path, APP);
       expect(res.status, path).toBe(204);
       expect(res.headers.get("access-control-allow-origin")).toBe(APP);
-      expect(list(res.headers.get("access-control-allow-methods"))).toEqual(["get", "post"]);
+      expect(list(res.headers.get("access-control-allow-methods"))).toEqual(
+        list(CORS_ALLOW_METHODS.join(",")),
+      );
+      expect(list(res.headers.get("access-control-allow-methods"))).toEqual(
+        expect.arrayContaining(["delete", "get", "post", "put"]),
+      );
       expect(list(res.headers.get("access-control-allow-headers"))).toEqual(
         ["authorization", "content-type", "idempotency-key"].sort(),
       );

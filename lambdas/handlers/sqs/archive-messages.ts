@@ -1,8 +1,8 @@
-/** Analytics consumer: SQS batch of persisted messages → one ClickHouse insert. */
+/** Analytics consumer: SQS batch of persisted messages and feedback changes → one ClickHouse insert per table. */
 
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
-import { archiveService } from "../../runtime/analytics-container.ts";
 import { retryScheduler } from "../../runtime/container.ts";
+import { archiveService } from "../../runtime/insights-container.ts";
 import { Metric } from "../../runtime/metric-names.ts";
 import { quantileSample } from "../../runtime/quantiles.ts";
 import { sqsBatchHandler } from "../../runtime/sqs-middleware.ts";

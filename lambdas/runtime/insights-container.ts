@@ -1,0 +1,40 @@
+/**
+ * The ClickHouse builders of feedback and analytics, beside analytics-container.ts (whose client
+ * they share): the analytics consumer's service, which archives messages and feedback changes, and
+ * the admin analytics read. Only the functions that use them import this file.
+ */
+import { ClickHouseAnalyticsReader } from "../adapters/clickhouse/clickhouse-analytics-reader.ts";
+import { ClickHouseMessageArchive } from "../adapters/clickhouse/clickhouse-message-archive.ts";
+import { isClickHouseOutage } from "../adapters/clickhouse/client.ts";
+import { AnalyticsService } from "../core/analytics-service.ts";
+import { ArchiveService } from "../core/archive-service.ts";
+import { clickHouseClient } from "./analytics-container.ts";
+import { config } from "./config.ts";
+import { clock, guard, retryPolicy } from "./container.ts";
+import { once } from "./once.ts";
+import { diagnostics } from "./telemetry.ts";
+
+/** Messages to `messages`, feedback changes to `feedback`. */
+export const archiveService = once(async () => {
+  const archive = new ClickHouseMessageArchive(
+    await clickHouseClient(),
+    guard("clickhouse", isClickHouseOutage),
+  );
+  return new ArchiveService({ store: archive, feedback: archive, clock, diagnostics }, retryPolicy());
+});
+
+/**
+ * HTTP functions run for 10 s: the analytics read gives up (503) before that, and ClickHouse stops
+ * the query a second earlier still.
+ */
+const ANALYTICS_READ_TIMEOUT_MS = 9000;
+
+export const analyticsService = once(async () => {
+  const timeoutMs = Math.min(config().CLICKHOUSE_TIMEOUT_MS, ANALYTICS_READ_TIMEOUT_MS);
+  const reader = new ClickHouseAnalyticsReader(
+    await clickHouseClient(),
+    guard("clickhouse", isClickHouseOutage, timeoutMs),
+    Math.max(1, Math.floor(timeoutMs / 1000) - 1),
+  );
+  return new AnalyticsService({ reader, clock });
+});
