@@ -212,6 +212,81 @@ describe("feedback on a reply", () => {
   });
 });
 
+describe("feedback changes on their way to ClickHouse", () => {
+  it("keeps concurrent changes of one rating in order: ClickHouse ends where PostgreSQL does", async () => {
+    const thread = await t.createThread(alice);
+    const reply = await streamedReply(thread.id);
+    expect((await putFeedback(reply.id, { rating: "up" })).status).toBe(200);
+
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        i % 4 === 3
+          ? deleteFeedback(reply.id)
+          : putFeedback(reply.id, { rating: i % 2 === 0 ? "up" : "down" }),
+      ),
+    );
+    expect(answers.map((a) => a.status).sort()).toEqual(
+      [...Array(9).fill(200), ...Array(3).fill(204)].sort(),
+    );
+    const versions = answers.flatMap((a) => (a.status === 200 ? [a.body.updated_at_ms as number] : []));
+    expect(new Set(versions).size).toBe(versions.length);
+
+    const [stored] = await feedbackInPostgres(reply.id);
+    const [change] = (
+      await t.pg.query<{ version: string; deleted: boolean }>(
+        "SELECT version, (event->>'deleted')::boolean AS deleted FROM message_feedback_changes WHERE message_id = $1",
+        [reply.id],
+      )
+    ).rows;
+    // The newest change is the row PostgreSQL kept (or its removal).
+    expect(change?.deleted).toBe(stored === undefined);
+    await waitFor(
+      async () => {
+        const [row] = await feedbackInClickHouse(reply.id);
+        return (
+          row !== undefined &&
+          row.deleted === (stored === undefined ? 1 : 0) &&
+          (stored === undefined || row.rating === stored.rating)
+        );
+      },
+      { what: "ClickHouse to end with PostgreSQL's rating" },
+    );
+  });
+
+  it("sends a change left unsent (its request could not reach the queue) with a later request", async () => {
+    const thread = await t.createThread(alice);
+    const reply = await post(thread.id, agent, { message: "Lisbon.", role: "assistant" });
+    const other = await post(thread.id, agent, { message: "Or Porto.", role: "assistant" });
+    expect((await putFeedback(reply.id, { rating: "up" })).status).toBe(200);
+    // As a request leaves it when the analytics queue refused its change: recorded, not sent.
+    await t.pg.query(
+      `INSERT INTO message_feedback_changes (message_id, user_id, version, event, due_at_ms)
+       VALUES ($1, 'carol', 5, $2::jsonb, 0)`,
+      [
+        reply.id,
+        JSON.stringify({
+          message_id: reply.id,
+          thread_id: thread.id,
+          user_id: "carol",
+          rating: "down",
+          reason: "late",
+          model: "",
+          deleted: false,
+          message_created_at: reply.created_at,
+        }),
+      ],
+    );
+
+    expect((await putFeedback(other.id, { rating: "up" })).status).toBe(200);
+
+    await waitFor(async () => (await feedbackInClickHouse(reply.id, "carol"))[0]?.reason === "late", {
+      what: "the late change in ClickHouse",
+    });
+    const unsent = await t.pg.query("SELECT 1 FROM message_feedback_changes WHERE due_at_ms IS NOT NULL");
+    expect(unsent.rows).toEqual([]);
+  });
+});
+
 describe("a thread's usage", () => {
   it("counts messages by role, replies by state, tokens and feedback, as PostgreSQL holds them", async () => {
     const thread = await t.createThread(alice);
