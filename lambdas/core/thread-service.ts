@@ -1,14 +1,32 @@
 /** Threads: created and listed in PostgreSQL (they are few and must exist before messages). */
 import { bestEffort } from "./best-effort.ts";
-import { BadRequestError, ForbiddenError, unavailableAs } from "./errors.ts";
+import {
+  BadRequestError,
+  ForbiddenError,
+  PayloadTooLargeError,
+  threadNotFound,
+  unavailableAs,
+} from "./errors.ts";
+import { eventFrame } from "./events.ts";
+import type { Fanout } from "./fanout.ts";
+import type { HistoryReader } from "./history-reader.ts";
 import { newId } from "./ids.ts";
-import { isService, type Principal, type Thread, toEpochSeconds } from "./model.ts";
+import {
+  isService,
+  type Message,
+  type Principal,
+  type Thread,
+  toEpochSeconds,
+  toWire,
+  toWireThread,
+} from "./model.ts";
 import type {
   Clock,
   Diagnostics,
   MessageCache,
   MessageRepository,
   RateLimiter,
+  ThreadChange,
   ThreadCursor,
   ThreadPage,
   ThreadRepository,
@@ -20,6 +38,10 @@ import { isUuid } from "./validation.ts";
 
 export interface ThreadServiceDeps {
   readonly threads: ThreadRepository;
+  /** Reads a thread's messages for an export (the hot tier and PostgreSQL, as history does). */
+  readonly reader?: HistoryReader;
+  /** Tells a thread's subscribers it changed (absent: they see it on their next read). */
+  readonly fanout?: Fanout;
   readonly messages: MessageRepository;
   readonly cache: MessageCache;
   readonly access: ThreadAccess;
@@ -45,6 +67,46 @@ export const decodeThreadCursor = (cursor: string): ThreadCursor => {
     throw new BadRequestError("invalid_cursor", "cursor is not one this API returned");
   }
   return { created_at_ms: createdAtMs, id };
+};
+
+export type ExportFormat = "json" | "markdown";
+
+/** Messages read per page of an export. */
+const EXPORT_PAGE = 100;
+
+interface ExportWriter {
+  /** Writes one message; answers the bytes it added. */
+  add(message: Message): number;
+  end(): string;
+}
+
+const jsonExport = (thread: Thread, exportedAt: string): ExportWriter => {
+  const parts = [
+    `{"thread":${JSON.stringify(toWireThread(thread))},"exported_at":"${exportedAt}","messages":[`,
+  ];
+  let count = 0;
+  return {
+    add(message) {
+      const part = `${count++ === 0 ? "" : ","}${JSON.stringify(toWire(message))}`;
+      parts.push(part);
+      return Buffer.byteLength(part, "utf8");
+    },
+    end: () => `${parts.join("")}]}`,
+  };
+};
+
+const markdownExport = (thread: Thread, exportedAt: string): ExportWriter => {
+  const parts = [`# ${thread.title ?? "Untitled thread"}\n\n_Exported ${exportedAt}_\n`];
+  return {
+    add(message) {
+      const when = new Date(message.created_at_ms).toISOString().replace("T", " ").slice(0, 19);
+      const state = message.state !== undefined && message.state !== "complete" ? ` (${message.state})` : "";
+      const part = `\n---\n\n**${message.role}** · ${message.user_id} · ${when} UTC${state}\n\n${message.content}\n`;
+      parts.push(part);
+      return Buffer.byteLength(part, "utf8");
+    },
+    end: () => parts.join(""),
+  };
 };
 
 export class ThreadService {
@@ -86,13 +148,84 @@ export class ThreadService {
     const keyset = { limit: page.limit + 1, ...(after ? { after } : {}) };
     const rows = await (page.agent !== undefined
       ? this.deps.threads.listByAgent(page.agent, keyset)
-      : this.deps.threads.listByOwner(principal.userId, keyset)
+      : this.deps.threads.listByOwner(principal.userId, {
+          ...keyset,
+          ...(page.archived !== undefined ? { archived: page.archived } : {}),
+        })
     ).catch(unavailableAs("Thread store unavailable"));
     const threads = rows.slice(0, page.limit);
     const last = threads.at(-1);
     return {
       threads,
       next_cursor: rows.length > page.limit && last !== undefined ? encodeThreadCursor(last) : null,
+    };
+  }
+
+  /**
+   * Renames, re-describes or archives a thread. The owner may change anything; a service
+   * principal (an agent titling a thread) the title and metadata only. Subscribers get
+   * `thread.updated`.
+   */
+  async update(principal: Principal, threadId: string, change: ThreadChange): Promise<Thread> {
+    const thread = await this.deps.access.accessible(principal, threadId);
+    if (change.archived !== undefined && thread.owner_id !== principal.userId) {
+      throw new ForbiddenError("role_not_allowed", "only the thread's owner may archive it");
+    }
+    const updated = await this.deps.threads
+      .update(threadId, change, this.deps.clock.now())
+      .catch(unavailableAs("Thread store unavailable"));
+    if (updated === null) throw threadNotFound();
+    const subscribers = await bestEffort(
+      this.deps.diagnostics,
+      "could not update the cached thread",
+      { threadId },
+      () => this.deps.cache.updateThread(updated),
+      [] as readonly string[],
+    );
+    if (this.deps.fanout !== undefined && subscribers.length > 0) {
+      const frame = eventFrame("thread.updated", { thread: toWireThread(updated) });
+      await this.deps.fanout.deliver(threadId, subscribers, frame);
+    }
+    return updated;
+  }
+
+  /**
+   * The whole thread in seq order, read page by page (as history is) and written out as it is
+   * read, up to `maxBytes` (a longer thread: 413, page the history instead).
+   */
+  async export(
+    principal: Principal,
+    threadId: string,
+    format: ExportFormat,
+    maxBytes: number,
+  ): Promise<{ body: string; contentType: string; filename: string }> {
+    const thread = await this.deps.access.accessible(principal, threadId);
+    const reader = this.deps.reader;
+    if (reader === undefined) throw new Error("ThreadService.export needs a HistoryReader");
+    const exportedAt = new Date(this.deps.clock.now()).toISOString();
+    const out = format === "json" ? jsonExport(thread, exportedAt) : markdownExport(thread, exportedAt);
+    let bytes = 0;
+    let after = 0;
+    for (;;) {
+      const { value } = await reader.read(threadId, { direction: "forward", after, limit: EXPORT_PAGE });
+      for (const message of value.messages) {
+        bytes += out.add(message);
+        if (bytes > maxBytes) {
+          throw new PayloadTooLargeError(
+            "export_too_large",
+            `the export exceeds ${maxBytes} bytes; page GET /api/threads/${threadId}/messages instead`,
+          );
+        }
+      }
+      const last = value.messages.at(-1);
+      if (value.next_cursor === null || last === undefined) break;
+      after = last.seq;
+    }
+    const stamp = exportedAt.slice(0, 10);
+    return {
+      body: out.end(),
+      contentType: format === "json" ? "application/json; charset=utf-8" : "text/markdown; charset=utf-8",
+      filename: `thread-${threadId}-${stamp}.${format === "json" ? "json" : "md"}`,
     };
   }
 

@@ -5,6 +5,7 @@
 import * as z from "zod";
 import { BadRequestError, type ErrorDetail, PayloadTooLargeError, ValidationError } from "./errors.ts";
 import { type HistoryQuery, type JsonObject, MESSAGE_ROLES, type MessageRole } from "./model.ts";
+import type { ArchivedFilter, ThreadChange } from "./ports.ts";
 
 export interface Limits {
   /** UTF-8 bytes of a message's content. */
@@ -267,6 +268,8 @@ export const parseHistoryQuery = (
 const threadListSchema = z.strictObject({
   limit: z.coerce.number().int().min(1).optional(),
   cursor: z.string().max(200).optional(),
+  /** "true": the archived threads only; "any": all; default: the threads not archived. */
+  archived: z.enum(["true", "false", "any"]).optional(),
   /** Service principals only: the threads whose `metadata.agent` is this value. */
   agent: z
     .string()
@@ -280,7 +283,10 @@ export interface ThreadListInput {
   readonly limit: number;
   readonly cursor?: string;
   readonly agent?: string;
+  readonly archived?: ArchivedFilter;
 }
+
+const ARCHIVED_QUERY = { true: "only", false: "exclude", any: "include" } as const;
 
 export const parseThreadListQuery = (
   query: Record<string, string | undefined>,
@@ -292,8 +298,43 @@ export const parseThreadListQuery = (
     limit,
     ...(input.cursor !== undefined ? { cursor: input.cursor } : {}),
     ...(input.agent !== undefined ? { agent: input.agent } : {}),
+    ...(input.archived !== undefined ? { archived: ARCHIVED_QUERY[input.archived] } : {}),
   };
 };
+
+const threadChangeSchema = z.strictObject({
+  title: text.nullable().optional(),
+  metadata: metadata.optional(),
+  archived: z.boolean().optional(),
+});
+
+/** PATCH /api/threads/{id}: at least one of title, metadata (replaced whole) and archived. */
+export const parseThreadChange = (body: unknown, limits: Limits): ThreadChange => {
+  const input = parseWith(threadChangeSchema, body, "thread change");
+  if (input.title === undefined && input.metadata === undefined && input.archived === undefined) {
+    throw new ValidationError("Invalid thread change", [
+      { path: "(body)", message: "name at least one of title, metadata and archived" },
+    ]);
+  }
+  if (input.title !== undefined && input.title !== null && input.title.length > limits.maxTitleLength) {
+    throw new ValidationError("Invalid thread change", [
+      { path: "title", message: `must be at most ${limits.maxTitleLength} characters` },
+    ]);
+  }
+  return {
+    ...(input.title !== undefined ? { title: input.title } : {}),
+    ...(input.metadata !== undefined ? { metadata: checkMetadataSize(input.metadata, limits) } : {}),
+    ...(input.archived !== undefined ? { archived: input.archived } : {}),
+  };
+};
+
+const exportSchema = z.strictObject({ format: z.enum(["json", "markdown"]).optional() });
+
+export const parseExportQuery = (
+  query: Record<string, string | undefined>,
+): { format: "json" | "markdown" } => ({
+  format: parseWith(exportSchema, query, "query").format ?? "json",
+});
 
 /** WebSocket frames: `{action, ...}` with the same rules as the HTTP routes. */
 const requestId = z.string().max(128).optional();

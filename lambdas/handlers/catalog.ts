@@ -63,6 +63,19 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     needs: STORES,
   },
   {
+    // Subscribers are told the thread changed.
+    id: "UpdateThread",
+    entry: "lambdas/handlers/http/update-thread.ts",
+    routeKey: "PATCH /api/threads/{threadId}",
+    needs: WS_REPLY,
+  },
+  {
+    id: "ExportThread",
+    entry: "lambdas/handlers/http/export-thread.ts",
+    routeKey: "GET /api/threads/{threadId}/export",
+    needs: STORES,
+  },
+  {
     id: "PostMessage",
     entry: "lambdas/handlers/http/post-message.ts",
     routeKey: "POST /api/threads/{threadId}/messages",

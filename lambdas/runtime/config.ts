@@ -85,6 +85,9 @@ const fields = z.object({
   /** Largest streamed reply, UTF-8 bytes (its final form travels through SQS: keep it well under 256 KiB). */
   STREAM_MAX_BYTES: int(1, 131072).default(65536),
 
+  /** Largest thread export, UTF-8 bytes (413 `export_too_large`: page the history instead); Lambda answers at most 6 MB. */
+  EXPORT_MAX_BYTES: int(1024, 5_000_000).default(5_000_000),
+
   HISTORY_CACHE_SIZE: int(1).default(200),
   CACHE_TTL_SECONDS: int(60).default(86400),
   IDEMPOTENCY_TTL_SECONDS: int(60).default(86400),

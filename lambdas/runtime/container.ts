@@ -39,8 +39,8 @@ import { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
 import { Acceptor } from "../core/acceptor.ts";
 import { CommitWriter, type DurableWriter, QueueFirstWriter } from "../core/durable-writers.ts";
 import type { Tier } from "../core/errors.ts";
-import { FeedbackService } from "../core/feedback-service.ts";
 import { Fanout } from "../core/fanout.ts";
+import { FeedbackService } from "../core/feedback-service.ts";
 import { HistoryReader } from "../core/history-reader.ts";
 import { OutboxRelay } from "../core/outbox-relay.ts";
 import { PersistService } from "../core/persist-service.ts";
@@ -326,6 +326,8 @@ export const threadService = once(
       messages: await messageRepository(),
       cache: await cache(),
       access: await threadAccess(),
+      reader: await historyReader(),
+      ...(config().WEBSOCKET_API_ENDPOINT !== undefined ? { fanout: await fanout() } : {}),
       rateLimiter: await rateLimiter(),
       clock,
       diagnostics,

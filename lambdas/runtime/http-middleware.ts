@@ -27,6 +27,8 @@ export interface HttpResult {
   readonly status: number;
   readonly body: unknown;
   readonly headers?: Record<string, string>;
+  /** A body sent as it is (not JSON): `headers` then name its content type. */
+  readonly raw?: boolean;
 }
 
 export type HttpRoute = (request: HttpRequest) => Promise<HttpResult>;
@@ -137,7 +139,13 @@ export const httpHandler = (route: HttpRoute, options: HttpRouteOptions) =>
   stack(options, "required").handler(async (event) => {
     if (event.principal === undefined) throw new UnauthorizedError();
     const result = await route({ principal: event.principal, ...requestOf(event) });
-    return jsonResponse(result.status, result.body, result.headers);
+    return result.raw === true
+      ? {
+          statusCode: result.status,
+          headers: { "cache-control": "no-store", ...result.headers },
+          body: String(result.body),
+        }
+      : jsonResponse(result.status, result.body, result.headers);
   });
 
 /** A route callers may use without a token (the gateway attaches no authorizer to it either). */
