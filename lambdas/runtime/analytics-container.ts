@@ -6,12 +6,10 @@ import type { ClickHouseClient } from "@clickhouse/client";
 import { ClickHouseMessageArchive } from "../adapters/clickhouse/clickhouse-message-archive.ts";
 import { createClickHouseClient, isClickHouseOutage } from "../adapters/clickhouse/client.ts";
 import { readSecretJson } from "../adapters/secrets.ts";
-import { ArchiveService } from "../core/archive-service.ts";
 import { checkHealth, HealthMonitor, type HealthReport } from "../core/health-service.ts";
 import { config } from "./config.ts";
-import { cache, clock, closers, guard, messageRepository, publisher, retryPolicy } from "./container.ts";
+import { cache, clock, closers, guard, messageRepository, publisher } from "./container.ts";
 import { once } from "./once.ts";
-import { diagnostics } from "./telemetry.ts";
 
 export const clickHouseClient = once(async (): Promise<ClickHouseClient> => {
   const cfg = config();
@@ -28,12 +26,9 @@ export const clickHouseClient = once(async (): Promise<ClickHouseClient> => {
   return client;
 });
 
-const archiveStore = once(
+/** The archive (messages and feedback changes): the analytics consumer writes it, health pings it. */
+export const archiveStore = once(
   async () => new ClickHouseMessageArchive(await clickHouseClient(), guard("clickhouse", isClickHouseOutage)),
-);
-
-export const archiveService = once(
-  async () => new ArchiveService({ store: await archiveStore(), clock, diagnostics }, retryPolicy()),
 );
 
 const probeTiers = async (): Promise<HealthReport> => {

@@ -4,11 +4,10 @@
  * the admin analytics read. Only the functions that use them import this file.
  */
 import { ClickHouseAnalyticsReader } from "../adapters/clickhouse/clickhouse-analytics-reader.ts";
-import { ClickHouseMessageArchive } from "../adapters/clickhouse/clickhouse-message-archive.ts";
 import { isClickHouseOutage } from "../adapters/clickhouse/client.ts";
 import { AnalyticsService } from "../core/analytics-service.ts";
 import { ArchiveService } from "../core/archive-service.ts";
-import { clickHouseClient } from "./analytics-container.ts";
+import { archiveStore, clickHouseClient } from "./analytics-container.ts";
 import { config } from "./config.ts";
 import { clock, guard, retryPolicy } from "./container.ts";
 import { once } from "./once.ts";
@@ -16,10 +15,7 @@ import { diagnostics } from "./telemetry.ts";
 
 /** Messages to `messages`, feedback changes to `feedback`. */
 export const archiveService = once(async () => {
-  const archive = new ClickHouseMessageArchive(
-    await clickHouseClient(),
-    guard("clickhouse", isClickHouseOutage),
-  );
+  const archive = await archiveStore();
   return new ArchiveService({ store: archive, feedback: archive, clock, diagnostics }, retryPolicy());
 });
 
