@@ -38,6 +38,9 @@ const { values: args } = parseArgs({
     "ladder-only": { type: "boolean", default: false },
     /** Only the streaming scenario, merged into the results already in --out. */
     streaming: { type: "boolean", default: false },
+    /** The streaming scenario with this many streams / this long a delta phase (to dig into a figure). */
+    streams: { type: "string" },
+    "stream-seconds": { type: "string" },
   },
 });
 
@@ -338,8 +341,12 @@ const streamingScenario = () =>
       pgPool,
       clickhouse,
     },
-    args.quick ? STREAMING_PLANS.quick : STREAMING_PLANS.full,
-    args.quick,
+    {
+      ...(args.quick ? STREAMING_PLANS.quick : STREAMING_PLANS.full),
+      ...(args.streams !== undefined ? { streams: Number(args.streams) } : {}),
+      ...(args["stream-seconds"] !== undefined ? { durationMs: Number(args["stream-seconds"]) * 1000 } : {}),
+    },
+    args.quick || args.streams !== undefined || args["stream-seconds"] !== undefined,
   );
 
 /** The accept ladder, the bundles and the streaming scenario. */

@@ -49,6 +49,8 @@ export interface BenchStackOptions {
   readonly execArgv?: Partial<Record<ProcessName, readonly string[]>>;
   /** The load generator's module (default `load-worker.ts`); it gets the same setup message. */
   readonly loadWorker?: string;
+  /** Handler environment over the bench's own (e.g. LOG_LEVEL to see warnings). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface BenchStack {
@@ -80,6 +82,7 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
       RATE_LIMIT_PER_SECOND: "0",
       LOG_LEVEL: "ERROR",
       PG_POOL_MAX: "8",
+      ...options.env,
     },
     consumers: {
       persist: { batchSize: 500, maxBatchingWindowMs: 50, concurrency: 2 },

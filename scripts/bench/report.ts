@@ -401,7 +401,7 @@ const streamingSection = (s: StreamingReport): string[] => {
   return [
     "## Streaming",
     "",
-    `Run ${s.date}${s.quick ? " (quick variant)" : ""}: ${s.plan.streams} replies streaming at once, ` +
+    `Run ${s.date}${s.quick ? " (short or custom variant, not for the record)" : ""}: ${s.plan.streams} replies streaming at once, ` +
       `${s.plan.perStreamRate} deltas/s each (${s.plan.offeredDeltasPerSecond} deltas/s), one WebSocket ` +
       `subscriber each, for ${s.plan.durationMs / 1000} s; then each completes with \`usage\`.`,
     "",
@@ -410,6 +410,7 @@ const streamingSection = (s: StreamingReport): string[] => {
     row(["latency (ms)", "samples", "p50", "p90", "p99", "max"]),
     row(["---", "---", "---", "---", "---", "---"]),
     summaryRow("delta → subscriber (append sent → frame)", d.delivery),
+    summaryRow("… deltas accepted at their first send (no 503 + Retry-After)", d.deliveryFirstTry),
     summaryRow("append (due → 202)", d.append),
     summaryRow("due → frame at the subscriber", d.dueToFrame),
     summaryRow("send delay (due → sent: timer + previous append of the stream)", d.sendDelay),
@@ -420,7 +421,10 @@ const streamingSection = (s: StreamingReport): string[] => {
       `in ${fmt(d.phaseSeconds)} s (${d.achievedPerSecond}/s), ` +
       `${d.failed} failed, ${d.skipped} not sent (stream stopped, or past the drain deadline), ${d.retries} retries, ` +
       `${d.duplicateAnswers} answered as duplicates; statuses ${JSON.stringify(d.statuses)}. Subscribers: ` +
-      `${d.received} received, ${d.missing} missing, ${d.duplicates} duplicates, ${d.outOfOrder} out of order, ` +
+      `${d.received} received, ${d.missing} missing (in ${d.streamsMissing} streams, at most ${d.mostMissingInAStream} in one; ` +
+      `missing per second of the phase: ${s.timeline.map((t) => t.missing).join(" ")}), ` +
+      `${d.duplicates} duplicates, ${d.outOfOrder} out of order, ` +
+      `${Object.values(d.socketsClosed).reduce((a, n) => a + n, 0)} connections closed ${JSON.stringify(d.socketsClosed)}, ` +
       `${d.unexpected} unexpected; ${s.open.createdFrames}/${s.open.opened} \`message.created\`, ` +
       `${s.complete.completedFrames}/${s.complete.completed} \`message.completed\` ` +
       `(${s.complete.completedFrameMismatches} with other content).`,

@@ -79,12 +79,19 @@ export interface StreamResult extends DeliveryCheck {
   readonly appendLatencies: number[];
   /** Append sent → frame at the subscriber (ms). */
   readonly deliveryLatencies: number[];
+  /** The same for the deltas accepted at their first send (no 503 and Retry-After in between). */
+  readonly firstTryDeliveryLatencies: number[];
   /** Due → frame at the subscriber (ms): what a reader sees of the agent's schedule. */
   readonly dueToFrameLatencies: number[];
   /** Due → sent (ms): the generator's timer lateness plus the wait for the stream's previous append. */
   readonly sendDelays: number[];
-  /** Per second of the phase (by due time): delivery and append latency samples. */
-  readonly timeline: { readonly delivery: number[]; readonly append: number[] }[];
+  /** Per second of the phase (by due time): delivery and append latency samples, frames missing. */
+  readonly timeline: { readonly delivery: number[]; readonly append: number[]; missing: number }[];
+  /** Streams whose subscriber missed any frame, and the most one missed. */
+  readonly streamsMissing: number;
+  readonly mostMissingInAStream: number;
+  /** Subscriber connections that closed during the phase, by close code. */
+  readonly socketsClosed: Record<string, number>;
   readonly measuredSeconds: number;
   /** From the first delta due to the last answer (longer than the schedule when a backlog built up). */
   readonly phaseSeconds: number;
@@ -141,7 +148,11 @@ interface Stream {
   readonly dueAt: number[];
   readonly sentAt: number[];
   readonly accepted: (string | undefined)[];
+  /** Indexes sent more than once (a 5xx, then a retry after Retry-After). */
+  readonly retried: boolean[];
   // The subscriber's view.
+  /** Per index: append sent → frame (ms). */
+  readonly deliveredIn: number[];
   readonly seen: boolean[];
   highest: number;
   received: number;
@@ -169,7 +180,8 @@ let phaseStart = 0;
 /** Delivery samples, recorded by the subscribers as frames arrive during the stream phase. */
 let deliveryLatencies: number[] = [];
 let dueToFrameLatencies: number[] = [];
-let timeline: { delivery: number[]; append: number[] }[] = [];
+let timeline: { delivery: number[]; append: number[]; missing: number }[] = [];
+let socketsClosed: Record<string, number> = {};
 
 /** Retries of an append answered 5xx (or not answered), and the wait when no Retry-After says. */
 const MAX_RETRIES = 5;
@@ -179,16 +191,20 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const bucket = (due: number) => {
   const second = Math.max(0, Math.floor((due - phaseStart) / 1000));
-  while (timeline.length <= second) timeline.push({ delivery: [], append: [] });
-  return timeline[second] as { delivery: number[]; append: number[] };
+  while (timeline.length <= second) timeline.push({ delivery: [], append: [], missing: 0 });
+  return timeline[second] as { delivery: number[]; append: number[]; missing: number };
 };
 
-/** One POST; network errors (a keep-alive connection the server just closed) are tried again. */
+/**
+ * One POST. A network error (a keep-alive connection the server just closed) is tried again, and so
+ * is a 5xx after its Retry-After when `retryUnavailable` (for idempotent requests only).
+ */
 const post = async (
   client: Client,
   pathname: string,
   token: string,
   body: unknown,
+  retryUnavailable = false,
 ): Promise<{ status: number; body: string }> => {
   for (let attempt = 0; ; attempt++) {
     try {
@@ -198,7 +214,11 @@ const post = async (
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
         body: JSON.stringify(body),
       });
-      return { status: res.statusCode, body: await res.body.text() };
+      const text = await res.body.text();
+      if (!retryUnavailable || res.statusCode < 500 || attempt >= MAX_RETRIES)
+        return { status: res.statusCode, body: text };
+      const retryAfter = Number(res.headers["retry-after"]);
+      await sleep(Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : 1000);
     } catch (error) {
       if (attempt >= 2) throw error;
       await sleep(50);
@@ -232,6 +252,7 @@ const onFrame = (stream: Stream, data: WebSocket.RawData): void => {
       return;
     }
     deliveryLatencies.push(arrived - sent);
+    stream.deliveredIn[index] = arrived - sent;
     dueToFrameLatencies.push(arrived - due);
     bucket(due).delivery.push(arrived - sent);
   } else if (frame.type === "message.created" && frame.message !== undefined) {
@@ -245,7 +266,8 @@ const connect = (token: string): Promise<WebSocket> =>
   new Promise((resolve, reject) => {
     const ws = new WebSocket(`${setup.wsUrl}?token=${encodeURIComponent(token)}`);
     ws.once("open", () => resolve(ws));
-    ws.once("error", reject);
+    // Also after the open: an error later must not end the process (the frames tell what arrived).
+    ws.on("error", reject);
   });
 
 const subscribe = (ws: WebSocket, threadId: string): Promise<void> =>
@@ -264,51 +286,79 @@ const subscribe = (ws: WebSocket, threadId: string): Promise<void> =>
     ws.send(JSON.stringify({ action: "subscribe", threadId }));
   });
 
-const createThread = async (client: Client, token: string): Promise<string> => {
-  const res = await post(client, "/api/threads", token, {});
-  if (res.status !== 201) throw new Error(`thread creation failed: ${res.status} ${res.body}`);
-  return (JSON.parse(res.body) as { id: string }).id;
+/** Tries `work` again after a refusal (a 503 while the API warms up), as a client would. */
+const retrying = async <T>(work: () => Promise<T>): Promise<T> => {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (attempt >= 5) throw error;
+      await sleep(1000);
+    }
+  }
+};
+
+const createThread = (client: Client, token: string): Promise<string> =>
+  retrying(async () => {
+    const res = await post(client, "/api/threads", token, {}, true);
+    if (res.status !== 201) throw new Error(`thread creation failed: ${res.status} ${res.body}`);
+    return (JSON.parse(res.body) as { id: string }).id;
+  });
+
+/** One stream's thread, subscriber and agent connection (one after another, like users arriving). */
+const prepareStream = async (n: number): Promise<Stream> => {
+  const userToken = await signDevToken({
+    secret: setup.secret,
+    sub: `bench-stream-${n}-${randomUUID().slice(0, 8)}`,
+  });
+  const client = new Client(origin, { pipelining: 1, keepAliveTimeout: 60_000 });
+  const threadId = await createThread(client, userToken);
+  const socket = await retrying(async () => {
+    const ws = await connect(userToken);
+    try {
+      await subscribe(ws, threadId);
+      return ws;
+    } catch (error) {
+      ws.close();
+      throw error;
+    }
+  });
+  const stream: Stream = {
+    n,
+    threadId,
+    userToken,
+    socket,
+    client,
+    messageId: "",
+    tail: Promise.resolve(),
+    stopped: false,
+    dueAt: [],
+    sentAt: [],
+    accepted: [],
+    retried: [],
+    deliveredIn: [],
+    seen: [],
+    highest: -1,
+    received: 0,
+    duplicates: 0,
+    outOfOrder: 0,
+    unexpected: 0,
+    created: new Set(),
+    completed: undefined,
+  };
+  socket.on("message", (data) => onFrame(stream, data));
+  socket.on("close", (code) => {
+    socketsClosed[code] = (socketsClosed[code] ?? 0) + 1;
+  });
+  return stream;
 };
 
 const prepare = async (req: StreamingSetup): Promise<void> => {
   setup = req;
   origin = new URL(req.httpUrl).origin;
   agentToken = await signDevToken({ secret: req.secret, sub: "bench-agent", roles: ["service"] });
-  streams = await Promise.all(
-    Array.from({ length: req.threads }, async (_, n): Promise<Stream> => {
-      const userToken = await signDevToken({
-        secret: req.secret,
-        sub: `bench-stream-${n}-${randomUUID().slice(0, 8)}`,
-      });
-      const client = new Client(origin, { pipelining: 1, keepAliveTimeout: 60_000 });
-      const threadId = await createThread(client, userToken);
-      const socket = await connect(userToken);
-      await subscribe(socket, threadId);
-      const stream: Stream = {
-        n,
-        threadId,
-        userToken,
-        socket,
-        client,
-        messageId: "",
-        tail: Promise.resolve(),
-        stopped: false,
-        dueAt: [],
-        sentAt: [],
-        accepted: [],
-        seen: [],
-        highest: -1,
-        received: 0,
-        duplicates: 0,
-        outOfOrder: 0,
-        unexpected: 0,
-        created: new Set(),
-        completed: undefined,
-      };
-      socket.on("message", (data) => onFrame(stream, data));
-      return stream;
-    }),
-  );
+  streams = [];
+  for (let n = 0; n < req.threads; n++) streams.push(await prepareStream(n));
 };
 
 const waitUntil = async (done: () => boolean, timeoutMs: number): Promise<void> => {
@@ -322,11 +372,14 @@ const open = async (): Promise<OpenResult> => {
   await Promise.all(
     streams.map(async (s) => {
       const start = performance.now();
-      const res = await post(s.client, `/api/threads/${s.threadId}/messages`, agentToken, {
-        role: "assistant",
-        message: "",
-        state: "streaming",
-      });
+      const res = await post(
+        s.client,
+        `/api/threads/${s.threadId}/messages`,
+        agentToken,
+        // The key makes a retried open the same reply.
+        { role: "assistant", message: "", state: "streaming", client_message_id: randomUUID() },
+        true,
+      );
       if (res.status !== 201) {
         failed++;
         s.stopped = true;
@@ -382,6 +435,7 @@ const stream = async (req: StreamRequest): Promise<StreamResult> => {
   deliveryLatencies = [];
   dueToFrameLatencies = [];
   timeline = [];
+  socketsClosed = {};
   const live = streams.filter((s) => !s.stopped);
   const appendLatencies: number[] = [];
   const sendDelays: number[] = [];
@@ -438,6 +492,7 @@ const stream = async (req: StreamRequest): Promise<StreamResult> => {
       // stream, as every later index would be out of order.
       if ((status === "error" || status >= 500) && attempt < MAX_RETRIES) {
         retries++;
+        s.retried[index] = true;
         await sleep(retryAfterMs);
         continue;
       }
@@ -467,12 +522,20 @@ const stream = async (req: StreamRequest): Promise<StreamResult> => {
   let accepted = 0;
   let received = 0;
   let missing = 0;
+  let streamsMissing = 0;
+  let mostMissingInAStream = 0;
   for (const s of live) {
     accepted += acceptedCount(s);
     received += s.received;
+    let missed = 0;
     s.accepted.forEach((t, i) => {
-      if (t !== undefined && !s.seen[i]) missing++;
+      if (t === undefined || s.seen[i]) return;
+      missed++;
+      bucket(s.dueAt[i] as number).missing++;
     });
+    missing += missed;
+    if (missed > 0) streamsMissing++;
+    mostMissingInAStream = Math.max(mostMissingInAStream, missed);
   }
   const content = (s: Stream | undefined) => Buffer.byteLength((s?.accepted ?? []).join(""), "utf8");
   return {
@@ -487,11 +550,17 @@ const stream = async (req: StreamRequest): Promise<StreamResult> => {
     accepted,
     received,
     missing,
+    streamsMissing,
+    mostMissingInAStream,
+    socketsClosed,
     duplicates: live.reduce((a, s) => a + s.duplicates, 0),
     outOfOrder: live.reduce((a, s) => a + s.outOfOrder, 0),
     unexpected: live.reduce((a, s) => a + s.unexpected, 0),
     appendLatencies,
     deliveryLatencies,
+    firstTryDeliveryLatencies: live.flatMap((s) =>
+      s.deliveredIn.filter((ms, i) => ms !== undefined && !s.retried[i]),
+    ),
     dueToFrameLatencies,
     sendDelays,
     timeline,
@@ -514,10 +583,13 @@ const complete = async (): Promise<CompleteResult> => {
     live.map(async (s) => {
       const outputTokens = s.accepted.filter((t) => t !== undefined).length;
       const start = performance.now();
-      const res = await post(s.client, `/api/messages/${s.messageId}/complete`, agentToken, {
-        finish_reason: "stop",
-        usage: { model: "bench", input_tokens: 1, output_tokens: outputTokens },
-      });
+      const res = await post(
+        s.client,
+        `/api/messages/${s.messageId}/complete`,
+        agentToken,
+        { finish_reason: "stop", usage: { model: "bench", input_tokens: 1, output_tokens: outputTokens } },
+        true,
+      );
       if (res.status !== 200) {
         failed++;
         console.error(`complete failed: ${res.status} ${res.body}`);

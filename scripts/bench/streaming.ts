@@ -71,7 +71,7 @@ export interface StreamKeyBytes {
 
 export interface StreamingReport {
   readonly date: string;
-  /** The short variant (a smoke run, not for the record). */
+  /** A short or custom variant (a smoke run or a dig into one figure, not for the record). */
   readonly quick: boolean;
   readonly plan: StreamingPlan & { readonly offeredDeltasPerSecond: number };
   /** The stream limits and TTL the API ran with. */
@@ -104,12 +104,17 @@ export interface StreamingReport {
     readonly append: Summary;
     /** Append sent → frame at the subscriber. */
     readonly delivery: Summary;
+    /** The same, deltas accepted at their first send only (no 503 and Retry-After wait). */
+    readonly deliveryFirstTry: Summary;
     /** Due → frame at the subscriber. */
     readonly dueToFrame: Summary;
     /** Due → sent: timer lateness plus the wait for the stream's previous append. */
     readonly sendDelay: Summary;
     readonly received: number;
     readonly missing: number;
+    readonly streamsMissing: number;
+    readonly mostMissingInAStream: number;
+    readonly socketsClosed: Record<string, number>;
     readonly duplicates: number;
     readonly outOfOrder: number;
     readonly unexpected: number;
@@ -120,6 +125,8 @@ export interface StreamingReport {
     readonly deliveryP50: number;
     readonly deliveryP99: number;
     readonly appendP99: number;
+    /** Accepted deltas due in this second whose frame never reached the subscriber. */
+    readonly missing: number;
   }[];
   readonly postgres: {
     /** Between every opened row being in PostgreSQL and the completes (the deltas only). */
@@ -389,6 +396,8 @@ export const runStreaming = async (
     threads: plan.streams,
     subscribedThreads: plan.streams,
     loadWorker: "streaming-worker.ts",
+    // BENCH_LOG_LEVEL=WARN shows the handlers' warnings (failed deliveries, say); the bench logs errors only.
+    ...(process.env.BENCH_LOG_LEVEL ? { env: { LOG_LEVEL: process.env.BENCH_LOG_LEVEL } } : {}),
     // As in profile-run.ts: PROF_API=1 (PROF_QUEUES, PROF_SQS) writes a V8 CPU profile to /tmp/prof.
     execArgv: {
       api: prof(process.env.PROF_API),
@@ -462,7 +471,7 @@ export const runStreaming = async (
       `${streamed.accepted}/${streamed.scheduled} deltas accepted in ${streamed.phaseSeconds.toFixed(1)} s, ` +
         `${streamed.failed} failed, ${streamed.retries} retries; append p50 ` +
         `${append.p50} p99 ${append.p99} ms; delta → subscriber p50 ${delivery.p50} p99 ${delivery.p99} ` +
-        `max ${delivery.max} ms; received ${streamed.received}, missing ${streamed.missing}, ` +
+        `max ${delivery.max} ms; received ${streamed.received}, missing ${streamed.missing} (in ${streamed.streamsMissing} streams), ` +
         `duplicates ${streamed.duplicates}, out of order ${streamed.outOfOrder}`,
     );
     // Every write of the delta phase is in the statistics once they settle (before any complete).
@@ -541,17 +550,27 @@ export const runStreaming = async (
         phaseSeconds: round2(streamed.phaseSeconds),
         append,
         delivery,
+        deliveryFirstTry: summarize(streamed.firstTryDeliveryLatencies),
         dueToFrame: summarize(streamed.dueToFrameLatencies),
         sendDelay: summarize(streamed.sendDelays),
         received: streamed.received,
         missing: streamed.missing,
+        streamsMissing: streamed.streamsMissing,
+        mostMissingInAStream: streamed.mostMissingInAStream,
+        socketsClosed: streamed.socketsClosed,
         duplicates: streamed.duplicates,
         outOfOrder: streamed.outOfOrder,
         unexpected: streamed.unexpected,
       },
       timeline: streamed.timeline.map((t, second) => {
         const d = summarize(t.delivery);
-        return { second, deliveryP50: d.p50, deliveryP99: d.p99, appendP99: summarize(t.append).p99 };
+        return {
+          second,
+          deliveryP50: d.p50,
+          deliveryP99: d.p99,
+          appendP99: summarize(t.append).p99,
+          missing: t.missing,
+        };
       }),
       postgres: {
         deltaPhase: { ...deltaPhase, apiStatements, consumerStatements },
