@@ -6,7 +6,7 @@
  * The full run ends with the streaming scenario (scripts/bench/streaming.ts): 100 replies streaming
  * at once, 20 deltas per second each, one WebSocket subscriber each.
  *
- *   npm run bench              the full run (~7 minutes)
+ *   npm run bench              the full run (~10 minutes)
  *   npm run bench -- --quick   a short run with fewer, shorter steps (~2 minutes)
  *   npm run bench -- --streaming [--quick]   the streaming scenario alone (`npm run bench:streaming`);
  *                              its results replace the streaming part of latest.json and report.md
