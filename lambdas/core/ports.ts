@@ -222,8 +222,11 @@ export interface StreamLimits {
 export type AppendResult =
   /** Appended: push it to these connections (read atomically with the append). */
   | { readonly kind: "appended"; readonly subscribers: readonly string[] }
-  /** This index was appended before: nothing appended again. */
-  | { readonly kind: "duplicate" }
+  /**
+   * This index was appended before: nothing appended again. `resend`: it is the last one, with
+   * this text — push it to these connections again (the try that applied it may not have).
+   */
+  | { readonly kind: "duplicate"; readonly resend?: readonly string[] }
   | { readonly kind: "out_of_order"; readonly expected: number }
   | { readonly kind: "not_streaming"; readonly state: MessageState }
   /** No append for longer than the idle timeout: the caller closes the stream. */

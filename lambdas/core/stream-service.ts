@@ -146,20 +146,13 @@ export class StreamService {
         .append(threadId, messageId, delta, this.options)
         .catch(unavailableAs("Stream state unavailable; retry this delta"));
       switch (result.kind) {
-        case "appended": {
-          const recipients = result.subscribers.filter((id) => id !== originConnectionId);
-          if (recipients.length > 0) {
-            const frame = eventFrame("message.delta", {
-              message_id: messageId,
-              thread_id: threadId,
-              index: delta.index,
-              text: delta.text,
-            });
-            await this.deps.fanout?.deliver(threadId, recipients, frame);
-          }
+        case "appended":
+          await this.push(threadId, messageId, delta, result.subscribers, originConnectionId);
           return { messageId, threadId, index: delta.index, duplicate: false };
-        }
         case "duplicate":
+          if (result.resend !== undefined) {
+            await this.push(threadId, messageId, delta, result.resend, originConnectionId);
+          }
           return { messageId, threadId, index: delta.index, duplicate: true };
         case "out_of_order":
           throw new ConflictError(
@@ -190,6 +183,25 @@ export class StreamService {
         }
       }
     }
+  }
+
+  /** `message.delta` to the thread's subscribers (best effort: a client that misses one re-reads). */
+  private async push(
+    threadId: string,
+    messageId: string,
+    delta: { index: number; text: string },
+    subscribers: readonly string[],
+    originConnectionId: string | undefined,
+  ): Promise<void> {
+    const recipients = subscribers.filter((id) => id !== originConnectionId);
+    if (recipients.length === 0) return;
+    const frame = eventFrame("message.delta", {
+      message_id: messageId,
+      thread_id: threadId,
+      index: delta.index,
+      text: delta.text,
+    });
+    await this.deps.fanout?.deliver(threadId, recipients, frame);
   }
 
   /** complete / error (the agent) and cancel (the thread's owner, or a service). */

@@ -1125,7 +1125,12 @@ export class FakeStreamStore extends TierFake<keyof StreamStore> implements Stre
     const s = this.streams.get(messageId);
     if (s === undefined || s.opened.thread_id !== threadId) return { kind: "missing" };
     if (s.state !== "streaming") return { kind: "not_streaming", state: s.state };
-    if (delta.index <= s.index) return { kind: "duplicate" };
+    if (delta.index < s.index) return { kind: "duplicate" };
+    if (delta.index === s.index) {
+      return s.content.endsWith(delta.text)
+        ? { kind: "duplicate", resend: [...(this.registry.threadSubscribers.get(threadId) ?? [])] }
+        : { kind: "duplicate" };
+    }
     const now = this.clock.now();
     if (now - s.lastAppendAtMs > limits.idleTimeoutMs) return { kind: "idle" };
     if (delta.index > s.index + 1) return { kind: "out_of_order", expected: s.index + 1 };
@@ -1164,6 +1169,7 @@ export class FakeStreamStore extends TierFake<keyof StreamStore> implements Stre
     if (s.index !== expectedIndex) return { kind: "changed" };
     s.state = final.state ?? "complete";
     s.final = final;
+    s.content = "";
     this.ended.push({
       id: final.id,
       threadId: final.thread_id,

@@ -85,6 +85,28 @@ describe("appending", () => {
     ]);
   });
 
+  it("pushes the last delta again when its retry finds it applied (the try that applied it timed out)", async () => {
+    const { w, open, append, subscribe } = setup();
+    await subscribe("c1");
+    const m = await open();
+    // Applied in the hot tier, but the try never got to push it.
+    await w.streams.append(
+      m.thread_id,
+      m.id,
+      { index: 0, text: "lost?" },
+      { maxDeltas: 10, maxBytes: 100, idleTimeoutMs: IDLE_MS },
+    );
+    expect(await append(m, 0, "lost?")).toMatchObject({ duplicate: true });
+    const deltas = w.notifier.eventsFor("c1").filter((f) => f.type === "message.delta");
+    expect(deltas).toEqual([
+      { type: "message.delta", message_id: m.id, thread_id: m.thread_id, index: 0, text: "lost?" },
+    ]);
+    // An older index repeated is not pushed again.
+    await append(m, 1, "next");
+    await append(m, 0, "lost?");
+    expect(w.notifier.eventsFor("c1").filter((f) => f.type === "message.delta")).toHaveLength(2);
+  });
+
   it("refuses a non-service principal, a delta over its size, and a stream over its budget", async () => {
     const { w, open, append } = setup({ streamMaxDeltas: 2 });
     const m = await open();

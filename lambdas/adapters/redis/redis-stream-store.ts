@@ -21,6 +21,8 @@ import { type Scripts, STREAM_APPEND, STREAM_FINISH, STREAM_OPEN } from "./scrip
 const FIELDS = ["st", "i", "base", "n", "b", "o", "fa", "la", "msg", "fin"] as const;
 /** Ended replies listed per thread for resuming subscribers (the newest; older ones expire too). */
 const ENDED_KEPT = 200;
+/** How long an ended reply's state stays in the hot tier (repeats, resuming subscribers). */
+const ENDED_TTL_SECONDS = 3600;
 
 export class RedisStreamStore implements StreamStore {
   constructor(
@@ -97,7 +99,9 @@ export class RedisStreamStore implements StreamStore {
         case 2:
           return { kind: "not_streaming", state: a as MessageState };
         case 3:
-          return { kind: "duplicate" };
+          return a === undefined
+            ? { kind: "duplicate" }
+            : { kind: "duplicate", resend: (a as string[] | undefined) ?? [] };
         case 4:
           return { kind: "out_of_order", expected: Number(a) };
         case 5:
@@ -144,6 +148,7 @@ export class RedisStreamStore implements StreamStore {
           this.ttlSeconds,
           id,
           ENDED_KEPT,
+          Math.min(this.ttlSeconds, ENDED_TTL_SECONDS),
         ],
       )) as [number, unknown, unknown];
       switch (code) {

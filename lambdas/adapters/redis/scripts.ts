@@ -420,7 +420,8 @@ return 1
 /**
  * KEYS: stream, content, subs. ARGV: index, text, now, idle timeout (ms), most deltas, most bytes,
  * ttl. Returns {0} no state | {1, subscribers} appended | {2, state} not streaming | {3} this
- * index was appended before | {4, next index} out of order | {5} idle too long | {6} too large.
+ * index was appended before ({3, subscribers}: it is the last one, with this text: push it again)
+ * | {4, next index} out of order | {5} idle too long | {6} too large.
  */
 export const STREAM_APPEND: ScriptDefinition = {
   name: "chatStreamAppend",
@@ -431,7 +432,14 @@ local h = redis.call('HMGET', sm, 'st', 'i', 'n', 'b', 'la', 'fa')
 if not h[1] then return {0} end
 if h[1] ~= 'streaming' then return {2, h[1]} end
 local idx, last, now = tonumber(ARGV[1]), tonumber(h[2]), tonumber(ARGV[3])
-if idx <= last then return {3} end
+if idx < last then return {3} end
+if idx == last then
+  -- The last delta again (a retry after a timeout): if it is the one applied, its subscribers may
+  -- never have been sent it (the try that applied it failed before its push): they get it again.
+  local len = string.len(ARGV[2])
+  if len == 0 or redis.call('GETRANGE', sc, -len, -1) == ARGV[2] then return {3, redis.call('SMEMBERS', subs)} end
+  return {3}
+end
 if now - tonumber(h[5]) > tonumber(ARGV[4]) then return {5} end
 if idx > last + 1 then return {4, string.format('%.0f', last + 1)} end
 local n, b = tonumber(h[3]) + 1, tonumber(h[4]) + string.len(ARGV[2])
@@ -447,7 +455,7 @@ return {1, redis.call('SMEMBERS', subs)}
 
 /**
  * KEYS: stream, content, streams, msgs, subs, st, ended. ARGV: expected last index, final message
- * JSON, final state, seq, ttl, message id, most ended replies kept. Ends the stream when no delta
+ * JSON, final state, seq, ttl, message id, most ended replies kept, ttl of an ended reply's state. Ends the stream when no delta
  * arrived after the expected index; the thread's index then holds the final message in place of
  * the opened one, and the ending is listed with the thread's stream position of that moment (a
  * subscriber resuming from a position at or below it is sent the ending). Returns {0} no state |
@@ -470,9 +478,11 @@ if redis.call('ZCOUNT', msgs, ARGV[4], ARGV[4]) > 0 then
 end
 redis.call('ZADD', ended, redis.call('HGET', st, 'pos') or '0', ARGV[6])
 redis.call('ZREMRANGEBYRANK', ended, 0, -1 - tonumber(ARGV[7]))
-redis.call('EXPIRE', ended, ARGV[5])
-redis.call('EXPIRE', sm, ARGV[5])
-redis.call('EXPIRE', sc, ARGV[5])
+redis.call('EXPIRE', ended, ARGV[8])
+-- The final message holds the content now; the ended state is kept a while for repeats and for
+-- resuming subscribers (later, PostgreSQL answers both).
+redis.call('DEL', sc)
+redis.call('EXPIRE', sm, ARGV[8])
 return {1, redis.call('SMEMBERS', subs)}
 `,
 };
