@@ -183,13 +183,14 @@ describe("a reply that streams", () => {
     // A page reloaded mid-reply: subscribe again, catching up from before the reply.
     const socket = await subscribed(thread.id, { sinceSeq: 0 });
     const snapshot = socket.frames.find((f) => f.type === "message.snapshot");
-    expect(snapshot?.message).toMatchObject({ id: m.id, content: "w0 w1 w2 ", delta_index: 2 });
+    if (snapshot === undefined) throw new Error("no message.snapshot frame");
+    expect(snapshot.message).toMatchObject({ id: m.id, content: "w0 w1 w2 ", delta_index: 2 });
     const replayed = socket.frames.find((f) => f.type === "message.created" && f.replay === true);
     expect(replayed?.message).toMatchObject({ id: m.id, content: "w0 w1 w2 ", delta_index: 2 });
     for (let i = 3; i < 6; i++) await append(m.id, i, `w${i} `);
     await waitFor(() => deltasOf(socket, m.id).length === 3 || undefined);
-    let text = (snapshot?.message as WireMessage).content;
-    let last = (snapshot?.message as WireMessage).delta_index as number;
+    let text = (snapshot.message as WireMessage).content;
+    let last = (snapshot.message as WireMessage).delta_index as number;
     for (const f of deltasOf(socket, m.id)) {
       if (f.index !== last + 1) continue;
       text += f.text as string;
