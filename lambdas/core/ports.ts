@@ -237,8 +237,13 @@ export type AppendResult =
 
 export type FinishResult =
   | { readonly kind: "finished"; readonly subscribers: readonly string[] }
-  /** It ended before (this state, this final message). */
-  | { readonly kind: "ended"; readonly state: MessageState; readonly final: Message | null }
+  /** It ended before (this state, this final message), with the thread's subscribers. */
+  | {
+      readonly kind: "ended";
+      readonly state: MessageState;
+      readonly final: Message | null;
+      readonly subscribers: readonly string[];
+    }
   /** A delta arrived since the snapshot the final was built from: build it again. */
   | { readonly kind: "changed" }
   | { readonly kind: "missing" };

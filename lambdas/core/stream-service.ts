@@ -175,9 +175,10 @@ export class StreamService {
           // The hot tier lost it (or never got it): restored from the opened message, taking this
           // delta as the first it holds (docs/streaming.md: what a reader sees then).
           const owned = await this.locate(messageId);
-          if (owned.message.state !== "streaming") throw notStreaming(owned.message.state);
+          const current = (await this.durable(messageId)) ?? owned.message;
+          if (current.state !== "streaming") throw notStreaming(current.state);
           await this.deps.streams
-            .open(owned.message, owned.ownerId, delta.index)
+            .open(current, owned.ownerId, delta.index)
             .catch(unavailableAs("Stream state unavailable; retry this delta"));
           continue;
         }
@@ -224,10 +225,14 @@ export class StreamService {
     const now = this.deps.clock.now();
     if (snapshot === null || snapshot.state !== "streaming") {
       const owned = await this.deps.messages.findById(messageId);
-      if (owned === null || owned.message.state !== "streaming") return null;
-      if (snapshot?.final) {
-        // Ended in the hot tier, but its final message never reached PostgreSQL: send it again.
-        await this.publishFinal(snapshot.final, owned.ownerId);
+      // Not in PostgreSQL yet (its opened record is on its way): look again later.
+      if (owned === null) return snapshot === null ? null : this.options.idleTimeoutMs;
+      if (owned.message.state !== "streaming") return null;
+      const final = snapshot?.final;
+      if (final) {
+        // Ended in the hot tier, but its final message never reached PostgreSQL: sent again (to
+        // SQS and the subscribers), as a repeat of the ending that won.
+        await this.finish(owned, endingOf(final), true);
         return null;
       }
       // The hot tier lost it: held again from now, so a live agent has the full timeout to go on.
@@ -322,40 +327,63 @@ export class StreamService {
     for (let attempt = 0; attempt < 8; attempt++) {
       const snapshot = await this.deps.streams.snapshot(known.thread_id, known.id).catch(unavailable);
       if (snapshot === null) {
-        if (known.state !== "streaming") return this.ended(known, ownerId, ending, strict, false);
-        await this.deps.streams.open(known, ownerId, 0).catch(unavailable);
+        // No state: the durable tier says whether it still streams (the cached copy may be old).
+        const current = (await this.durable(known.id)) ?? known;
+        if (current.state !== "streaming") return this.ended(current, ownerId, ending, strict, null);
+        await this.deps.streams.open(current, ownerId, 0).catch(unavailable);
         continue;
       }
-      if (snapshot.state !== "streaming") {
-        return this.ended(snapshot.final ?? known, ownerId, ending, strict, snapshot.final !== null);
-      }
+      // Also for a stream that ended: the script then answers the ending that won, with whom to tell.
       const final = this.finalOf(snapshot, ending);
       const result = await this.deps.streams.finish(final, ownerId, snapshot.deltaIndex).catch(unavailable);
       if (result.kind === "changed" || result.kind === "missing") continue;
       if (result.kind === "ended") {
-        return this.ended(result.final ?? known, ownerId, ending, strict, result.final !== null);
+        return this.ended(
+          result.final ?? known,
+          ownerId,
+          ending,
+          strict,
+          result.final === null ? null : result.subscribers,
+        );
       }
       await this.publishFinal(final, ownerId);
-      const frame = endingFrame(final);
-      await this.deps.fanout?.deliver(final.thread_id, result.subscribers, frame);
+      await this.deps.fanout?.deliver(final.thread_id, result.subscribers, endingFrame(final));
       return final;
     }
     throw new ServiceUnavailableError("The stream kept changing; retry");
   }
 
-  /** A stream that ended before: the same ending again is answered; another one is a conflict. */
+  /**
+   * A stream that ended before: the same ending again is answered (and, when the hot tier holds
+   * its final message, sent to SQS and the subscribers again: the try that ended it may have
+   * failed before either); another ending is a conflict.
+   */
   private async ended(
     final: Message,
     ownerId: string,
     ending: Ending,
     strict: boolean,
-    republish: boolean,
+    resendTo: readonly string[] | null,
   ): Promise<Message> {
     if (!strict) return final;
     // A message posted whole never streamed: nothing of it can be ended.
     if (final.state === undefined || final.state !== ending.state) throw notStreaming(final.state);
-    if (republish) await this.publishFinal(final, ownerId);
+    if (resendTo !== null) {
+      await this.publishFinal(final, ownerId);
+      await this.deps.fanout?.deliver(final.thread_id, resendTo, endingFrame(final));
+    }
     return final;
+  }
+
+  /** The message as PostgreSQL has it (null: not there yet, or PostgreSQL unreachable). */
+  private durable(messageId: string): Promise<Message | null> {
+    return bestEffort(
+      this.deps.diagnostics,
+      "could not read a streamed reply from PostgreSQL",
+      { messageId },
+      async () => (await this.deps.messages.findById(messageId))?.message ?? null,
+      null,
+    );
   }
 
   private finalOf(snapshot: StreamSnapshot, ending: Ending): Message {
@@ -412,6 +440,12 @@ export class StreamService {
     return Math.max(1, Math.ceil(ms / 1000) + 1);
   }
 }
+
+/** The ending that produced a final message (to repeat it). */
+const endingOf = (final: Message): Ending => ({
+  state: final.state === "streaming" || final.state === undefined ? "complete" : final.state,
+  finishReason: final.finish_reason ?? "stop",
+});
 
 /** A reply still streaming, as a reader sees it: its content so far and the last index in it. */
 const withDeltas = (snapshot: StreamSnapshot): Message => ({

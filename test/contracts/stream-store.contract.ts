@@ -229,6 +229,7 @@ export const streamStoreContract = (name: string, make: () => Promise<StreamHarn
         kind: "ended",
         state: "cancelled",
         final: cancelled,
+        subscribers: [],
       });
       expect(await append(m, 0, "a")).toEqual({ kind: "not_streaming", state: "cancelled" });
     });

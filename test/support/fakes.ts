@@ -1165,7 +1165,15 @@ export class FakeStreamStore extends TierFake<keyof StreamStore> implements Stre
     this.enter("finish", final.id, final.state);
     const s = this.streams.get(final.id);
     if (s === undefined) return { kind: "missing" };
-    if (s.state !== "streaming") return { kind: "ended", state: s.state, final: s.final };
+    if (s.state !== "streaming") {
+      if (s.final !== null) this.cache.byId.set(final.id, { message: s.final, ownerId });
+      return {
+        kind: "ended",
+        state: s.state,
+        final: s.final,
+        subscribers: [...(this.registry.threadSubscribers.get(final.thread_id) ?? [])],
+      };
+    }
     if (s.index !== expectedIndex) return { kind: "changed" };
     s.state = final.state ?? "complete";
     s.final = final;

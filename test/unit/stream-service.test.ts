@@ -228,6 +228,46 @@ describe("ending", () => {
     }
   });
 
+  it("tells the subscribers when a repeated ending succeeds where the first failed after the hot tier decided", async () => {
+    const { w, open, subscribe } = setup();
+    await subscribe("c1");
+    const m = await open();
+    w.publisher.fail("publish");
+    expect(
+      await caught(w.streamService.end(agent, m.id, { state: "complete", finishReason: "stop" })),
+    ).toBeInstanceOf(ServiceUnavailableError);
+    w.publisher.heal();
+    const final = await w.streamService.end(agent, m.id, { state: "complete", finishReason: "stop" });
+    expect(w.publisher.envelopes.at(-1)?.message).toEqual(final);
+    const endings = w.notifier.eventsFor("c1").filter((f) => f.type === "message.completed");
+    expect(endings).toEqual([
+      expect.objectContaining({ message: expect.objectContaining({ id: m.id, state: "complete" }) }),
+    ]);
+  });
+
+  it("does not hold again a reply PostgreSQL has ended, whatever an old cached copy says", async () => {
+    const { w, open, append } = setup();
+    const m = await open();
+    await w.persistService.process(w.publisher.records());
+    const final = await w.streamService.end(agent, m.id, {
+      state: "complete",
+      finishReason: "stop",
+      content: "done",
+    });
+    await w.persistService.process(w.publisher.records());
+    // The hot tier lost the stream; its lookup by id still has the opened copy.
+    w.streams.clear();
+    w.cache.byId.set(m.id, { message: m, ownerId: "alice" });
+    expect(await caught(append(m, 0, "late"))).toMatchObject({ code: "message_not_streaming" });
+    expect(
+      await caught(w.streamService.end(alice, m.id, { state: "cancelled", finishReason: "cancelled" })),
+    ).toMatchObject({
+      code: "message_not_streaming",
+    });
+    expect(w.streams.streams.has(m.id)).toBe(false);
+    expect((await w.messages.findById(m.id))?.message).toEqual(final);
+  });
+
   it("refuses another ending after one won, with 409", async () => {
     const { w, open } = setup();
     const m = await open();
@@ -300,7 +340,19 @@ describe("the idle check", () => {
     w.clock.advance(7_000);
     expect(await w.streamService.check(m.thread_id, m.id)).toBeNull();
     expect(w.streams.streams.get(m.id)?.final).toMatchObject({ state: "error", finish_reason: "timeout" });
+    // Once PostgreSQL has the final form, a later look finds nothing left to watch.
+    await w.persistService.process(w.publisher.records());
+    expect((await w.messages.findById(m.id))?.message).toMatchObject({ state: "error" });
     expect(await w.streamService.check(m.thread_id, m.id)).toBeNull();
+  });
+
+  it("looks again later when PostgreSQL does not have the opened reply yet", async () => {
+    const { w, open } = setup();
+    const m = await open();
+    w.clock.advance(IDLE_MS);
+    await w.streamService.end(agent, m.id, { state: "complete", finishReason: "stop" });
+    // The opened record is still on its way to PostgreSQL: the watch goes on.
+    expect(await w.streamService.check(m.thread_id, m.id)).toBe(IDLE_MS);
   });
 
   it("holds a stream the hot tier lost again, giving a live agent the whole timeout", async () => {

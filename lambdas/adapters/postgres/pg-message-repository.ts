@@ -174,21 +174,38 @@ export class PgMessageRepository implements MessageRepository {
 
   persistBatch(messages: readonly OwnedMessage[]): Promise<CommitResult[]> {
     return this.guard.run(async () => {
-      const { rows } = await this.pool.query<Row>(PERSIST_BATCH, [
-        recordsetJson(messages.map((m) => m.message)),
-      ]);
-      const results = rows.map((row) => ({ message: toMessage(row), inserted: row.inserted }));
-      const seen = new Set(results.map((r) => r.message.id));
-      const missing = [...new Set(messages.map((m) => m.message.id))].filter((id) => !seen.has(id));
-      if (missing.length === 0) return results;
-      const { rows: late } = await this.pool.query<Row>(BY_IDS, [missing]);
-      const found = new Set(late.map((r) => r.id));
-      const collided = missing.filter((id) => !found.has(id));
-      if (collided.length > 0) {
-        throw new SeqCollisionError(`(thread_id, seq) taken by another message for ${collided.join(", ")}`);
-      }
-      return [...results, ...late.map((row) => ({ message: toMessage(row), inserted: false }))];
+      const results = await this.persistOnce(messages);
+      // A final whose opened row another transaction was inserting when this statement took its
+      // snapshot: the UPDATE saw no row, the INSERT waited and did nothing, so the row is still
+      // the opened one. A new statement sees it and replaces it (the first final stored wins).
+      const finals = new Map(
+        messages
+          .filter((m) => m.message.state !== undefined && m.message.state !== "streaming")
+          .map((m) => [m.message.id, m]),
+      );
+      const stale = results.filter((r) => finals.has(r.message.id) && r.message.state === "streaming");
+      if (stale.length === 0) return results;
+      const again = await this.persistOnce(stale.flatMap((r) => finals.get(r.message.id) ?? []));
+      const redone = new Map(again.map((r) => [r.message.id, r]));
+      return results.map((r) => redone.get(r.message.id) ?? r);
     });
+  }
+
+  private async persistOnce(messages: readonly OwnedMessage[]): Promise<CommitResult[]> {
+    const { rows } = await this.pool.query<Row>(PERSIST_BATCH, [
+      recordsetJson(messages.map((m) => m.message)),
+    ]);
+    const results = rows.map((row) => ({ message: toMessage(row), inserted: row.inserted }));
+    const seen = new Set(results.map((r) => r.message.id));
+    const missing = [...new Set(messages.map((m) => m.message.id))].filter((id) => !seen.has(id));
+    if (missing.length === 0) return results;
+    const { rows: late } = await this.pool.query<Row>(BY_IDS, [missing]);
+    const found = new Set(late.map((r) => r.id));
+    const collided = missing.filter((id) => !found.has(id));
+    if (collided.length > 0) {
+      throw new SeqCollisionError(`(thread_id, seq) taken by another message for ${collided.join(", ")}`);
+    }
+    return [...results, ...late.map((row) => ({ message: toMessage(row), inserted: false }))];
   }
 
   commit(message: Omit<Message, "seq"> & { seq: number | null }): Promise<CommitResult | null> {

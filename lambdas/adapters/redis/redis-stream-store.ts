@@ -129,7 +129,7 @@ export class RedisStreamStore implements StreamStore {
     const { thread_id: threadId, id } = final;
     const json = serializeMessage(final);
     return this.guard.run(async () => {
-      const [code, a, b] = (await this.scripts.run(
+      const [code, a, b, c] = (await this.scripts.run(
         STREAM_FINISH,
         [
           this.keys.stream(threadId, id),
@@ -150,7 +150,7 @@ export class RedisStreamStore implements StreamStore {
           ENDED_KEPT,
           Math.min(this.ttlSeconds, ENDED_TTL_SECONDS),
         ],
-      )) as [number, unknown, unknown];
+      )) as [number, unknown, unknown, unknown];
       switch (code) {
         case 0:
           return { kind: "missing" };
@@ -162,12 +162,25 @@ export class RedisStreamStore implements StreamStore {
             this.ttlSeconds,
           );
           return { kind: "finished", subscribers: (a as string[] | undefined) ?? [] };
-        case 2:
+        case 2: {
+          const ended = typeof b === "string" && b !== "" ? (JSON.parse(b) as Message) : null;
+          // The lookup by id is written beside the script (another slot): written again here, in
+          // case the try that ended the stream failed before it did.
+          if (ended !== null) {
+            await this.client.set(
+              this.keys.message(id),
+              JSON.stringify({ o: ownerId, m: ended }),
+              "EX",
+              this.ttlSeconds,
+            );
+          }
           return {
             kind: "ended",
             state: a as MessageState,
-            final: typeof b === "string" && b !== "" ? (JSON.parse(b) as Message) : null,
+            final: ended,
+            subscribers: (c as string[] | undefined) ?? [],
           };
+        }
         default:
           return { kind: "changed" };
       }

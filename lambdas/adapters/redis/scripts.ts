@@ -459,7 +459,8 @@ return {1, redis.call('SMEMBERS', subs)}
  * arrived after the expected index; the thread's index then holds the final message in place of
  * the opened one, and the ending is listed with the thread's stream position of that moment (a
  * subscriber resuming from a position at or below it is sent the ending). Returns {0} no state |
- * {1, subscribers} ended now | {2, state, final JSON or ""} ended before | {3} a delta arrived.
+ * {1, subscribers} ended now | {2, state, final JSON or "", subscribers} ended before | {3} a
+ * delta arrived.
  */
 export const STREAM_FINISH: ScriptDefinition = {
   name: "chatStreamFinish",
@@ -468,7 +469,7 @@ export const STREAM_FINISH: ScriptDefinition = {
 local sm, sc, open, msgs, subs, st, ended = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local h = redis.call('HMGET', sm, 'st', 'i', 'fin')
 if not h[1] then return {0} end
-if h[1] ~= 'streaming' then return {2, h[1], h[3] or ''} end
+if h[1] ~= 'streaming' then return {2, h[1], h[3] or '', redis.call('SMEMBERS', subs)} end
 if h[2] ~= ARGV[1] then return {3} end
 redis.call('HSET', sm, 'st', ARGV[3], 'fin', ARGV[2])
 redis.call('SREM', open, ARGV[6])
