@@ -135,8 +135,9 @@ export interface MessageCache {
   install(input: ThreadInstall): Promise<void>;
   getThread(id: string): Promise<Thread | null>;
   /**
-   * A changed thread record (renamed, archived): replaces the hot state's copy if there is one;
-   * answers the thread's subscribers, to tell them.
+   * A thread record changed (renamed, archived): the hot state forgets its copy (the next use
+   * installs it again from PostgreSQL; the stream position and messages stay); answers the
+   * thread's subscribers, to tell them.
    */
   updateThread(thread: Thread): Promise<readonly string[]>;
   reserve(input: ReserveInput): Promise<Reservation>;
@@ -203,6 +204,7 @@ export interface StreamSnapshot {
   /** The first index the content holds: above 0 when the hot tier lost the earlier deltas. */
   readonly baseIndex: number;
   readonly deltaCount: number;
+  /** The content's size as a queue record carries it (JSON-escaped; see queue-body.ts). */
   readonly bytes: number;
   readonly openedAtMs: number;
   readonly firstDeltaAtMs: number | null;

@@ -400,8 +400,8 @@ export class StreamService {
         usage: ending.usage ?? null,
         error: ending.error ?? null,
         first_delta_ms:
-          snapshot.firstDeltaAtMs === null ? null : snapshot.firstDeltaAtMs - snapshot.openedAtMs,
-        duration_ms: Math.max(0, now - snapshot.openedAtMs),
+          snapshot.firstDeltaAtMs === null ? null : clampMs(snapshot.firstDeltaAtMs - snapshot.openedAtMs),
+        duration_ms: clampMs(now - snapshot.openedAtMs),
       }),
     };
   }
@@ -440,6 +440,9 @@ export class StreamService {
     return Math.max(1, Math.ceil(ms / 1000) + 1);
   }
 }
+
+/** Timings are stored as 32-bit integers (PostgreSQL `integer`): about 24 days at most. */
+const clampMs = (ms: number): number => Math.min(2_147_483_647, Math.max(0, ms));
 
 /** The ending that produced a final message (to repeat it). */
 const endingOf = (final: Message): Ending => ({

@@ -71,6 +71,9 @@ export const decodeThreadCursor = (cursor: string): ThreadCursor => {
 
 export type ExportFormat = "json" | "markdown";
 
+/** What a part costs in the Lambda's answer, which carries the body as a JSON string. */
+const answerBytes = (part: string): number => Buffer.byteLength(JSON.stringify(part), "utf8") - 2;
+
 /** Messages read per page of an export. */
 const EXPORT_PAGE = 100;
 
@@ -89,7 +92,7 @@ const jsonExport = (thread: Thread, exportedAt: string): ExportWriter => {
     add(message) {
       const part = `${count++ === 0 ? "" : ","}${JSON.stringify(toWire(message))}`;
       parts.push(part);
-      return Buffer.byteLength(part, "utf8");
+      return answerBytes(part);
     },
     end: () => `${parts.join("")}]}`,
   };
@@ -103,7 +106,7 @@ const markdownExport = (thread: Thread, exportedAt: string): ExportWriter => {
       const state = message.state !== undefined && message.state !== "complete" ? ` (${message.state})` : "";
       const part = `\n---\n\n**${message.role}** · ${message.user_id} · ${when} UTC${state}\n\n${message.content}\n`;
       parts.push(part);
-      return Buffer.byteLength(part, "utf8");
+      return answerBytes(part);
     },
     end: () => parts.join(""),
   };

@@ -71,7 +71,8 @@ const fields = z.object({
   JWT_ROLES_CLAIM: z.string().default("roles"),
   JWT_CLOCK_TOLERANCE_SECONDS: int(0, 300).default(5),
 
-  MAX_BODY_BYTES: int(1024).default(65536),
+  /** Also a streamed reply's complete, whose `content` may be STREAM_MAX_BYTES once JSON-escaped. */
+  MAX_BODY_BYTES: int(1024).default(262144),
   MAX_MESSAGE_BYTES: int(1).default(16384),
   MAX_METADATA_BYTES: int(2).default(4096),
   MAX_TITLE_LENGTH: int(1).default(200),
@@ -82,7 +83,10 @@ const fields = z.object({
   STREAM_IDLE_TIMEOUT_SECONDS: int(1, 86400).default(120),
   STREAM_MAX_DELTA_BYTES: int(1).default(4096),
   STREAM_MAX_DELTAS: int(1).default(10000),
-  /** Largest streamed reply, UTF-8 bytes (its final form travels through SQS: keep it well under 256 KiB). */
+  /**
+   * Largest streamed reply, in bytes as a queue record carries it (JSON-escaped; an emoji counts
+   * 12): its final form travels through SQS, whose records hold 256 KiB.
+   */
   STREAM_MAX_BYTES: int(1, 131072).default(65536),
 
   /** Largest thread export, UTF-8 bytes (413 `export_too_large`: page the history instead); Lambda answers at most 6 MB. */

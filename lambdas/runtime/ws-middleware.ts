@@ -43,10 +43,14 @@ const base = <E extends APIGatewayProxyWebsocketEventV2>() =>
       },
     });
 
+/** API Gateway takes WebSocket messages of up to 128 KB; frames are refused well below that. */
+const MAX_FRAME_BYTES = 64 * 1024;
+
 const parseFrame = (body: string | undefined): Record<string, unknown> => {
   const raw = body ?? "";
-  if (Buffer.byteLength(raw, "utf8") > config().MAX_BODY_BYTES) {
-    throw new PayloadTooLargeError("payload_too_large", `frame exceeds ${config().MAX_BODY_BYTES} bytes`);
+  const limit = Math.min(config().MAX_BODY_BYTES, MAX_FRAME_BYTES);
+  if (Buffer.byteLength(raw, "utf8") > limit) {
+    throw new PayloadTooLargeError("payload_too_large", `frame exceeds ${limit} bytes`);
   }
   let frame: unknown;
   try {

@@ -161,11 +161,15 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect(following?.position).toEqual(s.position);
       });
 
-      it("replaces the record of a changed thread, keeping the state, and answers its subscribers", async () => {
+      it("forgets the record of a changed thread, keeping the state, and answers its subscribers", async () => {
         const { s } = await post();
         await h.cache.follow(thread.id, "c-upd", null, 10);
         const archived = { ...thread, title: "archived", archived_at_ms: 1_800_000_000_000 };
         expect(await h.cache.updateThread(archived)).toEqual(["c-upd"]);
+        expect(await h.cache.getThread(thread.id)).toBeNull();
+        expect(await h.cache.reserve(attempt().input)).toEqual({ kind: "unknown_thread" });
+        // Installed again (from PostgreSQL's copy): the stream position is where it was.
+        await h.cache.install({ thread: archived, lastSeq: 0, genesis: false });
         expect(await h.cache.getThread(thread.id)).toEqual(archived);
         expect((await h.cache.follow(thread.id, "c-upd", null, 10))?.position).toEqual(s.position);
         // A thread the hot tier does not hold stays out of it.

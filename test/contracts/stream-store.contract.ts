@@ -176,11 +176,16 @@ export const streamStoreContract = (name: string, make: () => Promise<StreamHarn
       expect(await h.streams.snapshot(thread.id, m.id)).toMatchObject({ deltaCount: 5, content: "yyyyy" });
     });
 
-    it("measures the byte budget in UTF-8 bytes", async () => {
+    it("measures the byte budget as a queue record carries the text (JSON-escaped: an emoji counts 12)", async () => {
       const m = await openReply();
       expect((await append(m, 0, "é".repeat(20))).kind).toBe("appended");
       expect(await append(m, 1, "é")).toEqual({ kind: "too_large" });
       expect((await h.streams.snapshot(thread.id, m.id))?.bytes).toBe(40);
+      const n = await openReply();
+      expect((await append(n, 0, "😀😀😀")).kind).toBe("appended");
+      expect(await append(n, 1, "😀")).toEqual({ kind: "too_large" });
+      expect(await append(n, 1, '"')).toMatchObject({ kind: "appended" });
+      expect((await h.streams.snapshot(thread.id, n.id))?.bytes).toBe(38);
     });
 
     it("says a stream idle past the timeout is idle, and does not append to it", async () => {

@@ -167,7 +167,7 @@ describe("malformed requests", () => {
     expectError(await post({ message: "x".repeat(16_385) }), 413, "message_too_large");
     expectError(await post({ message: "é".repeat(8_193) }), 413, "message_too_large");
     expectError(
-      await post(undefined, JSON.stringify({ message: "x".repeat(70_000) })),
+      await post(undefined, JSON.stringify({ message: "x".repeat(270_000) })),
       413,
       "payload_too_large",
     );

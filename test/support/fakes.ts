@@ -65,6 +65,7 @@ import type {
   TokenVerifier,
 } from "../../lambdas/core/ports.ts";
 import { isStreamCheck } from "../../lambdas/core/ports.ts";
+import { queueBytes } from "../../lambdas/core/queue-body.ts";
 import {
   type QueueRecord,
   type RetryPolicy,
@@ -288,7 +289,8 @@ const idempotencySlot = (threadId: string, key: string): string => `${threadId}\
 // ------------------------------------------------------------------ Redis: message cache
 
 interface FakeThreadState {
-  meta: Thread;
+  /** null: forgotten (a changed thread): the next use installs it again. */
+  meta: Thread | null;
   seq: number;
   pos: number;
   epoch: string;
@@ -394,7 +396,7 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
   async updateThread(thread: Thread): Promise<readonly string[]> {
     this.enter("updateThread", thread.id);
     const state = this.states.get(thread.id);
-    if (state !== undefined) state.meta = thread;
+    if (state !== undefined) state.meta = null;
     return this.registry.subscribersOf(thread.id);
   }
 
@@ -406,18 +408,19 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
   async reserve(input: ReserveInput): Promise<Reservation> {
     this.enter("reserve", input);
     const st = this.states.get(input.threadId);
-    if (st === undefined) return { kind: "unknown_thread" };
-    if (input.ownerId !== null && st.meta.owner_id !== input.ownerId) return { kind: "not_found" };
+    const meta = st?.meta ?? null;
+    if (st === undefined || meta === null) return { kind: "unknown_thread" };
+    if (input.ownerId !== null && meta.owner_id !== input.ownerId) return { kind: "not_found" };
     const now = this.clock.now();
     const slot = idempotencySlot(input.threadId, input.idempotencyKey);
     const rec = this.idempotency.get(slot);
     if (rec !== undefined) {
       if (rec.h !== input.fingerprint) return { kind: "mismatch" };
-      if (rec.s === "c") return { kind: "replay", thread: st.meta, message: st.index.get(rec.q) ?? null };
+      if (rec.s === "c") return { kind: "replay", thread: meta, message: st.index.get(rec.q) ?? null };
       const reserved = (takeover: boolean, verify: boolean) =>
         ({
           kind: "reserved",
-          thread: st.meta,
+          thread: meta,
           seq: rec.q,
           createdAtMs: rec.c,
           takeover,
@@ -449,7 +452,7 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
       u: false,
       x: verify ? "v" : "",
     });
-    return { kind: "reserved", thread: st.meta, seq, createdAtMs: input.nowMs, takeover: false, verify };
+    return { kind: "reserved", thread: meta, seq, createdAtMs: input.nowMs, takeover: false, verify };
   }
 
   async store(
@@ -1134,7 +1137,7 @@ export class FakeStreamStore extends TierFake<keyof StreamStore> implements Stre
     const now = this.clock.now();
     if (now - s.lastAppendAtMs > limits.idleTimeoutMs) return { kind: "idle" };
     if (delta.index > s.index + 1) return { kind: "out_of_order", expected: s.index + 1 };
-    const bytes = s.bytes + Buffer.byteLength(delta.text, "utf8");
+    const bytes = s.bytes + queueBytes(delta.text);
     if (s.count + 1 > limits.maxDeltas || bytes > limits.maxBytes) return { kind: "too_large" };
     Object.assign(s, {
       index: delta.index,

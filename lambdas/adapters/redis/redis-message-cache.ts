@@ -94,7 +94,7 @@ export class RedisMessageCache implements MessageCache {
       const subscribers = await this.scripts.run(
         UPDATE_THREAD,
         [this.keys.threadState(thread.id), this.keys.threadSubscribers(thread.id)],
-        [serializeThread(thread), thread.owner_id],
+        [],
       );
       return (subscribers as string[] | undefined) ?? [];
     });

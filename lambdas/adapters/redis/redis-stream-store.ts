@@ -13,6 +13,7 @@ import type {
   StreamSnapshot,
   StreamStore,
 } from "../../core/ports.ts";
+import { queueBytes } from "../../core/queue-body.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 import type { RedisClient } from "./client.ts";
 import type { RedisKeys } from "./keys.ts";
@@ -89,6 +90,7 @@ export class RedisStreamStore implements StreamStore {
           limits.maxDeltas,
           limits.maxBytes,
           this.ttlSeconds,
+          queueBytes(delta.text),
         ],
       )) as [number, unknown];
       switch (code) {

@@ -102,14 +102,15 @@ return 1
 };
 
 /**
- * KEYS: st, subs. ARGV: thread JSON, owner id. Replaces the thread record if the hot state exists;
- * returns the subscriber set either way.
+ * KEYS: st, subs. Forgets the thread record (the next use installs it again from PostgreSQL, which
+ * holds the changes in their order: two changes whose hot-tier writes crossed cannot leave the
+ * older one here); returns the subscriber set.
  */
 export const UPDATE_THREAD: ScriptDefinition = {
   name: "chatUpdateThread",
   keys: 2,
   lua: `
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'meta', ARGV[1], 'own', ARGV[2]) end
+redis.call('HDEL', KEYS[1], 'meta')
 return redis.call('SMEMBERS', KEYS[2])
 `,
 };
@@ -419,7 +420,7 @@ return 1
 
 /**
  * KEYS: stream, content, subs. ARGV: index, text, now, idle timeout (ms), most deltas, most bytes,
- * ttl. Returns {0} no state | {1, subscribers} appended | {2, state} not streaming | {3} this
+ * ttl, the text's bytes in a queue record (the budget counts those: the final message must fit one). Returns {0} no state | {1, subscribers} appended | {2, state} not streaming | {3} this
  * index was appended before ({3, subscribers}: it is the last one, with this text: push it again)
  * | {4, next index} out of order | {5} idle too long | {6} too large.
  */
@@ -442,7 +443,7 @@ if idx == last then
 end
 if now - tonumber(h[5]) > tonumber(ARGV[4]) then return {5} end
 if idx > last + 1 then return {4, string.format('%.0f', last + 1)} end
-local n, b = tonumber(h[3]) + 1, tonumber(h[4]) + string.len(ARGV[2])
+local n, b = tonumber(h[3]) + 1, tonumber(h[4]) + tonumber(ARGV[8])
 if n > tonumber(ARGV[5]) or b > tonumber(ARGV[6]) then return {6} end
 redis.call('APPEND', sc, ARGV[2])
 redis.call('HSET', sm, 'i', ARGV[1], 'n', tostring(n), 'b', tostring(b), 'la', ARGV[3])

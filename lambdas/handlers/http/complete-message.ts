@@ -4,6 +4,7 @@
  */
 import { PayloadTooLargeError } from "../../core/errors.ts";
 import { toWire } from "../../core/model.ts";
+import { queueBytes } from "../../core/queue-body.ts";
 import { parseEnding, parseId } from "../../core/validation.ts";
 import { limits, streamOptions, streamService } from "../../runtime/container.ts";
 import { httpHandler } from "../../runtime/http-middleware.ts";
@@ -13,7 +14,7 @@ export const handler = httpHandler(
     const messageId = parseId(params.messageId, "messageId");
     const ending = parseEnding(body, limits());
     const { maxBytes } = streamOptions();
-    if (ending.content !== undefined && Buffer.byteLength(ending.content, "utf8") > maxBytes) {
+    if (ending.content !== undefined && queueBytes(ending.content) > maxBytes) {
       throw new PayloadTooLargeError("stream_too_large", `a reply may hold ${maxBytes} bytes`);
     }
     const final = await (await streamService()).end(principal, messageId, ending);
