@@ -1474,6 +1474,8 @@ export const createWorld = (options: WorldOptions = {}) => {
     messages,
     cache,
     access,
+    reader,
+    fanout,
     rateLimiter,
     clock,
     diagnostics,

@@ -193,3 +193,92 @@ describe("ThreadService.get", () => {
     expect(await caught(w.threadService.get(alice, thread.id))).toBeInstanceOf(ServiceUnavailableError);
   });
 });
+
+describe("ThreadService.update", () => {
+  const setup = () => {
+    const w = createWorld();
+    const thread = w.cachedThread("alice", { title: "draft" });
+    w.registry.connections.set("c1", { connectionId: "c1", principal: alice, connectedAt: 0 });
+    return { w, thread };
+  };
+
+  it("renames a thread for its owner, makes the hot tier forget its copy, and tells the subscribers", async () => {
+    const { w, thread } = setup();
+    await w.subscriptionService.subscribe(
+      { connectionId: "c1", principal: alice, connectedAt: 0 },
+      thread.id,
+      {},
+    );
+    const updated = await w.threadService.update(alice, thread.id, { title: "Trip", metadata: { k: 1 } });
+    expect(updated).toEqual({ ...thread, title: "Trip", metadata: { k: 1 } });
+    expect(await w.threads.get(thread.id)).toEqual(updated);
+    expect(await w.cache.getThread(thread.id)).toBeNull();
+    const frames = w.notifier.eventsFor("c1").filter((f) => f.type === "thread.updated");
+    expect(frames).toEqual([{ type: "thread.updated", thread: { ...updated, archived: false } }]);
+  });
+
+  it("lets a service principal set the title and metadata but not archive; hides the thread from others", async () => {
+    const { w, thread } = setup();
+    expect(await w.threadService.update(service("agent"), thread.id, { title: "Named" })).toMatchObject({
+      title: "Named",
+    });
+    expect(
+      await caught(w.threadService.update(service("agent"), thread.id, { archived: true })),
+    ).toMatchObject({
+      code: "role_not_allowed",
+    });
+    expect(await caught(w.threadService.update(user("bob"), thread.id, { title: "x" }))).toBeInstanceOf(
+      NotFoundError,
+    );
+  });
+
+  it("archives (keeping the first time) and unarchives", async () => {
+    const { w, thread } = setup();
+    const at = w.clock.now();
+    expect((await w.threadService.update(alice, thread.id, { archived: true })).archived_at_ms).toBe(at);
+    w.clock.advance(1000);
+    expect((await w.threadService.update(alice, thread.id, { archived: true })).archived_at_ms).toBe(at);
+    expect(
+      (await w.threadService.update(alice, thread.id, { archived: false })).archived_at_ms,
+    ).toBeUndefined();
+  });
+});
+
+describe("ThreadService.export", () => {
+  it("writes every message in seq order across pages, as JSON or Markdown", async () => {
+    const w = createWorld();
+    const thread = w.cachedThread("alice", { title: "Long" });
+    const ids: string[] = [];
+    for (let i = 0; i < 130; i++) {
+      w.clock.advance(1);
+      ids.push(
+        (await w.acceptor.accept({ principal: alice, threadId: thread.id, input: postInput(`m${i}`) }))
+          .message.id,
+      );
+    }
+    const json = await w.threadService.export(alice, thread.id, "json", 5_000_000);
+    const parsed = JSON.parse(json.body) as {
+      thread: { id: string; archived: boolean };
+      messages: { id: string; state: string }[];
+    };
+    expect(parsed.thread).toMatchObject({ id: thread.id, archived: false });
+    expect(parsed.messages.map((m) => m.id)).toEqual(ids);
+    expect(parsed.messages[0]?.state).toBe("complete");
+    expect(json.contentType).toBe("application/json; charset=utf-8");
+    const md = await w.threadService.export(alice, thread.id, "markdown", 5_000_000);
+    expect(md.body.startsWith("# Long\n")).toBe(true);
+    expect(md.body.split("**user** · alice").length - 1).toBe(130);
+  });
+
+  it("refuses an export over its limit with 413 export_too_large, and another user's thread with 404", async () => {
+    const w = createWorld();
+    const thread = w.cachedThread("alice");
+    await w.acceptor.accept({ principal: alice, threadId: thread.id, input: postInput("x".repeat(2000)) });
+    expect(await caught(w.threadService.export(alice, thread.id, "json", 1024))).toMatchObject({
+      code: "export_too_large",
+    });
+    expect(await caught(w.threadService.export(user("bob"), thread.id, "json", 1024))).toBeInstanceOf(
+      NotFoundError,
+    );
+  });
+});
