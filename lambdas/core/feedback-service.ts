@@ -144,11 +144,10 @@ export class FeedbackService {
         "Feedback is given by the thread's owner, not by a service",
       );
     }
-    // Another user's thread, or no such message: 404 either way.
+    // Another user's thread, no such message, or one that is not a reply: 404 each time (only
+    // assistant replies take feedback; a user's or system message is no feedback target).
     const { value, source } = await this.deps.reader.message(principal, messageId);
-    if (value.role !== "assistant") {
-      throw new ConflictError("feedback_not_allowed", "Only assistant replies take feedback");
-    }
+    if (value.role !== "assistant") throw messageNotFound();
     return { reply: value, source };
   }
 

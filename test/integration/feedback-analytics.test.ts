@@ -189,8 +189,8 @@ describe("feedback on a reply", () => {
         request_id: expect.any(String),
       });
     };
-    expectError(await putFeedback(question.id, { rating: "up" }), 409, "feedback_not_allowed");
-    expectError(await deleteFeedback(question.id), 409, "feedback_not_allowed");
+    expectError(await putFeedback(question.id, { rating: "up" }), 404, "message_not_found");
+    expectError(await deleteFeedback(question.id), 404, "message_not_found");
     expectError(await putFeedback(reply.id, { rating: "up" }, bob), 404, "message_not_found");
     expectError(await deleteFeedback(reply.id, bob), 404, "message_not_found");
     expectError(await putFeedback(reply.id, { rating: "up" }, root), 404, "message_not_found");

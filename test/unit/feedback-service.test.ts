@@ -186,7 +186,7 @@ describe("FeedbackService.put", () => {
   });
 
   it.each(["user", "system"] as const)(
-    "refuses feedback on a %s message: 409 feedback_not_allowed",
+    "answers feedback on a %s message like a missing one: 404 message_not_found",
     async (role) => {
       const { w, svc, feedback, thread } = setup();
       const message = storedReply(w, thread, {
@@ -195,10 +195,10 @@ describe("FeedbackService.put", () => {
         usage: null,
       });
       expect(await caught(svc.put(alice, message.id, UP))).toMatchObject({
-        kind: "conflict",
-        code: "feedback_not_allowed",
+        kind: "not_found",
+        code: "message_not_found",
       });
-      expect(await caught(svc.remove(alice, message.id))).toMatchObject({ code: "feedback_not_allowed" });
+      expect(await caught(svc.remove(alice, message.id))).toMatchObject({ code: "message_not_found" });
       expect(feedback.calls).toEqual([]);
     },
   );
