@@ -10,17 +10,21 @@ import { batchRequests, MAX_REQUEST_BYTES, RejectedEntriesError } from "./batch.
 import { sqsBody } from "./body.ts";
 
 /**
- * Splits messages into envelope bodies of at most `maxBytes` each: `{"v":1,"messages":[...]}`, the
- * shape core/records.ts parses, with each message encoded for SQS.
+ * Splits items into envelope bodies of at most `maxBytes` each, in order: `{"v":1,"<field>":[...]}`,
+ * the shapes core/records.ts parses, with each item encoded for SQS.
  */
-export const packEnvelopes = (messages: readonly Message[], maxBytes = MAX_REQUEST_BYTES): string[] => {
-  const head = '{"v":1,"messages":[';
+export const packEnvelopeBodies = (
+  field: "messages" | "feedback",
+  items: readonly unknown[],
+  maxBytes = MAX_REQUEST_BYTES,
+): string[] => {
+  const head = `{"v":1,"${field}":[`;
   const tail = "]}";
   const bodies: string[] = [];
   let current: string[] = [];
   let size = Buffer.byteLength(head + tail);
-  for (const message of messages) {
-    const encoded = sqsBody(message);
+  for (const item of items) {
+    const encoded = sqsBody(item);
     const bytes = Buffer.byteLength(encoded) + 1;
     if (current.length > 0 && size + bytes > maxBytes) {
       bodies.push(head + current.join(",") + tail);
@@ -34,6 +38,43 @@ export const packEnvelopes = (messages: readonly Message[], maxBytes = MAX_REQUE
   return bodies;
 };
 
+/** Messages in envelope bodies of at most `maxBytes` each. */
+export const packEnvelopes = (messages: readonly Message[], maxBytes = MAX_REQUEST_BYTES): string[] =>
+  packEnvelopeBodies("messages", messages, maxBytes);
+
+/**
+ * Sends envelope bodies to the analytics queue in as few SendMessageBatch calls as the limits
+ * allow; an entry the queue refuses fails the whole send (`what` names the envelopes).
+ */
+export const sendEnvelopes = async (
+  client: SQSClient,
+  queueUrl: string,
+  guard: TierGuard,
+  bodies: readonly string[],
+  what: string,
+): Promise<void> => {
+  const requests = batchRequests([...bodies], (body) => Buffer.byteLength(body));
+  await Promise.all(
+    requests.map((entries) =>
+      guard.run(async () => {
+        const result = await client.send(
+          new SendMessageBatchCommand({
+            QueueUrl: queueUrl,
+            Entries: entries.map((body, i) => ({ Id: String(i), MessageBody: body })),
+          }),
+        );
+        const failed = result.Failed ?? [];
+        const [first] = failed;
+        if (first !== undefined)
+          throw new RejectedEntriesError(
+            `analytics queue refused ${failed.length} ${what}(s): ${first.Code} ${first.Message ?? ""}`,
+            failed.every((f) => f.SenderFault === true),
+          );
+      }),
+    ),
+  );
+};
+
 export class SqsAnalyticsPublisher implements AnalyticsPublisher {
   constructor(
     private readonly client: SQSClient,
@@ -41,26 +82,7 @@ export class SqsAnalyticsPublisher implements AnalyticsPublisher {
     private readonly guard: TierGuard,
   ) {}
 
-  async publish(messages: readonly Message[]): Promise<void> {
-    const requests = batchRequests(packEnvelopes(messages), (body) => Buffer.byteLength(body));
-    await Promise.all(
-      requests.map((entries) =>
-        this.guard.run(async () => {
-          const result = await this.client.send(
-            new SendMessageBatchCommand({
-              QueueUrl: this.queueUrl,
-              Entries: entries.map((body, i) => ({ Id: String(i), MessageBody: body })),
-            }),
-          );
-          const failed = result.Failed ?? [];
-          const [first] = failed;
-          if (first !== undefined)
-            throw new RejectedEntriesError(
-              `analytics queue refused ${failed.length} envelope(s): ${first.Code} ${first.Message ?? ""}`,
-              failed.every((f) => f.SenderFault === true),
-            );
-        }),
-      ),
-    );
+  publish(messages: readonly Message[]): Promise<void> {
+    return sendEnvelopes(this.client, this.queueUrl, this.guard, packEnvelopes(messages), "envelope");
   }
 }

@@ -2,39 +2,17 @@
  * Feedback changes to the analytics queue, in the analytics envelope (`{"v":1,"feedback":[...]}`,
  * core/records.ts), as few SQS messages as their size allows.
  */
-import { SendMessageBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { FeedbackEvent, FeedbackPublisher } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
-import { batchRequests, MAX_REQUEST_BYTES, RejectedEntriesError } from "./batch.ts";
-import { sqsBody } from "./body.ts";
+import { MAX_REQUEST_BYTES } from "./batch.ts";
+import { packEnvelopeBodies, sendEnvelopes } from "./sqs-analytics-publisher.ts";
 
-/**
- * Envelope bodies of at most `maxBytes` each, changes in order: `{"v":1,"feedback":[...]}`, the
- * shape core/records.ts parses (serializeFeedbackEnvelope), each change encoded for SQS.
- */
+/** Feedback changes in envelope bodies of at most `maxBytes` each, in order. */
 export const packFeedbackEnvelopes = (
   events: readonly FeedbackEvent[],
   maxBytes = MAX_REQUEST_BYTES,
-): string[] => {
-  const head = '{"v":1,"feedback":[';
-  const tail = "]}";
-  const bodies: string[] = [];
-  let current: string[] = [];
-  let size = Buffer.byteLength(head + tail);
-  for (const event of events) {
-    const encoded = sqsBody(event);
-    const bytes = Buffer.byteLength(encoded) + 1;
-    if (current.length > 0 && size + bytes > maxBytes) {
-      bodies.push(head + current.join(",") + tail);
-      current = [];
-      size = Buffer.byteLength(head + tail);
-    }
-    current.push(encoded);
-    size += bytes;
-  }
-  if (current.length > 0) bodies.push(head + current.join(",") + tail);
-  return bodies;
-};
+): string[] => packEnvelopeBodies("feedback", events, maxBytes);
 
 export class SqsFeedbackPublisher implements FeedbackPublisher {
   constructor(
@@ -45,25 +23,12 @@ export class SqsFeedbackPublisher implements FeedbackPublisher {
 
   async publish(events: readonly FeedbackEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const requests = batchRequests(packFeedbackEnvelopes(events), (body) => Buffer.byteLength(body));
-    await Promise.all(
-      requests.map((entries) =>
-        this.guard.run(async () => {
-          const result = await this.client.send(
-            new SendMessageBatchCommand({
-              QueueUrl: this.queueUrl,
-              Entries: entries.map((body, i) => ({ Id: String(i), MessageBody: body })),
-            }),
-          );
-          const failed = result.Failed ?? [];
-          const [first] = failed;
-          if (first !== undefined)
-            throw new RejectedEntriesError(
-              `analytics queue refused ${failed.length} feedback envelope(s): ${first.Code} ${first.Message ?? ""}`,
-              failed.every((f) => f.SenderFault === true),
-            );
-        }),
-      ),
+    await sendEnvelopes(
+      this.client,
+      this.queueUrl,
+      this.guard,
+      packFeedbackEnvelopes(events),
+      "feedback envelope",
     );
   }
 }
