@@ -9,7 +9,8 @@
  * below the floor. Without the hot tier the page comes from PostgreSQL alone, without a position.
  */
 import { bestEffort } from "./best-effort.ts";
-import { describeError, messageNotFound, ServiceUnavailableError, unavailableAs } from "./errors.ts";
+import { messageNotFound, ServiceUnavailableError, unavailableAs } from "./errors.ts";
+import { lookupMessage } from "./message-lookup.ts";
 import {
   canAccessThread,
   type HistoryPage,
@@ -172,25 +173,14 @@ export class HistoryReader {
    * could not be asked is not "not found": the message may be accepted and on its way (503).
    */
   async message(principal: Principal, messageId: string): Promise<ReadResult<Message>> {
-    let cacheAnswered = true;
-    const cached = await this.deps.cache.getMessage(messageId).catch((error: unknown) => {
-      cacheAnswered = false;
-      this.deps.diagnostics.warn("cache unavailable for message lookup", {
-        messageId,
-        error: describeError(error),
-      });
-      return null;
-    });
-    const found =
-      cached ??
-      (await this.deps.messages.findById(messageId).catch(unavailableAs("Message store unavailable")));
+    const { found, source, cacheAnswered } = await lookupMessage(this.deps, messageId);
     if (found === null && !cacheAnswered) throw new ServiceUnavailableError("Message store unavailable");
     if (found === null || !canAccessThread(principal, { owner_id: found.ownerId })) throw messageNotFound();
     const [value = found.message] =
       this.deps.live === undefined
         ? [found.message]
         : await this.deps.live.live(found.message.thread_id, [found.message]);
-    return { value, source: cached !== null ? "cache" : "database" };
+    return { value, source };
   }
 }
 

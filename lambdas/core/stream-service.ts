@@ -14,7 +14,6 @@
 import { bestEffort } from "./best-effort.ts";
 import {
   ConflictError,
-  describeError,
   ForbiddenError,
   messageNotFound,
   NotFoundError,
@@ -24,6 +23,7 @@ import {
 } from "./errors.ts";
 import { endingFrame, eventFrame } from "./events.ts";
 import type { Fanout } from "./fanout.ts";
+import { lookupMessage } from "./message-lookup.ts";
 import {
   canAccessThread,
   isService,
@@ -414,16 +414,7 @@ export class StreamService {
 
   /** The message and its thread's owner: the hot tier's lookup, else PostgreSQL. */
   private async locate(messageId: string, threadId?: string): Promise<OwnedMessage> {
-    const cached = await this.deps.cache.getMessage(messageId).catch((error: unknown) => {
-      this.deps.diagnostics.warn("cache unavailable for a stream lookup", {
-        messageId,
-        error: describeError(error),
-      });
-      return null;
-    });
-    const found =
-      cached ??
-      (await this.deps.messages.findById(messageId).catch(unavailableAs("Message store unavailable")));
+    const { found } = await lookupMessage(this.deps, messageId);
     if (found === null || (threadId !== undefined && found.message.thread_id !== threadId)) {
       throw messageNotFound();
     }
