@@ -10,6 +10,7 @@ import { Pool } from "undici";
 import WebSocket from "ws";
 import { messageIdFor } from "../../lambdas/core/ids.ts";
 import { signDevToken } from "../local-stack/tokens.ts";
+import { openLoop } from "./open-loop.ts";
 import { LOOP_RESOLUTION_MS, loopDelaySummary } from "./stats.ts";
 
 export interface SetupRequest {
@@ -124,34 +125,6 @@ const prepare = async (req: SetupRequest): Promise<void> => {
     ws.send(JSON.stringify({ action: "subscribe", threadId: thread.id }));
     sockets.push(ws);
   }
-};
-
-/** Calls `fire(i, dueTime)` at `rate` per second for `durationMs`; resolves when all have settled. */
-const openLoop = async (
-  rate: number,
-  durationMs: number,
-  fire: (i: number, due: number) => Promise<void>,
-) => {
-  const total = Math.round((rate * durationMs) / 1000);
-  const start = performance.now();
-  const inflight = new Set<Promise<void>>();
-  let sent = 0;
-  await new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const due = Math.min(total, Math.floor(((performance.now() - start) * rate) / 1000) + 1);
-      while (sent < due) {
-        const p = fire(sent, start + (sent * 1000) / rate);
-        sent++;
-        inflight.add(p);
-        void p.finally(() => inflight.delete(p));
-      }
-      if (sent >= total) resolve();
-      // Sleep until the next request is due (not a busy 1 ms tick, which would cost the CPU it measures).
-      else setTimeout(tick, Math.max(0, start + (sent * 1000) / rate - performance.now()));
-    };
-    tick();
-  });
-  await Promise.all([...inflight]);
 };
 
 const runStep = async (req: StepRequest): Promise<StepResult> => {

@@ -18,6 +18,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Client } from "undici";
 import WebSocket from "ws";
 import { signDevToken } from "../local-stack/tokens.ts";
+import { openLoop } from "./open-loop.ts";
 import { LOOP_RESOLUTION_MS, loopDelaySummary } from "./stats.ts";
 
 export interface StreamingSetup {
@@ -399,33 +400,6 @@ const open = async (): Promise<OpenResult> => {
     openLatencies,
     createdFrames: live.filter((s) => s.created.has(s.messageId)).length,
   };
-};
-
-/** Calls `fire(i, due)` at `rate` per second for `durationMs` (the load worker's schedule). */
-const openLoop = async (
-  rate: number,
-  durationMs: number,
-  fire: (i: number, due: number) => Promise<void>,
-) => {
-  const total = Math.round((rate * durationMs) / 1000);
-  const start = performance.now();
-  const inflight = new Set<Promise<void>>();
-  let sent = 0;
-  await new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const due = Math.min(total, Math.floor(((performance.now() - start) * rate) / 1000) + 1);
-      while (sent < due) {
-        const p = fire(sent, start + (sent * 1000) / rate);
-        sent++;
-        inflight.add(p);
-        void p.finally(() => inflight.delete(p));
-      }
-      if (sent >= total) resolve();
-      else setTimeout(tick, Math.max(0, start + (sent * 1000) / rate - performance.now()));
-    };
-    tick();
-  });
-  await Promise.all([...inflight]);
 };
 
 const stream = async (req: StreamRequest): Promise<StreamResult> => {

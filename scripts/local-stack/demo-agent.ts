@@ -22,6 +22,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { LOCAL_DEFAULTS } from "./defaults.ts";
+import { mulberry32 } from "./seeded.ts";
 import { signDevToken } from "./tokens.ts";
 
 export interface DemoAgentOptions {
@@ -631,14 +632,7 @@ export class DemoAgent {
 const seeded = (seed: string): (() => number) => {
   let h = 2166136261;
   for (let i = 0; i < seed.length; i++) h = Math.imul(h ^ seed.charCodeAt(i), 16777619);
-  let a = h >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(h);
 };
 
 const OPENERS_QUESTION = [

@@ -19,6 +19,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Message } from "../../lambdas/core/model.ts";
+import { mulberry32 } from "../../scripts/local-stack/seeded.ts";
 import { freePort, PrivateRedis } from "../support/redis-server.ts";
 import { ResumingClient } from "../support/resuming-client.ts";
 import { TcpProxy } from "../support/tcp-proxy.ts";
@@ -28,17 +29,8 @@ import { waitFor } from "../support/wait.ts";
 const SEED = Number(process.env.PROMISES_SEED ?? Math.floor(Math.random() * 1_000_000_000));
 const MESSAGES_PER_SENDER = 18;
 
-/** mulberry32: a small seeded generator, so a failing run can be repeated. */
-const seeded = (seed: number) => {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-};
+/** A seeded generator, so a failing run can be repeated. */
+const seeded = mulberry32;
 const random = seeded(SEED);
 const chance = (p: number): boolean => random() < p;
 const between = (min: number, max: number): number => Math.floor(min + random() * (max - min));
