@@ -12,6 +12,7 @@
  */
 import { describeError, isTierUnavailable } from "./errors.ts";
 import type { Message } from "./model.ts";
+import { isUuid } from "./validation.ts";
 import type { AnalyticsStore, Clock, Diagnostics, FeedbackArchive, FeedbackEvent } from "./ports.ts";
 import {
   InvalidRecordError,
@@ -30,6 +31,8 @@ export interface ArchiveOutcome {
   readonly inserts: number;
   /** created → archived, per archived message. */
   readonly lagsMs: number[];
+  /** Rows dropped because their thread was erased. */
+  readonly erased: number;
 }
 
 export interface ArchiveDeps {
@@ -96,6 +99,17 @@ export class ArchiveService {
       }
     }
 
+    // Rows of erased threads (a message or change that was in flight when its thread was deleted)
+    // are dropped: ClickHouse's tombstones are checked before every insert.
+    let dropped = 0;
+    try {
+      dropped = await this.dropErased(batches);
+    } catch (error) {
+      if (!isTierUnavailable(error)) throw error;
+      for (const b of batches) fail(b.record, error);
+      return { failures, rows: 0, inserts: 0, lagsMs: [], erased: 0 };
+    }
+
     const messages = await this.archive(this.messageLane(), batches, fail);
     const feedback =
       messages.outage === undefined
@@ -121,7 +135,26 @@ export class ArchiveService {
       rows: messages.archived.length + feedback.archived.length,
       inserts,
       lagsMs: messages.archived.map((m) => now - m.created_at_ms),
+      erased: dropped,
     };
+  }
+
+  /** Removes the rows of erased threads from the batches; answers how many went. */
+  private async dropErased(batches: Batch[]): Promise<number> {
+    const threads = new Set(
+      batches.flatMap((b) => [...b.messages, ...b.feedback].map((e) => e.thread_id)).filter(isUuid),
+    );
+    if (threads.size === 0) return 0;
+    const erased = await this.deps.store.erasedAmong([...threads]);
+    if (erased.size === 0) return 0;
+    let dropped = 0;
+    for (const [i, b] of batches.entries()) {
+      const messages = b.messages.filter((m) => !erased.has(m.thread_id));
+      const feedback = b.feedback.filter((e) => !erased.has(e.thread_id));
+      dropped += b.messages.length - messages.length + b.feedback.length - feedback.length;
+      batches[i] = { ...b, messages, feedback };
+    }
+    return dropped;
   }
 
   private messageLane(): Lane<Message> {

@@ -61,6 +61,8 @@ export interface PersistOutcome {
   readonly statements: number;
   /** Messages handed to the outbox relay (the analytics queue or the hot tier was unreachable). */
   readonly handedToOutbox: number;
+  /** Messages dropped because their thread was erased. */
+  readonly erased: number;
 }
 
 interface Parsed {
@@ -120,7 +122,9 @@ export class PersistService {
       else persisted.push(item);
     }
 
-    const canonical = [...stored.values()].map((r) => r.message);
+    // Messages of erased threads end here: not stored, not archived, not shown again.
+    const erased = [...stored.values()].filter((r) => r.erased === true).length;
+    const canonical = [...stored.values()].filter((r) => r.erased !== true).map((r) => r.message);
     let statementsUsed = statements;
     let handedToOutbox = 0;
     if (canonical.length > 0) {
@@ -159,6 +163,7 @@ export class PersistService {
     let duplicates = 0;
     for (const { envelope } of persisted) {
       const id = envelope.message.id;
+      if (stored.get(id)?.erased === true) continue;
       if (stored.get(id)?.inserted === true && !counted.has(id)) {
         counted.add(id);
         lagsMs.push(now - envelope.accepted_at_ms);
@@ -173,6 +178,7 @@ export class PersistService {
       lagsMs,
       statements: statementsUsed,
       handedToOutbox,
+      erased,
     };
   }
 

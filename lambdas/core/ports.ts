@@ -315,6 +315,11 @@ export interface CommitResult {
   readonly message: Message;
   /** False when a message with this id was already stored (a retry). */
   readonly inserted: boolean;
+  /**
+   * The message's thread was erased (it has a tombstone): nothing was stored, and nothing of it
+   * may go further (the analytics queue, the hot tier). `message` is the input.
+   */
+  readonly erased?: true;
 }
 
 /** A history page as PostgreSQL has it (without a stream position: see HistoryReader). */
@@ -440,6 +445,8 @@ export interface AnalyticsPublisher {
 /** ClickHouse: the analytics archive, deduplicated by message id. */
 export interface AnalyticsStore {
   insert(messages: readonly Message[]): Promise<void>;
+  /** Which of these threads were erased (ClickHouse's own tombstones): their rows are dropped. */
+  erasedAmong(threadIds: readonly string[]): Promise<ReadonlySet<string>>;
   ping(): Promise<void>;
 }
 
@@ -613,4 +620,142 @@ export interface AnalyticsSummary {
 /** ClickHouse: the analytics read (each message and each reply's feedback counted once). */
 export interface AnalyticsReader {
   summarize(query: AnalyticsQuery): Promise<AnalyticsSummary>;
+}
+
+// ---------------------------------------------------------------- erasure
+
+export type ErasureKind = "thread" | "user" | "retention";
+
+/**
+ * Where an erasure stands (core/erasure-service.ts): `postgres` (threads still to delete) →
+ * `redis` (the hot tier still to clear) → `clickhouse` (tombstones and deletes to issue) → `settle`
+ * (waiting out writers in flight, then a second pass on Redis and ClickHouse) → `verify`
+ * (ClickHouse's deletes still running) → `done`.
+ */
+export type ErasureStage = "postgres" | "redis" | "clickhouse" | "settle" | "verify" | "done";
+
+/** An erasure as recorded: who asked, when, for what, how far — never what was erased. */
+export interface Erasure {
+  readonly id: string;
+  readonly kind: ErasureKind;
+  /** The thread id, the user id, or the retention cutoff (epoch ms). */
+  readonly subject: string;
+  readonly requested_by: string;
+  readonly requested_at_ms: number;
+  readonly threads: number;
+  readonly messages: number;
+  readonly feedback: number;
+  readonly redis_keys: number;
+  /** Rows ClickHouse still showed at the last look (null: not looked yet). */
+  readonly clickhouse_remaining: number | null;
+  readonly stage: ErasureStage;
+  readonly postgres_done_at_ms: number | null;
+  readonly redis_done_at_ms: number | null;
+  readonly clickhouse_done_at_ms: number | null;
+  readonly completed_at_ms: number | null;
+  readonly due_at_ms: number;
+  readonly attempts: number;
+  readonly last_error: string | null;
+}
+
+export type NewErasure = Pick<Erasure, "id" | "kind" | "subject" | "requested_by" | "requested_at_ms" | "stage"> & {
+  readonly postgres_done_at_ms: number | null;
+};
+
+/** What an erasure's step changes (absent fields stay); the lease is released. */
+export type ErasureProgress = Partial<
+  Pick<
+    Erasure,
+    | "stage"
+    | "redis_keys"
+    | "clickhouse_remaining"
+    | "postgres_done_at_ms"
+    | "redis_done_at_ms"
+    | "clickhouse_done_at_ms"
+    | "completed_at_ms"
+    | "due_at_ms"
+    | "attempts"
+    | "last_error"
+  >
+>;
+
+/** A deleted thread, and what the hot tier may hold of its messages (read before they went). */
+export interface ErasedThread {
+  readonly threadId: string;
+  readonly messageIds: readonly string[];
+  /** The idempotency keys of its messages (`<userId>|<clientMessageId>`). */
+  readonly idempotencyKeys: readonly string[];
+}
+
+/** PostgreSQL: erasure records, thread tombstones, and the deletes themselves. */
+export interface ErasureRepository {
+  /**
+   * One transaction: tombstones the threads under the erasure and deletes them with their
+   * messages, feedback and outbox entries; adds the counts to the erasure. With `create`, the
+   * erasure record is written in the same transaction (and not at all when no thread was there).
+   * Threads not there (or, with `ownerId`, not this owner's) are skipped.
+   */
+  eraseThreads(input: {
+    readonly erasureId: string;
+    readonly create?: NewErasure;
+    readonly threadIds: readonly string[];
+    readonly ownerId?: string;
+    readonly nowMs: number;
+  }): Promise<ErasedThread[]>;
+  /** Threads a user owns (any order), at most `limit`. */
+  ownedThreads(userId: string, limit: number): Promise<string[]>;
+  /** Threads whose newest message (or, with none, whose creation) is older than `cutoffMs`. */
+  expiredThreads(cutoffMs: number, limit: number): Promise<string[]>;
+  /** The threads an erasure tombstoned, in id order after `after`. */
+  erasedThreads(erasureId: string, after: string | null, limit: number): Promise<string[]>;
+  create(erasure: NewErasure): Promise<Erasure>;
+  get(id: string): Promise<Erasure | null>;
+  /** Erasures of this kind not completed yet. */
+  pending(kind: ErasureKind): Promise<number>;
+  /**
+   * Takes the erasure to work on it, until `leaseUntilMs`; null when it is complete, unknown, or
+   * another worker holds it.
+   */
+  claim(id: string, nowMs: number, leaseUntilMs: number): Promise<Erasure | null>;
+  /** Erasures not completed whose due time passed before `dueBeforeMs` and that no worker holds. */
+  stalled(dueBeforeMs: number, nowMs: number, limit: number): Promise<string[]>;
+  /** Records a step's progress and releases the lease. */
+  update(id: string, progress: ErasureProgress): Promise<void>;
+}
+
+/**
+ * Hands an erasure to the worker (the analytics consumer, which holds ClickHouse): a record on the
+ * analytics queue, delivered after `delaySeconds` (0-900).
+ */
+export interface ErasureQueue {
+  schedule(erasureId: string, delaySeconds: number): Promise<void>;
+}
+
+/** Redis: forgets deleted threads. */
+export interface HotTierEraser {
+  /**
+   * First pass, as the thread is deleted: marks each thread gone (the hot tier will not install it
+   * again for `tombstoneTtlSeconds`) and removes its state, its messages' lookups and idempotency
+   * records. Answers the connections that followed each thread, and how many keys went.
+   */
+  forget(
+    threads: readonly ErasedThread[],
+    tombstoneTtlSeconds: number,
+  ): Promise<{ readonly subscribers: ReadonlyMap<string, readonly string[]>; readonly keys: number }>;
+  /**
+   * A sweep of every key under these threads' hash tags (and the lookups of messages found in
+   * them), the gone marks included: what writers in flight wrote after the first pass. Answers
+   * how many keys went.
+   */
+  sweep(threadIds: readonly string[]): Promise<number>;
+}
+
+/** ClickHouse: erased threads' rows, and the tombstones the analytics consumer checks. */
+export interface ArchiveEraser {
+  /** Records the threads as erased: the analytics consumer drops their rows from then on. */
+  tombstone(threadIds: readonly string[], nowMs: number): Promise<void>;
+  /** Deletes the threads' messages and feedback rows (a mutation, or a lightweight delete). */
+  erase(threadIds: readonly string[]): Promise<void>;
+  /** Rows of these threads a query still sees (FINAL). */
+  remaining(threadIds: readonly string[]): Promise<number>;
 }

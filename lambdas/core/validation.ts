@@ -39,6 +39,14 @@ const byteLength = (s: string): number => Buffer.byteLength(s, "utf8");
  */
 const storableString = (s: string): boolean => !s.includes("\u0000") && s.isWellFormed();
 
+/** A user id in a path (`DELETE /api/admin/users/{userId}`): what a token's subject may be. */
+export const parseUserId = (value: string | undefined): string => {
+  if (value === undefined || value.length === 0 || value.length > 256 || !storableString(value)) {
+    throw new BadRequestError("invalid_id", "userId must be 1-256 characters");
+  }
+  return value;
+};
+
 const storableJson = (value: unknown, depth = 0): boolean => {
   if (depth > MAX_METADATA_DEPTH) return false;
   if (typeof value === "string") return storableString(value);

@@ -76,6 +76,13 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     needs: STORES,
   },
   {
+    // Subscribers are told the thread was deleted; the erasure is handed to its worker.
+    id: "DeleteThread",
+    entry: "lambdas/handlers/http/delete-thread.ts",
+    routeKey: "DELETE /api/threads/{threadId}",
+    needs: [...WS_REPLY, "sendToAnalyticsQueue"],
+  },
+  {
     id: "PostMessage",
     entry: "lambdas/handlers/http/post-message.ts",
     routeKey: "POST /api/threads/{threadId}/messages",
@@ -146,6 +153,18 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     needs: STORES,
   },
   {
+    id: "EraseUser",
+    entry: "lambdas/handlers/http/erase-user.ts",
+    routeKey: "DELETE /api/admin/users/{userId}",
+    needs: [...STORES, "sendToAnalyticsQueue"],
+  },
+  {
+    id: "GetErasure",
+    entry: "lambdas/handlers/http/get-erasure.ts",
+    routeKey: "GET /api/admin/erasures/{erasureId}",
+    needs: STORES,
+  },
+  {
     id: "GetAdminAnalytics",
     entry: "lambdas/handlers/http/get-admin-analytics.ts",
     routeKey: "GET /api/admin/analytics",
@@ -186,4 +205,6 @@ export const CONSUMER_FUNCTIONS = {
 
 export const SCHEDULED_FUNCTIONS = {
   outboxRelay: { id: "RelayOutbox", entry: "lambdas/handlers/scheduled/relay-outbox.ts" },
+  /** Only where MESSAGE_RETENTION_DAYS is set. */
+  retention: { id: "ApplyRetention", entry: "lambdas/handlers/scheduled/apply-retention.ts" },
 } as const;

@@ -116,6 +116,18 @@ const fields = z.object({
   RETRY_AFTER_SECONDS: int(1).default(DEFAULT_RETRY_AFTER_SECONDS),
   OUTBOX_BATCH_SIZE: int(1, 10000).default(500),
 
+  /**
+   * Erasure: how long writers in flight when a thread is deleted may still write (the longest
+   * function timeout); the second pass over Redis and ClickHouse waits this long (docs/erasure.md).
+   */
+  ERASURE_SETTLE_SECONDS: int(0, 3600).default(120),
+  /** Time the erasure worker gives a batch's erasures (below the analytics consumer's timeout). */
+  ERASURE_BUDGET_MS: int(100, 900_000).default(10_000),
+  /** Threads deleted per PostgreSQL transaction by a user erasure or retention. */
+  ERASURE_BATCH_THREADS: int(1, 1000).default(50),
+  /** Threads whose newest message is older than this many days are erased (unset: kept). */
+  MESSAGE_RETENTION_DAYS: z.preprocess((v) => (v === "" ? undefined : v), int(1, 36500).optional()),
+
   LOG_LEVEL: z.enum(["DEBUG", "INFO", "WARN", "ERROR", "SILENT"]).default("INFO"),
 });
 

@@ -12,6 +12,7 @@ import {
   createManagementApiClient,
 } from "../adapters/apigateway/api-gateway-connection-notifier.ts";
 import { JoseTokenVerifier } from "../adapters/auth/jose-token-verifier.ts";
+import { PgErasureRepository } from "../adapters/postgres/pg-erasure-repository.ts";
 import { PgFeedbackRepository } from "../adapters/postgres/pg-feedback-repository.ts";
 import { PgMessageRepository } from "../adapters/postgres/pg-message-repository.ts";
 import { PgThreadRepository } from "../adapters/postgres/pg-thread-repository.ts";
@@ -28,16 +29,19 @@ import { RedisConnectionRegistry } from "../adapters/redis/redis-connection-regi
 import { RedisMessageCache } from "../adapters/redis/redis-message-cache.ts";
 import { RedisRateLimiter } from "../adapters/redis/redis-rate-limiter.ts";
 import { RedisStreamStore } from "../adapters/redis/redis-stream-store.ts";
+import { RedisThreadEraser } from "../adapters/redis/redis-thread-eraser.ts";
 import { Scripts } from "../adapters/redis/scripts.ts";
 import { TierGuard } from "../adapters/resilience/tier-guard.ts";
 import { readSecretJson } from "../adapters/secrets.ts";
 import { createSqsClient, isAwsOutage } from "../adapters/sqs/client.ts";
 import { SqsAnalyticsPublisher } from "../adapters/sqs/sqs-analytics-publisher.ts";
+import { SqsErasureQueue } from "../adapters/sqs/sqs-erasure-queue.ts";
 import { SqsFeedbackPublisher } from "../adapters/sqs/sqs-feedback-publisher.ts";
 import { SqsMessagePublisher } from "../adapters/sqs/sqs-message-publisher.ts";
 import { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
 import { Acceptor } from "../core/acceptor.ts";
 import { CommitWriter, type DurableWriter, QueueFirstWriter } from "../core/durable-writers.ts";
+import { type ErasureDeps, type ErasureOptions, ErasureService } from "../core/erasure-service.ts";
 import type { Tier } from "../core/errors.ts";
 import { Fanout } from "../core/fanout.ts";
 import { FeedbackService } from "../core/feedback-service.ts";
@@ -468,3 +472,44 @@ export const usageService = once(
       usage: new PgUsageRepository(await pgPool(), pgGuard()),
     }),
 );
+
+// ---------------------------------------------------------------- erasure
+
+export const erasureOptions = once((): ErasureOptions => {
+  const cfg = config();
+  const settleMs = cfg.ERASURE_SETTLE_SECONDS * 1000;
+  return {
+    settleMs,
+    // Only until the sweep after the settle time removes it; an hour more if that sweep is late.
+    tombstoneTtlSeconds: cfg.ERASURE_SETTLE_SECONDS + 3600,
+    batchThreads: cfg.ERASURE_BATCH_THREADS,
+    chunkThreads: 500,
+    leaseMs: 60_000,
+    retryDelayMs: 5000,
+    maxRetryDelayMs: 900_000,
+    verifyEveryMs: 2000,
+    ...(cfg.MESSAGE_RETENTION_DAYS !== undefined ? { retentionDays: cfg.MESSAGE_RETENTION_DAYS } : {}),
+  };
+});
+
+export const erasureQueue = once(
+  () => new SqsErasureQueue(sqsClient(), config().ANALYTICS_QUEUE_URL, sqsGuard()),
+);
+
+/** What every erasure service has; the worker's adds ClickHouse (insights-container.ts). */
+export const erasureDeps = once(
+  async (): Promise<ErasureDeps> => ({
+    erasures: new PgErasureRepository(await pgPool(), pgGuard()),
+    hot: new RedisThreadEraser(await redisClient(), redisKeys(), redisGuard()),
+    access: await threadAccess(),
+    ...(config().WEBSOCKET_API_ENDPOINT !== undefined
+      ? { fanout: await fanout(), registry: await registry() }
+      : {}),
+    queue: erasureQueue(),
+    clock,
+    diagnostics,
+  }),
+);
+
+/** Thread deletes, user erasures, their progress, retention (the first steps; the worker does the rest). */
+export const erasureService = once(async () => new ErasureService(await erasureDeps(), erasureOptions()));

@@ -6,10 +6,13 @@
 import { ClickHouseAnalyticsReader } from "../adapters/clickhouse/clickhouse-analytics-reader.ts";
 import { isClickHouseOutage } from "../adapters/clickhouse/client.ts";
 import { AnalyticsService } from "../core/analytics-service.ts";
+import { ClickHouseArchiveEraser } from "../adapters/clickhouse/clickhouse-archive-eraser.ts";
 import { ArchiveService } from "../core/archive-service.ts";
+import { ErasureService, ErasureWorker, isErasureRecord } from "../core/erasure-service.ts";
+import type { QueueRecord } from "../core/records.ts";
 import { archiveStore, clickHouseClient } from "./analytics-container.ts";
 import { config } from "./config.ts";
-import { clock, guard, retryPolicy } from "./container.ts";
+import { clock, erasureDeps, erasureOptions, erasureQueue, guard, retryPolicy } from "./container.ts";
 import { once } from "./once.ts";
 import { diagnostics } from "./telemetry.ts";
 
@@ -17,6 +20,34 @@ import { diagnostics } from "./telemetry.ts";
 export const archiveService = once(async () => {
   const archive = await archiveStore();
   return new ArchiveService({ store: archive, feedback: archive, clock, diagnostics }, retryPolicy());
+});
+
+/** The erasure worker: the steps on Redis and ClickHouse after PostgreSQL's (docs/erasure.md). */
+const erasureWorker = once(async () => {
+  const archive = new ClickHouseArchiveEraser(await clickHouseClient(), guard("clickhouse", isClickHouseOutage));
+  const service = new ErasureService({ ...(await erasureDeps()), archive }, erasureOptions());
+  return new ErasureWorker(service, erasureQueue(), retryPolicy(), config().ERASURE_BUDGET_MS, clock);
+});
+
+/**
+ * The analytics consumer: archives messages and feedback changes, and works on the erasures whose
+ * records share its queue.
+ */
+export const analyticsConsumer = once(async () => {
+  const archive = await archiveService();
+  return {
+    async process(records: readonly QueueRecord[]) {
+      const erasures = records.filter(isErasureRecord);
+      const rest = records.filter((r) => !isErasureRecord(r));
+      const archived = await archive.process(rest);
+      const worked = erasures.length > 0 ? await (await erasureWorker()).process(erasures) : undefined;
+      return {
+        ...archived,
+        failures: [...archived.failures, ...(worked?.failures ?? [])],
+        erasuresSettled: worked?.completed ?? 0,
+      };
+    },
+  };
 });
 
 /**

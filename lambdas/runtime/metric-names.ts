@@ -47,6 +47,10 @@ export const Metric = {
   OutboxParked: "OutboxParked",
   /** Persisted messages handed to the outbox (analytics queue or Redis unreachable): the relay's work. */
   OutboxHandoffs: "OutboxHandoffs",
+  /** Messages and feedback changes of erased threads that were in flight, dropped by a consumer. */
+  ErasedRowsDropped: "ErasedRowsDropped",
+  /** Erasures the outbox relay handed to the worker again (their record was lost). */
+  ErasuresResumed: "ErasuresResumed",
 } as const;
 
 export type MetricName = (typeof Metric)[keyof typeof Metric];

@@ -14,6 +14,8 @@ export const LOCAL_DEFAULTS: Readonly<Record<string, string>> = {
   LOG_LEVEL: "WARN",
   RETRY_BASE_DELAY_SECONDS: "1",
   RETRY_MAX_DELAY_SECONDS: "10",
+  // The local functions time out within 30 s: writers in flight during a delete are done by then.
+  ERASURE_SETTLE_SECONDS: "30",
   POWERTOOLS_METRICS_DISABLED: "true",
   AWS_REGION: "us-east-1",
   AWS_ACCESS_KEY_ID: "local",

@@ -1,7 +1,8 @@
 /**
  * The built-in local stack: the real handlers behind a local HTTP API, a local WebSocket API with
  * its @connections endpoint, an embedded SQS endpoint with event source mappings for the two
- * consumers, and the outbox relay on a timer — against real Redis, PostgreSQL and ClickHouse.
+ * consumers (the analytics one is also the erasure worker), the outbox relay on a timer and
+ * retention (where MESSAGE_RETENTION_DAYS is set) — against real Redis, PostgreSQL and ClickHouse.
  */
 
 import { SQSClient } from "@aws-sdk/client-sqs";
@@ -73,6 +74,8 @@ export interface LocalStackOptions {
   readonly consumers?: { persist?: Partial<ConsumerSettings>; analytics?: Partial<ConsumerSettings> };
   /** How often the outbox relay runs (0: not in this process). */
   readonly outboxIntervalMs?: number;
+  /** How often retention runs where MESSAGE_RETENTION_DAYS is set (0: only when asked). @default 1 h */
+  readonly retentionIntervalMs?: number;
   readonly migrate?: boolean;
   /** False: queues exist but nothing consumes them (a test can run consumers itself). */
   readonly startConsumers?: boolean;
@@ -95,6 +98,11 @@ export interface LocalStack {
   readonly eventSources: { readonly persist: SqsEventSource; readonly analytics: SqsEventSource };
   /** Runs the outbox relay once now (it also runs on its timer). */
   relayOutbox(): Promise<void>;
+  /**
+   * Runs the retention function once, as its schedule would at `at` (ISO 8601; default now). It
+   * also runs hourly where MESSAGE_RETENTION_DAYS is set. Answers the erasure it started.
+   */
+  applyRetention(at?: string): Promise<{ erasure_id: string | null }>;
   stop(): Promise<void>;
 }
 
@@ -214,6 +222,21 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
   const interval = options.outboxIntervalMs ?? 5000;
   const timer = interval > 0 ? setInterval(() => void relayOutbox(), interval) : undefined;
 
+  const retention = new LocalFunction<{ time: string }, { erasure_id: string | null }>(
+    SCHEDULED_FUNCTIONS.retention.id,
+    SCHEDULED_FUNCTIONS.retention.entry,
+    30_000,
+  );
+  const applyRetention = (at?: string) => retention.invoke({ time: at ?? new Date().toISOString() });
+  const retentionTimer =
+    (env.MESSAGE_RETENTION_DAYS ?? "") !== "" && (options.retentionIntervalMs ?? 3_600_000) > 0
+      ? setInterval(
+          () =>
+            void applyRetention().catch((error: unknown) => onError(SCHEDULED_FUNCTIONS.retention.id, error)),
+          options.retentionIntervalMs ?? 3_600_000,
+        )
+      : undefined;
+
   return {
     httpUrl,
     corsAllowedOrigins: cors.allowedOrigins,
@@ -225,8 +248,10 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
     websocket,
     eventSources,
     relayOutbox,
+    applyRetention,
     async stop() {
       clearInterval(timer);
+      clearInterval(retentionTimer);
       await Promise.all([eventSources.persist.stop(), eventSources.analytics.stop()]);
       await relaying;
       await Promise.all([httpGateway.close(), websocket.close()]);

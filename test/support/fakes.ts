@@ -923,13 +923,21 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
     threads.messages = this;
   }
 
+  /** Threads erased (thread_tombstones): their messages are dropped, never stored. */
+  readonly tombstones = new Set<string>();
+
   async persistBatch(messages: readonly OwnedMessage[]): Promise<CommitResult[]> {
     this.enter("persistBatch", messages);
     const fresh = new Map<string, Message>();
     const existing = new Map<string, Message>();
     const updated = new Map<string, Message>();
+    const dropped = new Map<string, Message>();
     const final = (m: Message): boolean => m.state !== undefined && m.state !== "streaming";
     for (const { message } of messages) {
+      if (this.tombstones.has(message.thread_id) && !this.threads.rows.has(message.thread_id)) {
+        dropped.set(message.id, message);
+        continue;
+      }
       const stored = this.rows.get(message.id);
       if (stored !== undefined) {
         // A streamed reply's final form replaces its opened row (the first ending stored wins).
@@ -949,6 +957,7 @@ export class FakeMessageRepository extends TierFake<keyof MessageRepository> imp
     return [
       ...[...fresh.values(), ...updated.values()].map((message) => ({ message, inserted: true })),
       ...[...existing.values()].map((message) => ({ message, inserted: false })),
+      ...[...dropped.values()].map((message) => ({ message, inserted: false, erased: true as const })),
     ];
   }
 
@@ -1298,6 +1307,14 @@ export class FakeAnalyticsStore extends TierFake<keyof AnalyticsStore> implement
 
   constructor() {
     super("clickhouse");
+  }
+
+  /** Threads ClickHouse holds a tombstone for. */
+  readonly erased = new Set<string>();
+
+  async erasedAmong(threadIds: readonly string[]): Promise<ReadonlySet<string>> {
+    this.enter("erasedAmong", threadIds);
+    return new Set(threadIds.filter((id) => this.erased.has(id)));
   }
 
   async insert(messages: readonly Message[]): Promise<void> {

@@ -82,6 +82,9 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "ERROR",
     RETRY_BASE_DELAY_SECONDS: "1",
     RETRY_MAX_DELAY_SECONDS: "2",
+    // Erasures: the consumers here time out within 2 s; the worker gets part of a consumer run.
+    ERASURE_SETTLE_SECONDS: "2",
+    ERASURE_BUDGET_MS: "800",
     ...options.env,
   };
   const stack = await startLocalStack({

@@ -169,7 +169,7 @@ describe("ArchiveService with feedback", () => {
 
   it("does not try the feedback insert when the messages insert found ClickHouse down", async () => {
     const { w, archive, service } = setup();
-    w.store.down = true;
+    w.store.fail("insert");
     const m = reply(1);
     const outcome = await service.process([
       record(JSON.stringify({ v: 1, messages: [m], feedback: [change(m)] })),

@@ -98,13 +98,14 @@ describe("ArchiveService.process", () => {
       rows: 0,
       inserts: 0,
       lagsMs: [],
+      erased: 0,
     });
     expect(w.store.calls).toEqual([]);
   });
 
   it("fails every record with a growing delay when ClickHouse is down", async () => {
     const w = setup();
-    w.store.down = true;
+    w.store.fail("insert");
     const records = [
       recordOf(messagesOf([1]), 1),
       recordOf(messagesOf([2]), 3),
@@ -121,6 +122,35 @@ describe("ArchiveService.process", () => {
       })),
     );
     expect(outcome).toMatchObject({ rows: 0, inserts: 1, lagsMs: [] });
+  });
+
+  it("fails every record with a growing delay, inserting nothing, when the tombstone check finds ClickHouse down", async () => {
+    const w = setup();
+    w.store.down = true;
+    const records = [recordOf(messagesOf([1]), 1), recordOf(messagesOf([2]), 3)];
+
+    const outcome = await w.archiveService.process(records);
+
+    expect(outcome.failures.map((f) => [f.id, f.retryDelaySeconds])).toEqual([
+      [records[0]?.id, 2],
+      [records[1]?.id, 8],
+    ]);
+    expect(outcome).toMatchObject({ rows: 0, inserts: 0, erased: 0 });
+    expect(w.store.callsTo("insert")).toEqual([]);
+  });
+
+  it("drops the rows of erased threads (a tombstone in ClickHouse) and archives the rest", async () => {
+    const w = setup();
+    const [kept, gone] = [messagesOf([1]), messagesOf([2])];
+    const erasedThread = gone[0]?.thread_id as string;
+    const dropped = gone.map((m) => ({ ...m, thread_id: erasedThread }));
+    w.store.erased.add(erasedThread);
+    const keptThread = kept.map((m) => ({ ...m, thread_id: "0192d7a0-0000-7000-8000-0000000000aa" }));
+
+    const outcome = await w.archiveService.process([recordOf(keptThread, 1), recordOf(dropped, 1)]);
+
+    expect(outcome).toMatchObject({ failures: [], rows: keptThread.length, erased: dropped.length });
+    expect([...w.store.rows.values()].map((m) => m.thread_id)).toEqual(keptThread.map((m) => m.thread_id));
   });
 
   it("isolates the bad record, one insert per record, when the batch insert fails for a non-transient reason", async () => {

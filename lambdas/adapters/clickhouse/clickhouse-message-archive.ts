@@ -3,6 +3,7 @@ import type { ClickHouseClient } from "@clickhouse/client";
 import type { Message } from "../../core/model.ts";
 import type { AnalyticsStore, FeedbackArchive, FeedbackEvent } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
+import { erasedAmong } from "./clickhouse-archive-eraser.ts";
 
 export const toArchiveRow = (m: Message, archivedAtMs: number) => ({
   id: m.id,
@@ -68,6 +69,10 @@ export class ClickHouseMessageArchive implements AnalyticsStore, FeedbackArchive
         format: "JSONEachRow",
       });
     });
+  }
+
+  erasedAmong(threadIds: readonly string[]): Promise<ReadonlySet<string>> {
+    return this.guard.run(() => erasedAmong(this.client, threadIds));
   }
 
   ping(): Promise<void> {

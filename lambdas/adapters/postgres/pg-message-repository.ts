@@ -81,13 +81,17 @@ const RECORDSET = `jsonb_to_recordset($1::jsonb) AS i(
   client_message_id text, created_at_ms bigint, state text, finish_reason text, usage jsonb, error jsonb,
   first_delta_ms integer, duration_ms integer)`;
 
-const INSERT_FROM_INPUT = `
+const insertFrom = (source: string): string => `
   INSERT INTO messages (${COLUMNS}, created_at)
-  SELECT ${INPUT_COLUMNS}, to_timestamp(created_at_ms / 1000.0) FROM input
+  SELECT ${INPUT_COLUMNS}, to_timestamp(created_at_ms / 1000.0) FROM ${source}
   ON CONFLICT DO NOTHING
   RETURNING ${COLUMNS}`;
 
+const INSERT_FROM_INPUT = insertFrom("input");
+
 const BY_IDS = `SELECT ${COLUMNS}, false AS inserted FROM messages WHERE id = ANY($1::uuid[])`;
+
+const FOREIGN_KEY_VIOLATION = "23503";
 
 /** A message's (thread_id, seq) is taken by another message: a broken seq rule, never a retry. */
 export class SeqCollisionError extends Error {
@@ -109,7 +113,7 @@ upd AS (
    WHERE m.id = i.id AND m.state = 'streaming' AND i.state IS NOT NULL AND i.state <> 'streaming'
   RETURNING ${M_COLUMNS}
 ),
-ins AS (${INSERT_FROM_INPUT})
+ins AS (${insertFrom("input i WHERE EXISTS (SELECT 1 FROM threads t WHERE t.id = i.thread_id)")})
 SELECT ${COLUMNS}, true AS inserted FROM ins
 UNION ALL
 SELECT ${COLUMNS}, true AS inserted FROM upd
@@ -192,20 +196,48 @@ export class PgMessageRepository implements MessageRepository {
   }
 
   private async persistOnce(messages: readonly OwnedMessage[]): Promise<CommitResult[]> {
-    const { rows } = await this.pool.query<Row>(PERSIST_BATCH, [
-      recordsetJson(messages.map((m) => m.message)),
-    ]);
-    const results = rows.map((row) => ({ message: toMessage(row), inserted: row.inserted }));
+    const json = recordsetJson(messages.map((m) => m.message));
+    const { rows } = await this.pool.query<Row>(PERSIST_BATCH, [json]).catch((error: unknown) => {
+      // A thread deleted after the statement took its snapshot: its foreign key check waited for
+      // the delete and failed. A new statement no longer sees the thread, and leaves its rows out.
+      if ((error as { code?: string }).code !== FOREIGN_KEY_VIOLATION) throw error;
+      return this.pool.query<Row>(PERSIST_BATCH, [json]);
+    });
+    const results: CommitResult[] = rows.map((row) => ({ message: toMessage(row), inserted: row.inserted }));
     const seen = new Set(results.map((r) => r.message.id));
     const missing = [...new Set(messages.map((m) => m.message.id))].filter((id) => !seen.has(id));
     if (missing.length === 0) return results;
-    const { rows: late } = await this.pool.query<Row>(BY_IDS, [missing]);
+    const [{ rows: late }, erased] = await Promise.all([
+      this.pool.query<Row>(BY_IDS, [missing]),
+      this.tombstoned(messages.filter((m) => missing.includes(m.message.id)).map((m) => m.message.thread_id)),
+    ]);
     const found = new Set(late.map((r) => r.id));
-    const collided = missing.filter((id) => !found.has(id));
+    const dropped = messages.filter((m) => !found.has(m.message.id) && erased.has(m.message.thread_id));
+    const droppedIds = new Set(dropped.map((m) => m.message.id));
+    const collided = missing.filter((id) => !found.has(id) && !droppedIds.has(id));
     if (collided.length > 0) {
-      throw new SeqCollisionError(`(thread_id, seq) taken by another message for ${collided.join(", ")}`);
+      throw new SeqCollisionError(
+        `not stored: (thread_id, seq) taken by another message, or no such thread, for ${collided.join(", ")}`,
+      );
     }
-    return [...results, ...late.map((row) => ({ message: toMessage(row), inserted: false }))];
+    return [
+      ...results,
+      ...late.map((row) => ({ message: toMessage(row), inserted: false })),
+      ...[...new Map(dropped.map((m) => [m.message.id, m.message])).values()].map((message) => ({
+        message,
+        inserted: false,
+        erased: true as const,
+      })),
+    ];
+  }
+
+  /** Which of these threads were erased (they have a tombstone). */
+  private async tombstoned(threadIds: readonly string[]): Promise<Set<string>> {
+    const { rows } = await this.pool.query<{ thread_id: string }>(
+      "SELECT thread_id FROM thread_tombstones WHERE thread_id = ANY($1::uuid[])",
+      [[...new Set(threadIds)]],
+    );
+    return new Set(rows.map((r) => r.thread_id));
   }
 
   commit(message: Omit<Message, "seq"> & { seq: number | null }): Promise<CommitResult | null> {

@@ -37,6 +37,16 @@ export class RedisKeys {
   threadEndedStreams = (threadId: string): string => `${this.prefix}{t:${threadId}}:ended`;
   /** The thread's replies still streaming (message ids). */
   threadStreams = (threadId: string): string => `${this.prefix}{t:${threadId}}:streams`;
+  /** Set when the thread is deleted: the hot tier does not install it again (see HotTierEraser). */
+  threadGone = (threadId: string): string => `${this.prefix}{t:${threadId}}:gone`;
+  /** Every key under a thread's hash tag starts with this. */
+  threadTag = (threadId: string): string => `${this.prefix}{t:${threadId}}`;
+  /** The thread id in a key under a thread's hash tag (null: not such a key). */
+  threadOf = (key: string): string | null => {
+    if (!key.startsWith(`${this.prefix}{t:`)) return null;
+    const end = key.indexOf("}", this.prefix.length + 3);
+    return end < 0 ? null : key.slice(this.prefix.length + 3, end);
+  };
   message = (messageId: string): string => `${this.prefix}{m:${messageId}}`;
   connection = (connectionId: string): string => `${this.prefix}{c:${connectionId}}`;
   connectionThreads = (connectionId: string): string => `${this.prefix}{c:${connectionId}}:threads`;

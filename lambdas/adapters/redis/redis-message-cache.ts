@@ -73,7 +73,7 @@ export class RedisMessageCache implements MessageCache {
     return this.guard.run(async () => {
       await this.scripts.run(
         INSTALL,
-        [this.keys.threadState(thread.id)],
+        [this.keys.threadState(thread.id), this.keys.threadGone(thread.id)],
         [
           serializeThread(thread),
           seqArg(lastSeq),

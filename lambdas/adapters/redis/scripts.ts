@@ -65,17 +65,20 @@ end
 `;
 
 /**
- * KEYS: st. ARGV: thread JSON, last seq PostgreSQL has seen, genesis ("1"/"0"), new epoch id, now,
- * persist bound (ms), ttl (s), idempotency window (ms), owner id. Creates the hot state when there is none;
+ * KEYS: st, gone. ARGV: thread JSON, last seq PostgreSQL has seen, genesis ("1"/"0"), new epoch id, now,
+ * persist bound (ms), ttl (s), idempotency window (ms), owner id. Returns -1 and does nothing when
+ * the thread is marked gone (deleted: a request that read it before the delete must not bring it
+ * back). Creates the hot state when there is none;
  * otherwise only updates the thread record. A restored state (not genesis) starts a new epoch, its
  * index floor above everything allocated before, and — within the idempotency window of the
  * thread's last message — asks the accept path to check unknown keys against PostgreSQL.
  */
 export const INSTALL: ScriptDefinition = {
   name: "chatInstall",
-  keys: 1,
+  keys: 2,
   lua: `${LIB}
 local st = KEYS[1]
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 if redis.call('EXISTS', st) == 1 then
   redis.call('HSET', st, 'meta', ARGV[1], 'own', ARGV[9])
   redis.call('EXPIRE', st, ARGV[7])

@@ -13,6 +13,7 @@ export const handler = sqsBatchHandler(
     countMetric(Metric.DuplicatesIgnored, outcome.duplicates);
     countMetric(Metric.PersistFailures, outcome.failures.length);
     countMetric(Metric.OutboxHandoffs, outcome.handedToOutbox);
+    countMetric(Metric.ErasedRowsDropped, outcome.erased);
     for (const lag of quantileSample(outcome.lagsMs)) timeMetric(Metric.PersistLag, lag);
   },
 );

@@ -63,4 +63,17 @@ export const CLICKHOUSE_MIGRATIONS: readonly ClickHouseMigration[] = [
         ORDER BY (message_id, user_id)`,
     ],
   },
+  {
+    version: 3,
+    name: "tombstones of erased threads",
+    statements: [
+      // Checked by the analytics consumer before every insert: a row of an erased thread that was
+      // still in flight is dropped. Kept for good (an id and a time per thread).
+      `CREATE TABLE IF NOT EXISTS erased_threads (
+        thread_id     String,
+        erased_at_ms  UInt64
+      ) ENGINE = ReplacingMergeTree(erased_at_ms)
+        ORDER BY thread_id`,
+    ],
+  },
 ];

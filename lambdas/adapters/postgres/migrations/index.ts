@@ -124,4 +124,49 @@ CREATE INDEX message_feedback_changes_unsent ON message_feedback_changes (due_at
 ALTER TABLE threads ADD COLUMN archived_at_ms bigint;
 `,
   },
+  {
+    version: 7,
+    name: "erasure: thread tombstones and erasure records",
+    sql: `
+-- What an erasure did, and how far each tier is: who asked, when, for what, and counts. It keeps
+-- no content: the subject is a thread id, a user id or the retention cutoff.
+CREATE TABLE erasures (
+  id                      uuid PRIMARY KEY,
+  kind                    text NOT NULL CHECK (kind IN ('thread', 'user', 'retention')),
+  subject                 text NOT NULL,
+  requested_by            text NOT NULL,
+  requested_at_ms         bigint NOT NULL,
+  -- What it erased in PostgreSQL (rows, counted as they were deleted).
+  threads                 integer NOT NULL DEFAULT 0,
+  messages                integer NOT NULL DEFAULT 0,
+  feedback                integer NOT NULL DEFAULT 0,
+  redis_keys              integer NOT NULL DEFAULT 0,
+  clickhouse_remaining    integer,
+  -- 'postgres' → 'redis' → 'clickhouse' → 'settle' → 'verify' → 'done' (core/erasure-service.ts).
+  stage                   text NOT NULL,
+  postgres_done_at_ms     bigint,
+  redis_done_at_ms        bigint,
+  clickhouse_done_at_ms   bigint,
+  completed_at_ms         bigint,
+  due_at_ms               bigint NOT NULL,
+  lease_until_ms          bigint NOT NULL DEFAULT 0,
+  attempts                integer NOT NULL DEFAULT 0,
+  last_error              text
+);
+CREATE INDEX erasures_due ON erasures (due_at_ms) WHERE completed_at_ms IS NULL;
+
+-- A deleted thread's id, kept for good: a message of the thread still in flight (a queue, a
+-- consumer's batch, a retry, a dead-letter redrive) finds it and is dropped, never stored again.
+CREATE TABLE thread_tombstones (
+  thread_id     uuid PRIMARY KEY,
+  owner_id      text NOT NULL,
+  erasure_id    uuid NOT NULL REFERENCES erasures (id),
+  erased_at_ms  bigint NOT NULL
+);
+CREATE INDEX thread_tombstones_erasure ON thread_tombstones (erasure_id, thread_id);
+
+-- Retention: the newest message of each thread, by the index history pages walk.
+CREATE INDEX threads_created ON threads (created_at_ms);
+`,
+  },
 ];

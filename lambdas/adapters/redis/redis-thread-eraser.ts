@@ -1,0 +1,113 @@
+/**
+ * Deleted threads in the hot tier. The first pass (as the thread is deleted) marks the thread gone
+ * and removes the keys it knows the names of: the thread's state, index, logs and sets, its
+ * messages' lookups, stream states and idempotency records (named from what PostgreSQL held). The
+ * sweep, after the settle time, walks the keyspace of every primary for keys under the threads'
+ * hash tags — what a writer in flight wrote after the first pass, or what a first pass that failed
+ * left — and removes them with the lookups of the messages they name, and the gone marks.
+ */
+import type { Cluster } from "ioredis";
+import type { ErasedThread, HotTierEraser } from "../../core/ports.ts";
+import type { TierGuard } from "../resilience/tier-guard.ts";
+import type { RedisClient } from "./client.ts";
+import type { RedisKeys } from "./keys.ts";
+
+/** Keys per UNLINK. */
+const CHUNK = 500;
+
+const primaries = (client: RedisClient): RedisClient[] =>
+  "nodes" in client && typeof (client as Cluster).nodes === "function"
+    ? (client as Cluster).nodes("master")
+    : [client];
+
+export class RedisThreadEraser implements HotTierEraser {
+  constructor(
+    private readonly client: RedisClient,
+    private readonly keys: RedisKeys,
+    private readonly guard: TierGuard,
+    /** Keys a SCAN call looks at. */
+    private readonly scanCount = 1000,
+  ) {}
+
+  forget(
+    threads: readonly ErasedThread[],
+    tombstoneTtlSeconds: number,
+  ): Promise<{ subscribers: ReadonlyMap<string, readonly string[]>; keys: number }> {
+    const k = this.keys;
+    return this.guard.run(async () => {
+      const subscribers = new Map<string, readonly string[]>();
+      let removed = 0;
+      for (const t of threads) {
+        const id = t.threadId;
+        await this.client.set(k.threadGone(id), "1", "EX", tombstoneTtlSeconds);
+        subscribers.set(id, await this.client.smembers(k.threadSubscribers(id)));
+        // One slot: the thread's own keys.
+        removed += await this.unlink([
+          k.threadState(id),
+          k.threadMessages(id),
+          k.threadPending(id),
+          k.threadUnpersisted(id),
+          k.threadLog(id),
+          k.threadSubscribers(id),
+          k.threadEndedStreams(id),
+          k.threadStreams(id),
+          ...t.messageIds.flatMap((m) => [k.stream(id, m), k.streamContent(id, m)]),
+          ...t.idempotencyKeys.map((key) => k.idempotency(id, key)),
+        ]);
+        // The lookups by message id, each in its own slot.
+        removed += await this.unlinkEach(t.messageIds.map((m) => k.message(m)));
+      }
+      return { subscribers, keys: removed };
+    });
+  }
+
+  sweep(threadIds: readonly string[]): Promise<number> {
+    const wanted = new Set(threadIds);
+    return this.guard.run(async () => {
+      let removed = 0;
+      for (const node of primaries(this.client)) {
+        let cursor = "0";
+        do {
+          const [next, found] = await node.scan(cursor, "MATCH", `${this.keys.threadTag("*")}*`, "COUNT", this.scanCount);
+          cursor = next;
+          const mine = found.filter((key) => {
+            const thread = this.keys.threadOf(key);
+            return thread !== null && wanted.has(thread);
+          });
+          if (mine.length === 0) continue;
+          removed += await this.unlinkEach(await this.lookupsNamedBy(mine));
+          removed += await this.unlinkEach(mine);
+        } while (cursor !== "0");
+      }
+      return removed;
+    });
+  }
+
+  /** The lookup keys of the messages these thread keys name (an index's entries, a stream's id). */
+  private async lookupsNamedBy(keys: readonly string[]): Promise<string[]> {
+    const ids = new Set<string>();
+    for (const key of keys) {
+      const stream = /:sm:([^:]+)$/.exec(key);
+      if (stream?.[1] !== undefined) ids.add(stream[1]);
+      if (!key.endsWith(":ix")) continue;
+      for (const raw of await this.client.zrange(key, "0", "-1")) {
+        const id = /^\{"id":"([^"]+)"/.exec(raw)?.[1];
+        if (id !== undefined) ids.add(id);
+      }
+    }
+    return [...ids].map((id) => this.keys.message(id));
+  }
+
+  /** Keys of one slot, in chunks. */
+  private async unlink(keys: readonly string[]): Promise<number> {
+    let removed = 0;
+    for (let i = 0; i < keys.length; i += CHUNK) removed += await this.client.unlink(...keys.slice(i, i + CHUNK));
+    return removed;
+  }
+
+  /** Keys of any slots, one command each (pipelined by the client). */
+  private async unlinkEach(keys: readonly string[]): Promise<number> {
+    const counts = await Promise.all(keys.map((key) => this.client.unlink(key)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+}
