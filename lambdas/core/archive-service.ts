@@ -12,7 +12,6 @@
  */
 import { describeError, isTierUnavailable } from "./errors.ts";
 import type { Message } from "./model.ts";
-import { isUuid } from "./validation.ts";
 import type { AnalyticsStore, Clock, Diagnostics, FeedbackArchive, FeedbackEvent } from "./ports.ts";
 import {
   InvalidRecordError,
@@ -22,6 +21,7 @@ import {
   type RetryPolicy,
   recordFailure,
 } from "./records.ts";
+import { isUuid } from "./validation.ts";
 
 export interface ArchiveOutcome {
   readonly failures: RecordFailure[];

@@ -38,7 +38,13 @@ import type {
   HotTierEraser,
   NewErasure,
 } from "./ports.ts";
-import { InvalidRecordError, type QueueRecord, type RecordFailure, type RetryPolicy, recordFailure } from "./records.ts";
+import {
+  InvalidRecordError,
+  type QueueRecord,
+  type RecordFailure,
+  type RetryPolicy,
+  recordFailure,
+} from "./records.ts";
 import type { ThreadAccess } from "./thread-access.ts";
 import { isUuid } from "./validation.ts";
 
@@ -51,7 +57,8 @@ const ERASURE_RECORD_PREFIX = '{"v":1,"kind":"erasure","erasure_id":';
 export const erasureRecordBody = (erasureId: string): string =>
   `${ERASURE_RECORD_PREFIX}${JSON.stringify(erasureId)}}`;
 
-export const isErasureRecord = (record: QueueRecord): boolean => record.body.startsWith(ERASURE_RECORD_PREFIX);
+export const isErasureRecord = (record: QueueRecord): boolean =>
+  record.body.startsWith(ERASURE_RECORD_PREFIX);
 
 const erasureIdOf = (record: QueueRecord): string => {
   let id: unknown;
@@ -60,7 +67,8 @@ const erasureIdOf = (record: QueueRecord): string => {
   } catch {
     id = undefined;
   }
-  if (typeof id !== "string" || !isUuid(id)) throw new InvalidRecordError("erasure record without an erasure id");
+  if (typeof id !== "string" || !isUuid(id))
+    throw new InvalidRecordError("erasure record without an erasure id");
   return id;
 };
 
@@ -125,7 +133,10 @@ export interface ErasureReport {
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-const tier = (doneAt: number | null) => ({ state: (doneAt === null ? "pending" : "done") as TierState, done_at: iso(doneAt) });
+const tier = (doneAt: number | null) => ({
+  state: (doneAt === null ? "pending" : "done") as TierState,
+  done_at: iso(doneAt),
+});
 
 export const erasureReport = (e: Erasure): ErasureReport => ({
   id: e.id,
@@ -167,7 +178,13 @@ export class ErasureService {
     const now = this.deps.clock.now();
     const create = this.newErasure("thread", threadId, principal.userId, now, "redis");
     const erased = await this.deps.erasures
-      .eraseThreads({ erasureId: create.id, create, threadIds: [threadId], ownerId: principal.userId, nowMs: now })
+      .eraseThreads({
+        erasureId: create.id,
+        create,
+        threadIds: [threadId],
+        ownerId: principal.userId,
+        nowMs: now,
+      })
       .catch(unavailableAs("Thread store unavailable"));
     // Deleted by a concurrent request, between the access check and the transaction.
     if (erased.length === 0) throw threadNotFound();
@@ -189,7 +206,9 @@ export class ErasureService {
   async eraseUser(principal: Principal, userId: string): Promise<Erasure> {
     this.requireAdmin(principal);
     const erasure = this.newErasure("user", userId, principal.userId, this.deps.clock.now(), "postgres");
-    const created = await this.deps.erasures.create(erasure).catch(unavailableAs("Erasure store unavailable"));
+    const created = await this.deps.erasures
+      .create(erasure)
+      .catch(unavailableAs("Erasure store unavailable"));
     await this.kick(created.id);
     return created;
   }
@@ -204,7 +223,7 @@ export class ErasureService {
   }
 
   /**
-   * Retention, on its schedule: when threads have expired and no retention erasure is still
+   * Retention, on its schedule (`nowMs`: the schedule's time): when threads have expired and no retention erasure is still
    * working, one is started (the worker erases the threads expired by then, batch by batch).
    */
   async applyRetention(nowMs: number): Promise<Erasure | null> {
@@ -214,7 +233,8 @@ export class ErasureService {
     if ((await this.deps.erasures.pending("retention")) > 0) return null;
     if ((await this.deps.erasures.expiredThreads(cutoff, 1)).length === 0) return null;
     const created = await this.deps.erasures.create(
-      this.newErasure("retention", String(cutoff), "retention", nowMs, "postgres"),
+      // Recorded at the real time (the schedule's time only sets the cutoff).
+      this.newErasure("retention", String(cutoff), "retention", this.deps.clock.now(), "postgres"),
     );
     await this.kick(created.id);
     return created;
@@ -285,7 +305,13 @@ export class ErasureService {
                 ? await this.deps.erasures.expiredThreads(Number(e.subject), this.options.batchThreads)
                 : [];
           if (threadIds.length === 0) {
-            return { stage: "clickhouse", redis_keys: keys, postgres_done_at_ms: now(), due_at_ms: now(), last_error: null };
+            return {
+              stage: "clickhouse",
+              redis_keys: keys,
+              postgres_done_at_ms: now(),
+              due_at_ms: now(),
+              last_error: null,
+            };
           }
           const erased = await this.deps.erasures.eraseThreads({ erasureId: e.id, threadIds, nowMs: now() });
           // The sweep after the settle time clears what this pass could not.
@@ -337,7 +363,11 @@ export class ErasureService {
           };
         }
         // ClickHouse applies deletes in the background; a delete lost with a restart is issued again.
-        if ((e.attempts + 1) % 10 === 0) await this.forEachChunk(e.id, async (ids) => (await archive.erase(ids), 0));
+        if ((e.attempts + 1) % 10 === 0)
+          await this.forEachChunk(e.id, async (ids) => {
+            await archive.erase(ids);
+            return 0;
+          });
         return {
           clickhouse_remaining: remaining,
           attempts: e.attempts + 1,
@@ -351,18 +381,28 @@ export class ErasureService {
 
   private retryLater(e: Erasure, error: unknown): ErasureProgress {
     const attempts = e.attempts + 1;
-    const delay = Math.min(this.options.retryDelayMs * 2 ** Math.min(attempts - 1, 20), this.options.maxRetryDelayMs);
+    const delay = Math.min(
+      this.options.retryDelayMs * 2 ** Math.min(attempts - 1, 20),
+      this.options.maxRetryDelayMs,
+    );
     this.deps.diagnostics.warn("erasure step failed; retried later", {
       erasureId: e.id,
       stage: e.stage,
       attempts,
       error: describeError(error),
     });
-    return { attempts, last_error: describeError(error).slice(0, 500), due_at_ms: this.deps.clock.now() + delay };
+    return {
+      attempts,
+      last_error: describeError(error).slice(0, 500),
+      due_at_ms: this.deps.clock.now() + delay,
+    };
   }
 
   /** Runs `fn` over the erasure's threads, a chunk at a time; sums what it answers. */
-  private async forEachChunk(erasureId: string, fn: (ids: readonly string[]) => Promise<number>): Promise<number> {
+  private async forEachChunk(
+    erasureId: string,
+    fn: (ids: readonly string[]) => Promise<number>,
+  ): Promise<number> {
     let total = 0;
     let after: string | null = null;
     for (;;) {
@@ -408,7 +448,8 @@ export class ErasureService {
   }
 
   private archive(): ArchiveEraser {
-    if (this.deps.archive === undefined) throw new Error("this erasure step needs ClickHouse (the erasure worker)");
+    if (this.deps.archive === undefined)
+      throw new Error("this erasure step needs ClickHouse (the erasure worker)");
     return this.deps.archive;
   }
 
@@ -433,7 +474,6 @@ export class ErasureService {
       postgres_done_at_ms: stage === "postgres" ? null : nowMs,
     };
   }
-
 }
 
 export interface ErasureWorkOutcome {

@@ -658,7 +658,10 @@ export interface Erasure {
   readonly last_error: string | null;
 }
 
-export type NewErasure = Pick<Erasure, "id" | "kind" | "subject" | "requested_by" | "requested_at_ms" | "stage"> & {
+export type NewErasure = Pick<
+  Erasure,
+  "id" | "kind" | "subject" | "requested_by" | "requested_at_ms" | "stage"
+> & {
   readonly postgres_done_at_ms: number | null;
 };
 

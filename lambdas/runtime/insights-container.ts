@@ -4,9 +4,9 @@
  * the admin analytics read. Only the functions that use them import this file.
  */
 import { ClickHouseAnalyticsReader } from "../adapters/clickhouse/clickhouse-analytics-reader.ts";
+import { ClickHouseArchiveEraser } from "../adapters/clickhouse/clickhouse-archive-eraser.ts";
 import { isClickHouseOutage } from "../adapters/clickhouse/client.ts";
 import { AnalyticsService } from "../core/analytics-service.ts";
-import { ClickHouseArchiveEraser } from "../adapters/clickhouse/clickhouse-archive-eraser.ts";
 import { ArchiveService } from "../core/archive-service.ts";
 import { ErasureService, ErasureWorker, isErasureRecord } from "../core/erasure-service.ts";
 import type { QueueRecord } from "../core/records.ts";
@@ -24,7 +24,10 @@ export const archiveService = once(async () => {
 
 /** The erasure worker: the steps on Redis and ClickHouse after PostgreSQL's (docs/erasure.md). */
 const erasureWorker = once(async () => {
-  const archive = new ClickHouseArchiveEraser(await clickHouseClient(), guard("clickhouse", isClickHouseOutage));
+  const archive = new ClickHouseArchiveEraser(
+    await clickHouseClient(),
+    guard("clickhouse", isClickHouseOutage),
+  );
   const service = new ErasureService({ ...(await erasureDeps()), archive }, erasureOptions());
   return new ErasureWorker(service, erasureQueue(), retryPolicy(), config().ERASURE_BUDGET_MS, clock);
 });

@@ -89,7 +89,10 @@ export class ClickHouseArchiveEraser implements ArchiveEraser {
 }
 
 /** Which of these threads ClickHouse holds a tombstone for. */
-export const erasedAmong = async (client: ClickHouseClient, threadIds: readonly string[]): Promise<Set<string>> => {
+export const erasedAmong = async (
+  client: ClickHouseClient,
+  threadIds: readonly string[],
+): Promise<Set<string>> => {
   const result = await client.query({
     query: `SELECT DISTINCT thread_id FROM erased_threads WHERE thread_id IN (${quoted(threadIds)})`,
     format: "JSONEachRow",

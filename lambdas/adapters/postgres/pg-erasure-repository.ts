@@ -24,7 +24,9 @@ const COLUMNS = `id, kind, subject, requested_by, requested_at_ms, threads, mess
   clickhouse_remaining, stage, postgres_done_at_ms, redis_done_at_ms, clickhouse_done_at_ms, completed_at_ms,
   due_at_ms, attempts, last_error`;
 
-type ErasureRow = { [K in keyof Erasure]: Erasure[K] extends number | null ? string | number | null : Erasure[K] };
+type ErasureRow = {
+  [K in keyof Erasure]: Erasure[K] extends number | null ? string | number | null : Erasure[K];
+};
 
 const num = (v: string | number | null): number | null => (v === null ? null : Number(v));
 
@@ -109,7 +111,10 @@ export class PgErasureRepository implements ErasureRepository {
           thread_id: string;
           user_id: string;
           client_message_id: string | null;
-        }>("SELECT id, thread_id, user_id, client_message_id FROM messages WHERE thread_id = ANY($1::uuid[])", [ids]);
+        }>(
+          "SELECT id, thread_id, user_id, client_message_id FROM messages WHERE thread_id = ANY($1::uuid[])",
+          [ids],
+        );
         const { rows: feedback } = await client.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM message_feedback f JOIN messages m ON m.id = f.message_id
             WHERE m.thread_id = ANY($1::uuid[])`,
@@ -178,7 +183,9 @@ export class PgErasureRepository implements ErasureRepository {
 
   get(id: string): Promise<Erasure | null> {
     return this.guard.run(async () => {
-      const { rows } = await this.pool.query<ErasureRow>(`SELECT ${COLUMNS} FROM erasures WHERE id = $1`, [id]);
+      const { rows } = await this.pool.query<ErasureRow>(`SELECT ${COLUMNS} FROM erasures WHERE id = $1`, [
+        id,
+      ]);
       return rows[0] === undefined ? null : toErasure(rows[0]);
     });
   }

@@ -41,6 +41,10 @@ export class RedisThreadEraser implements HotTierEraser {
         const id = t.threadId;
         await this.client.set(k.threadGone(id), "1", "EX", tombstoneTtlSeconds);
         subscribers.set(id, await this.client.smembers(k.threadSubscribers(id)));
+        // Messages made visible that PostgreSQL did not have yet are known only to the index.
+        const messageIds = [
+          ...new Set([...t.messageIds, ...(await this.idsInIndex(k.threadMessages(id)))]),
+        ];
         // One slot: the thread's own keys.
         removed += await this.unlink([
           k.threadState(id),
@@ -51,11 +55,11 @@ export class RedisThreadEraser implements HotTierEraser {
           k.threadSubscribers(id),
           k.threadEndedStreams(id),
           k.threadStreams(id),
-          ...t.messageIds.flatMap((m) => [k.stream(id, m), k.streamContent(id, m)]),
+          ...messageIds.flatMap((m) => [k.stream(id, m), k.streamContent(id, m)]),
           ...t.idempotencyKeys.map((key) => k.idempotency(id, key)),
         ]);
         // The lookups by message id, each in its own slot.
-        removed += await this.unlinkEach(t.messageIds.map((m) => k.message(m)));
+        removed += await this.unlinkEach(messageIds.map((m) => k.message(m)));
       }
       return { subscribers, keys: removed };
     });
@@ -68,7 +72,13 @@ export class RedisThreadEraser implements HotTierEraser {
       for (const node of primaries(this.client)) {
         let cursor = "0";
         do {
-          const [next, found] = await node.scan(cursor, "MATCH", `${this.keys.threadTag("*")}*`, "COUNT", this.scanCount);
+          const [next, found] = await node.scan(
+            cursor,
+            "MATCH",
+            `${this.keys.threadTag("*")}*`,
+            "COUNT",
+            this.scanCount,
+          );
           cursor = next;
           const mine = found.filter((key) => {
             const thread = this.keys.threadOf(key);
@@ -89,19 +99,22 @@ export class RedisThreadEraser implements HotTierEraser {
     for (const key of keys) {
       const stream = /:sm:([^:]+)$/.exec(key);
       if (stream?.[1] !== undefined) ids.add(stream[1]);
-      if (!key.endsWith(":ix")) continue;
-      for (const raw of await this.client.zrange(key, "0", "-1")) {
-        const id = /^\{"id":"([^"]+)"/.exec(raw)?.[1];
-        if (id !== undefined) ids.add(id);
-      }
+      if (key.endsWith(":ix")) for (const id of await this.idsInIndex(key)) ids.add(id);
     }
     return [...ids].map((id) => this.keys.message(id));
+  }
+
+  /** The ids of the messages in a thread's index (each entry is a message's JSON, its id first). */
+  private async idsInIndex(key: string): Promise<string[]> {
+    const entries = await this.client.zrange(key, "0", "-1");
+    return entries.flatMap((raw) => /^\{"id":"([^"]+)"/.exec(raw)?.[1] ?? []);
   }
 
   /** Keys of one slot, in chunks. */
   private async unlink(keys: readonly string[]): Promise<number> {
     let removed = 0;
-    for (let i = 0; i < keys.length; i += CHUNK) removed += await this.client.unlink(...keys.slice(i, i + CHUNK));
+    for (let i = 0; i < keys.length; i += CHUNK)
+      removed += await this.client.unlink(...keys.slice(i, i + CHUNK));
     return removed;
   }
 

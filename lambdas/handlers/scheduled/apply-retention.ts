@@ -21,6 +21,7 @@ export const handler = middy<ScheduledEvent, { erasure_id: string | null }>()
     const at = event?.time !== undefined ? Date.parse(event.time) : Number.NaN;
     const now = Number.isFinite(at) ? at : Date.now();
     const erasure = await (await erasureService()).applyRetention(now);
-    if (erasure !== null) logger.info("retention erasure started", { erasureId: erasure.id, cutoff: erasure.subject });
+    if (erasure !== null)
+      logger.info("retention erasure started", { erasureId: erasure.id, cutoff: erasure.subject });
     return { erasure_id: erasure?.id ?? null };
   });
