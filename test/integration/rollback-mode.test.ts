@@ -1,9 +1,10 @@
 /**
  * The rollback switch (ACCEPT_MODE=sync): the legacy behaviour — the message is committed to
  * PostgreSQL inside the request — with the WebSocket notification still sent, and ClickHouse fed
- * through the outbox.
+ * through the outbox; a thread deleted while its messages wait in the outbox takes them along.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clickhouseRows, erasureComplete, leftovers, NOTHING_LEFT } from "../support/erasure.ts";
 import { startTestStack, type TestStack } from "../support/test-stack.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -11,7 +12,8 @@ let t: TestStack;
 let alice: string;
 
 beforeAll(async () => {
-  t = await startTestStack({ env: { ACCEPT_MODE: "sync" } });
+  // The relay runs when a test runs it.
+  t = await startTestStack({ env: { ACCEPT_MODE: "sync" }, outboxIntervalMs: 0 });
   alice = await t.token("alice");
 });
 
@@ -42,6 +44,7 @@ describe("with ACCEPT_MODE=sync", () => {
     // The relay forwards the message, confirms it to Redis, and only then clears it.
     await waitFor(
       async () => {
+        await t.stack.relayOutbox();
         const { rows } = await t.pg.query("SELECT 1 FROM analytics_outbox WHERE message_id = $1", [
           res.body.id,
         ]);
@@ -70,5 +73,39 @@ describe("with ACCEPT_MODE=sync", () => {
       },
     );
     expect(history.body.messages.map((m) => m.id)).toEqual([res.body.id]);
+  });
+});
+
+describe("a thread deleted while its messages wait in the outbox", () => {
+  it("takes the entries along: the relay forwards nothing of it, and no tier keeps anything", async () => {
+    const admin = await t.token("ops", ["admin"]);
+    const thread = await t.createThread(alice);
+    const ids: string[] = [];
+    for (const text of ["one", "two", "three"]) {
+      const res = await t.request<{ id: string }>("POST", `/api/threads/${thread.id}/messages`, {
+        token: alice,
+        body: { message: text },
+      });
+      expect(res.status).toBe(201);
+      ids.push(res.body.id);
+    }
+    const { rows } = await t.pg.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM analytics_outbox WHERE message_id = ANY($1::uuid[])",
+      [ids],
+    );
+    expect(rows[0]?.n).toBe(3);
+
+    const deleted = await t.request<{ erasure_id: string }>("DELETE", `/api/threads/${thread.id}`, {
+      token: alice,
+    });
+    expect(deleted.status).toBe(202);
+    await t.stack.relayOutbox();
+    await erasureComplete(t, deleted.body.erasure_id, admin);
+    await waitFor(async () => (await t.queueDepth(t.stack.queues.analytics.url)) === 0, {
+      what: "analytics queue drained",
+    });
+
+    expect(await leftovers(t, [thread.id], ids)).toEqual(NOTHING_LEFT);
+    expect(await clickhouseRows(t, [thread.id], false)).toEqual({ messages: 0, feedback: 0 });
   });
 });

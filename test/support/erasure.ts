@@ -72,11 +72,11 @@ export const clickhouseRows = async (
   return { messages: await count("messages"), feedback: await count("feedback") };
 };
 
-export const leftovers = async (
+export const postgresRows = async (
   t: TestStack,
   threadIds: readonly string[],
   messageIds: readonly string[],
-): Promise<Leftovers> => {
+): Promise<Leftovers["postgres"]> => {
   const { rows } = await t.pg.query<Leftovers["postgres"]>(
     `SELECT (SELECT count(*)::int FROM threads WHERE id = ANY($1::uuid[])) AS threads,
             (SELECT count(*)::int FROM messages WHERE thread_id = ANY($1::uuid[]) OR id = ANY($2::uuid[])) AS messages,
@@ -85,8 +85,16 @@ export const leftovers = async (
             (SELECT count(*)::int FROM analytics_outbox WHERE message_id = ANY($2::uuid[])) AS outbox`,
     [threadIds, messageIds],
   );
+  return rows[0] as Leftovers["postgres"];
+};
+
+export const leftovers = async (
+  t: TestStack,
+  threadIds: readonly string[],
+  messageIds: readonly string[],
+): Promise<Leftovers> => {
   return {
-    postgres: rows[0] as Leftovers["postgres"],
+    postgres: await postgresRows(t, threadIds, messageIds),
     clickhouse: await clickhouseRows(t, threadIds),
     redis: await redisKeysOf(t, threadIds, messageIds),
   };
