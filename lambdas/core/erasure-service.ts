@@ -13,9 +13,9 @@
  * they all end within the settle time, after which a second pass clears Redis and ClickHouse
  * again. The erasure is done when ClickHouse shows no row of the threads.
  *
- * The worker runs the steps after PostgreSQL's: the analytics consumer (which holds ClickHouse) is
- * handed a record naming the erasure, takes the steps that are due, and sends the record again,
- * delayed, for the next. Each step is recorded, so a tier that is down holds the erasure at its
+ * The worker runs the steps after PostgreSQL's: the erasure queue's consumer is handed a record
+ * naming the erasure, takes the steps that are due, and sends the record again, delayed, for the
+ * next. Each step is recorded, so a tier that is down holds the erasure at its
  * step (with the error, retried with a growing delay) until it is back.
  */
 import { bestEffort } from "./best-effort.ts";
@@ -254,7 +254,7 @@ export class ErasureService {
   }
 
   /**
-   * The worker (the analytics consumer, given the erasure's record): takes the erasure's steps
+   * The worker (the erasure queue's consumer, given the erasure's record): takes the erasure's steps
    * that are due, until `budgetMs` is spent. Answers in how many ms it is due again (null: it is
    * complete, or another worker holds it).
    */
@@ -478,12 +478,12 @@ export class ErasureService {
 
 export interface ErasureWorkOutcome {
   readonly failures: RecordFailure[];
-  /** Erasures that completed in this batch. */
+  /** Erasures this batch has nothing more to do for (complete, or another worker holds them). */
   readonly completed: number;
 }
 
 /**
- * The analytics consumer's erasure records: each erasure is advanced, and while it is not complete
+ * The erasure queue's records: each erasure is advanced, and while it is not complete
  * its record is sent again, delayed until its next step is due.
  */
 export class ErasureWorker {

@@ -726,10 +726,7 @@ export interface ErasureRepository {
   update(id: string, progress: ErasureProgress): Promise<void>;
 }
 
-/**
- * Hands an erasure to the worker (the analytics consumer, which holds ClickHouse): a record on the
- * analytics queue, delivered after `delaySeconds` (0-900).
- */
+/** Hands an erasure to the worker: a record on the erasure queue, delivered after `delaySeconds` (0-900). */
 export interface ErasureQueue {
   schedule(erasureId: string, delaySeconds: number): Promise<void>;
 }

@@ -15,7 +15,8 @@ export type FunctionNeed =
   | "sendToPersistQueue"
   | "readPersistQueue"
   | "manageConnections"
-  | "sendToAnalyticsQueue";
+  | "sendToAnalyticsQueue"
+  | "sendToErasureQueue";
 
 export interface HttpFunction {
   readonly id: string;
@@ -80,7 +81,7 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     id: "DeleteThread",
     entry: "lambdas/handlers/http/delete-thread.ts",
     routeKey: "DELETE /api/threads/{threadId}",
-    needs: [...WS_REPLY, "sendToAnalyticsQueue"],
+    needs: [...WS_REPLY, "sendToErasureQueue"],
   },
   {
     id: "PostMessage",
@@ -156,7 +157,7 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     id: "EraseUser",
     entry: "lambdas/handlers/http/erase-user.ts",
     routeKey: "DELETE /api/admin/users/{userId}",
-    needs: [...STORES, "sendToAnalyticsQueue"],
+    needs: [...STORES, "sendToErasureQueue"],
   },
   {
     id: "GetErasure",
@@ -201,6 +202,8 @@ export const WEBSOCKET_FUNCTIONS: readonly WebSocketFunction[] = [
 export const CONSUMER_FUNCTIONS = {
   persist: { id: "PersistMessages", entry: "lambdas/handlers/sqs/persist-messages.ts" },
   analytics: { id: "ArchiveMessages", entry: "lambdas/handlers/sqs/archive-messages.ts" },
+  /** The erasure worker: the steps of an erasure after PostgreSQL's (docs/erasure.md). */
+  erasure: { id: "RunErasures", entry: "lambdas/handlers/sqs/run-erasures.ts" },
 } as const;
 
 export const SCHEDULED_FUNCTIONS = {

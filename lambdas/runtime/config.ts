@@ -44,6 +44,8 @@ const fields = z.object({
 
   PERSIST_QUEUE_URL: z.string().min(1),
   ANALYTICS_QUEUE_URL: z.string().min(1),
+  /** The erasure worker's queue (unset: erasures wait for the outbox relay to hand them over). */
+  ERASURE_QUEUE_URL: optionalString,
   SQS_TIMEOUT_MS: int(1).default(500),
 
   CLICKHOUSE_URL: z.string().default("http://127.0.0.1:8123"),
@@ -121,7 +123,7 @@ const fields = z.object({
    * function timeout); the second pass over Redis and ClickHouse waits this long (docs/erasure.md).
    */
   ERASURE_SETTLE_SECONDS: int(0, 3600).default(120),
-  /** Time the erasure worker gives a batch's erasures (below the analytics consumer's timeout). */
+  /** Time the erasure worker gives a batch of erasures (below its function's timeout). */
   ERASURE_BUDGET_MS: int(100, 900_000).default(10_000),
   /** Threads deleted per PostgreSQL transaction by a user erasure or retention. */
   ERASURE_BATCH_THREADS: int(1, 1000).default(50),

@@ -440,6 +440,7 @@ export const outboxRelay = once(
 export const retryScheduler = once(() => ({
   persist: new SqsRetryScheduler(sqsClient(), config().PERSIST_QUEUE_URL),
   analytics: new SqsRetryScheduler(sqsClient(), config().ANALYTICS_QUEUE_URL),
+  erasure: new SqsRetryScheduler(sqsClient(), config().ERASURE_QUEUE_URL ?? ""),
 }));
 
 // ---------------------------------------------------------------- feedback and usage
@@ -492,24 +493,26 @@ export const erasureOptions = once((): ErasureOptions => {
   };
 });
 
-export const erasureQueue = once(
-  () => new SqsErasureQueue(sqsClient(), config().ANALYTICS_QUEUE_URL, sqsGuard()),
-);
+export const erasureQueue = once(() => {
+  const url = config().ERASURE_QUEUE_URL;
+  return url === undefined ? undefined : new SqsErasureQueue(sqsClient(), url, sqsGuard());
+});
 
 /** What every erasure service has; the worker's adds ClickHouse (insights-container.ts). */
-export const erasureDeps = once(
-  async (): Promise<ErasureDeps> => ({
+export const erasureDeps = once(async (): Promise<ErasureDeps> => {
+  const queue = erasureQueue();
+  return {
     erasures: new PgErasureRepository(await pgPool(), pgGuard()),
     hot: new RedisThreadEraser(await redisClient(), redisKeys(), redisGuard()),
     access: await threadAccess(),
     ...(config().WEBSOCKET_API_ENDPOINT !== undefined
       ? { fanout: await fanout(), registry: await registry() }
       : {}),
-    queue: erasureQueue(),
+    ...(queue !== undefined ? { queue } : {}),
     clock,
     diagnostics,
-  }),
-);
+  };
+});
 
 /** Thread deletes, user erasures, their progress, retention (the first steps; the worker does the rest). */
 export const erasureService = once(async () => new ErasureService(await erasureDeps(), erasureOptions()));

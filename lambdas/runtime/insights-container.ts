@@ -1,15 +1,14 @@
 /**
  * The ClickHouse builders of feedback and analytics, beside analytics-container.ts (whose client
- * they share): the analytics consumer's service, which archives messages and feedback changes, and
- * the admin analytics read. Only the functions that use them import this file.
+ * they share): the analytics consumer's service, which archives messages and feedback changes, the
+ * admin analytics read, and the erasure worker. Only the functions that use them import this file.
  */
 import { ClickHouseAnalyticsReader } from "../adapters/clickhouse/clickhouse-analytics-reader.ts";
 import { ClickHouseArchiveEraser } from "../adapters/clickhouse/clickhouse-archive-eraser.ts";
 import { isClickHouseOutage } from "../adapters/clickhouse/client.ts";
 import { AnalyticsService } from "../core/analytics-service.ts";
 import { ArchiveService } from "../core/archive-service.ts";
-import { ErasureService, ErasureWorker, isErasureRecord } from "../core/erasure-service.ts";
-import type { QueueRecord } from "../core/records.ts";
+import { ErasureService, ErasureWorker } from "../core/erasure-service.ts";
 import { archiveStore, clickHouseClient } from "./analytics-container.ts";
 import { config } from "./config.ts";
 import { clock, erasureDeps, erasureOptions, erasureQueue, guard, retryPolicy } from "./container.ts";
@@ -23,34 +22,15 @@ export const archiveService = once(async () => {
 });
 
 /** The erasure worker: the steps on Redis and ClickHouse after PostgreSQL's (docs/erasure.md). */
-const erasureWorker = once(async () => {
+export const erasureWorker = once(async () => {
+  const queue = erasureQueue();
+  if (queue === undefined) throw new Error("ERASURE_QUEUE_URL is required by the erasure worker");
   const archive = new ClickHouseArchiveEraser(
     await clickHouseClient(),
     guard("clickhouse", isClickHouseOutage),
   );
   const service = new ErasureService({ ...(await erasureDeps()), archive }, erasureOptions());
-  return new ErasureWorker(service, erasureQueue(), retryPolicy(), config().ERASURE_BUDGET_MS, clock);
-});
-
-/**
- * The analytics consumer: archives messages and feedback changes, and works on the erasures whose
- * records share its queue.
- */
-export const analyticsConsumer = once(async () => {
-  const archive = await archiveService();
-  return {
-    async process(records: readonly QueueRecord[]) {
-      const erasures = records.filter(isErasureRecord);
-      const rest = records.filter((r) => !isErasureRecord(r));
-      const archived = await archive.process(rest);
-      const worked = erasures.length > 0 ? await (await erasureWorker()).process(erasures) : undefined;
-      return {
-        ...archived,
-        failures: [...archived.failures, ...(worked?.failures ?? [])],
-        erasuresSettled: worked?.completed ?? 0,
-      };
-    },
-  };
+  return new ErasureWorker(service, queue, retryPolicy(), config().ERASURE_BUDGET_MS, clock);
 });
 
 /**

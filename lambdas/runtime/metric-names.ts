@@ -49,6 +49,8 @@ export const Metric = {
   OutboxHandoffs: "OutboxHandoffs",
   /** Messages and feedback changes of erased threads that were in flight, dropped by a consumer. */
   ErasedRowsDropped: "ErasedRowsDropped",
+  /** Erasures a worker run has nothing more to do for (complete, or held by another worker). */
+  ErasuresSettled: "ErasuresSettled",
   /** Erasures the outbox relay handed to the worker again (their record was lost). */
   ErasuresResumed: "ErasuresResumed",
 } as const;

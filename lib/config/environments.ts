@@ -61,6 +61,16 @@ export const dev: EnvironmentConfig = {
       maxReceiveCount: 5,
       pgPoolMax: 1,
     },
+    // The erasure worker: few records, each a short run of statements on every tier.
+    erasure: {
+      batchSize: 10,
+      maxBatchingWindowSeconds: 0,
+      maxConcurrency: 2,
+      timeoutSeconds: 60,
+      memoryMb: 512,
+      maxReceiveCount: 10,
+      pgPoolMax: 1,
+    },
   },
   api: {
     memoryMb: 512,
@@ -146,6 +156,16 @@ export const prod: EnvironmentConfig = {
       timeoutSeconds: 60,
       memoryMb: 1024,
       maxReceiveCount: 20,
+      pgPoolMax: 1,
+    },
+    // The erasure worker: few records, each a short run of statements on every tier.
+    erasure: {
+      batchSize: 10,
+      maxBatchingWindowSeconds: 0,
+      maxConcurrency: 2,
+      timeoutSeconds: 60,
+      memoryMb: 512,
+      maxReceiveCount: 10,
       pgPoolMax: 1,
     },
   },

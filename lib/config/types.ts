@@ -104,6 +104,8 @@ export interface QueuesConfig {
   readonly retentionDays: number;
   readonly persist: ConsumerConfig;
   readonly analytics: ConsumerConfig;
+  /** The erasure worker (docs/erasure.md). */
+  readonly erasure: ConsumerConfig;
 }
 
 export interface ApiConfig {
@@ -186,6 +188,13 @@ export interface OutboxRelayConfig {
   readonly runOnQueueFallback: boolean;
 }
 
+export interface RetentionConfig {
+  /** MESSAGE_RETENTION_DAYS (1–36,500). */
+  readonly messageRetentionDays: number;
+  /** Hours between runs of the retention function (1–24). Each run connects to PostgreSQL. */
+  readonly everyHours: number;
+}
+
 export interface ClickHouseConfig {
   /** Name of the Secrets Manager secret {url, username, password, database} created beforehand. */
   readonly secretName: string;
@@ -227,6 +236,11 @@ export interface EnvironmentConfig {
    */
   readonly persistBoundSeconds: number;
   readonly outboxRelay: OutboxRelayConfig;
+  /**
+   * Retention: threads whose newest message is older than `messageRetentionDays` are erased (the
+   * path of DELETE /api/threads/{id}), checked every `everyHours`. @default none (kept)
+   */
+  readonly retention?: RetentionConfig;
   readonly auth: AuthConfig;
   readonly clickhouse: ClickHouseConfig;
   readonly alarms: AlarmsConfig;

@@ -69,7 +69,7 @@ export const environmentProblems = (c: EnvironmentConfig): readonly string[] => 
   }
   p.add(prefixed("cache", validateCache({ ...c.cache, namePrefix: namePrefix(c) })));
 
-  for (const which of ["persist", "analytics"] as const) {
+  for (const which of ["persist", "analytics", "erasure"] as const) {
     const consumer = c.queues[which];
     p.add(prefixed(`queues.${which}`, validateConsumer(consumer, visibilityTimeoutFor(consumer))));
     p.add(
@@ -128,6 +128,10 @@ export const environmentProblems = (c: EnvironmentConfig): readonly string[] => 
     Math.min(900, relay.intervalMinutes * 60 - 1),
   );
   p.integer("outboxRelay.memoryMb", relay.memoryMb, 128, 10_240);
+  if (c.retention !== undefined) {
+    p.integer("retention.messageRetentionDays", c.retention.messageRetentionDays, 1, 36_500);
+    p.integer("retention.everyHours", c.retention.everyHours, 1, 24);
+  }
   if (c.acceptMode === "sync") {
     p.check(
       relay.intervalMinutes <= 5,

@@ -1,6 +1,7 @@
 /**
- * The SQS consumers of CONSUMER_FUNCTIONS: `persist` (queue → PostgreSQL → analytics queue) and
- * `analytics` (queue → ClickHouse). Each event source mapping reports partial batch failures
+ * The SQS consumers of CONSUMER_FUNCTIONS: `persist` (queue → PostgreSQL → analytics queue),
+ * `analytics` (queue → ClickHouse) and `erasure` (the erasure worker: Redis and ClickHouse after
+ * PostgreSQL, docs/erasure.md). Each event source mapping reports partial batch failures
  * (the handlers return `batchItemFailures` and postpone transient failures with
  * ChangeMessageVisibility) and caps its concurrency, which bounds the connections the consumer
  * can open to its store whatever the backlog.
@@ -71,11 +72,13 @@ export const validateConsumer = (s: ConsumerSettings, visibilityTimeout?: Durati
 export interface ConsumersProps {
   readonly persist: ConsumerSettings & { readonly source: ConsumedQueue };
   readonly analytics: ConsumerSettings & { readonly source: ConsumedQueue };
+  readonly erasure: ConsumerSettings & { readonly source: ConsumedQueue };
   readonly placement: Placement;
   readonly runtime: RuntimeSettings;
   readonly resources: Resources;
   /**
-   * The @connections endpoint: the persist consumer pushes messages it makes visible late.
+   * The @connections endpoint: the persist consumer pushes messages it makes visible late, the
+   * erasure worker `thread.deleted` to the subscribers of the threads a user erasure deletes.
    * @default none (subscribers notice the gap in positions and replay)
    */
   readonly webSocketApiEndpoint?: string;
@@ -85,7 +88,15 @@ const NEEDS: Readonly<Record<keyof typeof CONSUMER_FUNCTIONS, readonly Need[]>> 
   // The persist queue too: a streamed reply's idle check schedules the next one (docs/streaming.md).
   persist: ["database", "redis", "sendToAnalyticsQueue", "sendToPersistQueue"],
   analytics: ["clickhouse"],
+  // Every tier of an erasure, and its own queue for the erasure's next step.
+  erasure: ["database", "redis", "clickhouse", "sendToErasureQueue"],
 };
+
+/** The time the erasure worker gives a batch: a third of its timeout, at most 10 s. */
+export const erasureBudgetMs = (timeoutSeconds: number): number =>
+  Math.min(10_000, Math.floor((timeoutSeconds * 1000) / 3));
+
+const CONSUMERS = ["persist", "analytics", "erasure"] as const;
 
 export class Consumers extends Construct {
   readonly functions: Readonly<Record<keyof typeof CONSUMER_FUNCTIONS, ChatFunction>>;
@@ -93,7 +104,7 @@ export class Consumers extends Construct {
   constructor(scope: Construct, id: string, props: ConsumersProps) {
     super(scope, id);
     const problems = new Problems();
-    for (const which of ["persist", "analytics"] as const) {
+    for (const which of CONSUMERS) {
       const p = props[which];
       problems.add(validateConsumer(p, p.source.visibilityTimeout).map((m) => `${which}: ${m}`));
     }
@@ -102,20 +113,26 @@ export class Consumers extends Construct {
     const build = (which: keyof typeof CONSUMER_FUNCTIONS): ChatFunction => {
       const spec = CONSUMER_FUNCTIONS[which];
       const s = props[which];
+      // The persist consumer pushes messages made visible late; the erasure worker, thread.deleted.
+      const pushes = which !== "analytics" && props.webSocketApiEndpoint !== undefined;
       const fn = new ChatFunction(this, spec.id, {
         entry: spec.entry,
         description: `${which} queue consumer`,
         memoryMb: s.memoryMb ?? 512,
         timeout: Duration.seconds(s.timeoutSeconds ?? 30),
-        environment: functionEnvironment(props.runtime, {
-          pgPoolMax: s.pgPoolMax ?? 2,
-          ...(which === "persist" && props.webSocketApiEndpoint !== undefined
-            ? { webSocketApiEndpoint: props.webSocketApiEndpoint }
+        environment: {
+          ...functionEnvironment(props.runtime, {
+            pgPoolMax: s.pgPoolMax ?? 2,
+            ...(pushes && props.webSocketApiEndpoint !== undefined
+              ? { webSocketApiEndpoint: props.webSocketApiEndpoint }
+              : {}),
+          }),
+          ...(which === "erasure"
+            ? { ERASURE_BUDGET_MS: String(erasureBudgetMs(s.timeoutSeconds ?? 30)) }
             : {}),
-        }),
+        },
         ...props.placement,
       });
-      const pushes = which === "persist" && props.webSocketApiEndpoint !== undefined;
       grantNeeds(
         fn.function,
         [...NEEDS[which], ...(pushes ? (["manageConnections"] as const) : [])],
@@ -134,6 +151,6 @@ export class Consumers extends Construct {
       );
       return fn;
     };
-    this.functions = { persist: build("persist"), analytics: build("analytics") };
+    this.functions = { persist: build("persist"), analytics: build("analytics"), erasure: build("erasure") };
   }
 }

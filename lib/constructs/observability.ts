@@ -75,8 +75,16 @@ export interface ObservabilityProps {
   readonly appEnv: string;
   /** What every alarm notifies (AlarmTopic.targets). */
   readonly alarmTargets: readonly sns.ITopic[];
-  readonly queues: { readonly persist: ObservedQueue; readonly analytics: ObservedQueue };
-  readonly consumers: { readonly persist: lambda.IFunction; readonly analytics: lambda.IFunction };
+  readonly queues: {
+    readonly persist: ObservedQueue;
+    readonly analytics: ObservedQueue;
+    readonly erasure: ObservedQueue;
+  };
+  readonly consumers: {
+    readonly persist: lambda.IFunction;
+    readonly analytics: lambda.IFunction;
+    readonly erasure: lambda.IFunction;
+  };
   readonly outboxRelay: lambda.IFunction;
   readonly httpApi: apigwv2.IHttpApi;
   /** The route functions of each API (one alarm sums the failed invocations of up to 10 of them). */
@@ -193,6 +201,7 @@ export class Observability extends Construct {
     const consumerFunctions: Record<string, lambda.IFunction> = {
       PersistConsumer: props.consumers.persist,
       AnalyticsConsumer: props.consumers.analytics,
+      ErasureWorker: props.consumers.erasure,
       OutboxRelay: props.outboxRelay,
     };
     for (const [name, fn] of Object.entries(consumerFunctions)) {

@@ -10,7 +10,8 @@
  * when they start (ALARM) and once more after they stopped (OK), which forwards what was committed
  * in between (a failed run is retried twice by Lambda, minutes apart); the schedule is the backstop
  * (daily in dev, every minute in prod). Runs may overlap; a message forwarded twice is harmless
- * (ClickHouse deduplicates by id).
+ * (ClickHouse deduplicates by id). Each run also hands erasures that stalled (their worker record
+ * was lost) to the erasure worker again.
  */
 import { Duration } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
@@ -86,12 +87,14 @@ export class OutboxRelay extends Construct {
       ...props.placement,
     });
     // Redis: it confirms relayed messages to the hot tier (which makes visible what never was).
+    // The erasure queue: it hands erasures whose record was lost to the worker again.
     grantNeeds(
       this.function.function,
       [
         "database",
         "redis",
         "sendToAnalyticsQueue",
+        "sendToErasureQueue",
         ...(props.webSocketApiEndpoint !== undefined ? (["manageConnections"] as const) : []),
       ],
       props.resources,

@@ -1,6 +1,6 @@
 /**
- * The two work queues of the pipeline, each with its dead-letter queue: `persist` (accepted
- * messages → PostgreSQL) and `analytics` (persisted messages → ClickHouse). Encrypted with
+ * The work queues of the pipeline, each with its dead-letter queue: `persist` (accepted messages →
+ * PostgreSQL), `analytics` (persisted messages → ClickHouse) and `erasure` (erasures, step by step). Encrypted with
  * SQS-managed keys, TLS-only. A queue's visibility timeout follows from its consumer:
  * AWS's guidance for Lambda event sources is at least 6 × the function timeout + the batching
  * window, so a record is never handed to a second consumer while the first may still run.
@@ -79,16 +79,20 @@ export class WorkQueue extends Construct {
 export interface QueuesProps {
   readonly persist: WorkQueueProps;
   readonly analytics: WorkQueueProps;
+  readonly erasure: WorkQueueProps;
 }
 
 export class Queues extends Construct {
   readonly persist: WorkQueue;
   readonly analytics: WorkQueue;
+  /** Erasures on their way through the tiers (docs/erasure.md). */
+  readonly erasure: WorkQueue;
 
   constructor(scope: Construct, id: string, props: QueuesProps) {
     super(scope, id);
     // Each WorkQueue validates its own props (the error names its path: .../Persist, .../Analytics).
     this.persist = new WorkQueue(this, "Persist", props.persist);
     this.analytics = new WorkQueue(this, "Analytics", props.analytics);
+    this.erasure = new WorkQueue(this, "Erasure", props.erasure);
   }
 }

@@ -32,11 +32,16 @@ export interface RuntimeSettings {
   readonly databaseName: string;
   readonly persistQueueUrl: string;
   readonly analyticsQueueUrl: string;
+  readonly erasureQueueUrl: string;
   readonly clickhouseSecretArn: string;
   readonly jwt: JwtSettings;
   readonly retryBaseDelaySeconds: number;
   readonly retryMaxDelaySeconds: number;
   readonly persistBoundSeconds: number;
+  /** ERASURE_SETTLE_SECONDS: the longest function timeout, and a margin (docs/erasure.md). */
+  readonly erasureSettleSeconds: number;
+  /** MESSAGE_RETENTION_DAYS (unset: threads are kept). */
+  readonly messageRetentionDays?: number;
 }
 
 type RuntimeVariables = Partial<Record<keyof Env, string>>;
@@ -73,6 +78,7 @@ export const functionEnvironment = (
     PG_POOL_MAX: String(extra.pgPoolMax),
     PERSIST_QUEUE_URL: s.persistQueueUrl,
     ANALYTICS_QUEUE_URL: s.analyticsQueueUrl,
+    ERASURE_QUEUE_URL: s.erasureQueueUrl,
     CLICKHOUSE_SECRET_ARN: s.clickhouseSecretArn,
     JWT_JWKS_URL: s.jwt.jwksUrl,
     JWT_ISSUER: s.jwt.issuer,
@@ -80,6 +86,10 @@ export const functionEnvironment = (
     RETRY_BASE_DELAY_SECONDS: String(s.retryBaseDelaySeconds),
     RETRY_MAX_DELAY_SECONDS: String(s.retryMaxDelaySeconds),
     PERSIST_BOUND_SECONDS: String(s.persistBoundSeconds),
+    ERASURE_SETTLE_SECONDS: String(s.erasureSettleSeconds),
+    ...(s.messageRetentionDays !== undefined
+      ? { MESSAGE_RETENTION_DAYS: String(s.messageRetentionDays) }
+      : {}),
     ...(s.jwt.audience !== undefined ? { JWT_AUDIENCE: s.jwt.audience } : {}),
     ...(extra.webSocketApiEndpoint !== undefined
       ? { WEBSOCKET_API_ENDPOINT: extra.webSocketApiEndpoint }
@@ -110,6 +120,7 @@ export interface Resources {
   readonly clickhouseSecret: secretsmanager.ISecret;
   readonly persistQueue: sqs.IQueue;
   readonly analyticsQueue: sqs.IQueue;
+  readonly erasureQueue: sqs.IQueue;
   /** Set once the WebSocket stage exists. */
   readonly webSocketStage?: apigwv2.WebSocketStage;
 }
@@ -135,6 +146,9 @@ export const grantNeeds = (grantee: iam.IGrantable, needs: readonly Need[], r: R
         break;
       case "sendToAnalyticsQueue":
         r.analyticsQueue.grantSendMessages(grantee);
+        break;
+      case "sendToErasureQueue":
+        r.erasureQueue.grantSendMessages(grantee);
         break;
       case "manageConnections":
         if (r.webSocketStage === undefined) throw new Error("manageConnections needs the WebSocket stage");

@@ -9,6 +9,7 @@ import { HttpApi } from "../constructs/http-api.ts";
 import type { Network } from "../constructs/network.ts";
 import { Observability } from "../constructs/observability.ts";
 import { OutboxRelay } from "../constructs/outbox-relay.ts";
+import { Retention } from "../constructs/retention.ts";
 import type { Placement, Resources, RuntimeSettings } from "../constructs/runtime.ts";
 import { SchemaMigration } from "../constructs/schema-migration.ts";
 import { WebSocketApi } from "../constructs/websocket-api.ts";
@@ -29,11 +30,25 @@ export interface AppStackProps extends StackProps {
  * Everything stateless: the functions, the HTTP and WebSocket APIs, the consumers and the outbox
  * relay, the schema-migration step that gates them, the dashboard and the alarms.
  */
+/**
+ * How long writers in flight when a thread is deleted may still write: the longest timeout of a
+ * function that writes a thread's data, and a margin (ERASURE_SETTLE_SECONDS).
+ */
+export const erasureSettleSeconds = (config: EnvironmentConfig): number =>
+  Math.max(
+    config.api.timeoutSeconds,
+    config.queues.persist.timeoutSeconds,
+    config.queues.analytics.timeoutSeconds,
+    config.outboxRelay.timeoutSeconds,
+  ) + 30;
+
 export class AppStack extends Stack {
   readonly httpApi: HttpApi;
   readonly webSocketApi: WebSocketApi;
   readonly consumers: Consumers;
   readonly outboxRelay: OutboxRelay;
+  /** Where the environment sets a retention period. */
+  readonly retention?: Retention;
   readonly schemaMigration: SchemaMigration;
   readonly observability: Observability;
 
@@ -58,12 +73,17 @@ export class AppStack extends Stack {
       databaseName: data.database.databaseName,
       persistQueueUrl: data.queues.persist.queue.queueUrl,
       analyticsQueueUrl: data.queues.analytics.queue.queueUrl,
+      erasureQueueUrl: data.queues.erasure.queue.queueUrl,
       // A secret name is a valid SecretId, and unlike a partial ARN it is unambiguous.
       clickhouseSecretArn: clickhouseSecret.secretName,
       jwt: data.identity.jwt,
       retryBaseDelaySeconds: config.retry.baseDelaySeconds,
       retryMaxDelaySeconds: config.retry.maxDelaySeconds,
       persistBoundSeconds: config.persistBoundSeconds,
+      erasureSettleSeconds: erasureSettleSeconds(config),
+      ...(config.retention !== undefined
+        ? { messageRetentionDays: config.retention.messageRetentionDays }
+        : {}),
     };
     const placement: Placement = {
       vpc: network.vpc,
@@ -78,6 +98,7 @@ export class AppStack extends Stack {
       clickhouseSecret,
       persistQueue: data.queues.persist.queue,
       analyticsQueue: data.queues.analytics.queue,
+      erasureQueue: data.queues.erasure.queue,
     };
     const throttle = { rateLimit: config.api.throttleRatePerSecond, burstLimit: config.api.throttleBurst };
     const functionSettings = {
@@ -131,6 +152,7 @@ export class AppStack extends Stack {
     this.consumers = new Consumers(this, "Consumers", {
       persist: { ...config.queues.persist, source: data.queues.persist },
       analytics: { ...config.queues.analytics, source: data.queues.analytics },
+      erasure: { ...config.queues.erasure, source: data.queues.erasure },
       placement,
       runtime,
       ...pushing,
@@ -145,12 +167,23 @@ export class AppStack extends Stack {
       ...pushing,
     });
 
+    if (config.retention !== undefined) {
+      this.retention = new Retention(this, "Retention", {
+        everyHours: config.retention.everyHours,
+        placement,
+        runtime,
+        resources,
+      });
+    }
+
     // New handlers take traffic only once the schema they expect exists.
     this.schemaMigration.guard(
+      ...(this.retention !== undefined ? [this.retention.function] : []),
       ...this.httpApi.functions.values(),
       ...this.webSocketApi.functions.values(),
       this.consumers.functions.persist,
       this.consumers.functions.analytics,
+      this.consumers.functions.erasure,
       this.outboxRelay.function,
     );
 
@@ -159,10 +192,15 @@ export class AppStack extends Stack {
     this.observability = new Observability(this, "Observability", {
       appEnv: config.name,
       alarmTargets: props.alarmTopic.targets,
-      queues: { persist: data.queues.persist, analytics: data.queues.analytics },
+      queues: {
+        persist: data.queues.persist,
+        analytics: data.queues.analytics,
+        erasure: data.queues.erasure,
+      },
       consumers: {
         persist: this.consumers.functions.persist.function,
         analytics: this.consumers.functions.analytics.function,
+        erasure: this.consumers.functions.erasure.function,
       },
       outboxRelay: this.outboxRelay.function.function,
       httpApi: this.httpApi.api,
@@ -193,6 +231,7 @@ export class AppStack extends Stack {
     new CfnOutput(this, "AlarmTopicArn", { value: props.alarmTopic.topic.topicArn });
     new CfnOutput(this, "PersistDlqArn", { value: data.queues.persist.deadLetterQueue.queueArn });
     new CfnOutput(this, "AnalyticsDlqArn", { value: data.queues.analytics.deadLetterQueue.queueArn });
+    new CfnOutput(this, "ErasureDlqArn", { value: data.queues.erasure.deadLetterQueue.queueArn });
     const { userPool, userPoolClient } = data.identity;
     if (userPool !== undefined && userPoolClient !== undefined) {
       new CfnOutput(this, "UserPoolId", { value: userPool.userPoolId });

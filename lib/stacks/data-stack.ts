@@ -71,6 +71,7 @@ export class DataStack extends Stack {
     this.queues = new Queues(this, "Queues", {
       persist: queue(config.queues.persist),
       analytics: queue(config.queues.analytics),
+      erasure: queue(config.queues.erasure),
     });
 
     this.identity = new Identity(

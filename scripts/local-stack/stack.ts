@@ -1,7 +1,7 @@
 /**
  * The built-in local stack: the real handlers behind a local HTTP API, a local WebSocket API with
- * its @connections endpoint, an embedded SQS endpoint with event source mappings for the two
- * consumers (the analytics one is also the erasure worker), the outbox relay on a timer and
+ * its @connections endpoint, an embedded SQS endpoint with event source mappings for the
+ * consumers and the erasure worker, the outbox relay on a timer and
  * retention (where MESSAGE_RETENTION_DAYS is set) — against real Redis, PostgreSQL and ClickHouse.
  */
 
@@ -36,7 +36,9 @@ export interface ConsumerSettings {
   readonly timeoutMs: number;
 }
 
-export const DEFAULT_CONSUMERS: Readonly<Record<"persist" | "analytics", ConsumerSettings>> = {
+export type ConsumerName = "persist" | "analytics" | "erasure";
+
+export const DEFAULT_CONSUMERS: Readonly<Record<ConsumerName, ConsumerSettings>> = {
   persist: {
     batchSize: 200,
     maxBatchingWindowMs: 20,
@@ -51,6 +53,14 @@ export const DEFAULT_CONSUMERS: Readonly<Record<"persist" | "analytics", Consume
     concurrency: 1,
     visibilityTimeoutSeconds: 60,
     maxReceiveCount: 5,
+    timeoutMs: 30_000,
+  },
+  erasure: {
+    batchSize: 10,
+    maxBatchingWindowMs: 0,
+    concurrency: 1,
+    visibilityTimeoutSeconds: 60,
+    maxReceiveCount: 10,
     timeoutMs: 30_000,
   },
 };
@@ -71,7 +81,7 @@ export interface LocalStackOptions {
   readonly queuePrefix?: string;
   /** Handler environment; wins over the process environment and LOCAL_DEFAULTS. */
   readonly env?: Readonly<Record<string, string>>;
-  readonly consumers?: { persist?: Partial<ConsumerSettings>; analytics?: Partial<ConsumerSettings> };
+  readonly consumers?: { readonly [K in ConsumerName]?: Partial<ConsumerSettings> };
   /** How often the outbox relay runs (0: not in this process). */
   readonly outboxIntervalMs?: number;
   /** How often retention runs where MESSAGE_RETENTION_DAYS is set (0: only when asked). @default 1 h */
@@ -92,10 +102,10 @@ export interface LocalStack {
   readonly wsUrl: string;
   readonly managementEndpoint: string;
   readonly sqsEndpoint: string;
-  readonly queues: { readonly persist: LocalQueue; readonly analytics: LocalQueue };
+  readonly queues: Readonly<Record<ConsumerName, LocalQueue>>;
   readonly env: Readonly<Record<string, string>>;
   readonly websocket: WebSocketGateway;
-  readonly eventSources: { readonly persist: SqsEventSource; readonly analytics: SqsEventSource };
+  readonly eventSources: Readonly<Record<ConsumerName, SqsEventSource>>;
   /** Runs the outbox relay once now (it also runs on its timer). */
   relayOutbox(): Promise<void>;
   /**
@@ -141,10 +151,12 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
   const consumers = {
     persist: { ...DEFAULT_CONSUMERS.persist, ...options.consumers?.persist },
     analytics: { ...DEFAULT_CONSUMERS.analytics, ...options.consumers?.analytics },
+    erasure: { ...DEFAULT_CONSUMERS.erasure, ...options.consumers?.erasure },
   };
   const queues = {
     persist: await createQueueWithDlq(sqsClient, { name: `${prefix}-persist`, ...consumers.persist }),
     analytics: await createQueueWithDlq(sqsClient, { name: `${prefix}-analytics`, ...consumers.analytics }),
+    erasure: await createQueueWithDlq(sqsClient, { name: `${prefix}-erasure`, ...consumers.erasure }),
   };
 
   const stage = options.stage ?? "local";
@@ -175,6 +187,7 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
   Object.assign(env, {
     PERSIST_QUEUE_URL: queues.persist.url,
     ANALYTICS_QUEUE_URL: queues.analytics.url,
+    ERASURE_QUEUE_URL: queues.erasure.url,
     // The SDK's own endpoint variables, unless the caller chose them (e.g. AWS_ENDPOINT_URL).
     ...(env.AWS_ENDPOINT_URL === undefined && env.AWS_ENDPOINT_URL_SQS === undefined
       ? { AWS_ENDPOINT_URL_SQS: sqs.endpoint }
@@ -185,7 +198,7 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
   Object.assign(process.env, env);
 
   const onError = options.onError ?? (() => undefined);
-  const consumer = (which: "persist" | "analytics") => {
+  const consumer = (which: ConsumerName) => {
     const settings = consumers[which];
     const spec = CONSUMER_FUNCTIONS[which];
     return new SqsEventSource(sqsClient, {
@@ -198,10 +211,13 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
       onError: (error) => onError(spec.id, error),
     });
   };
-  const eventSources = { persist: consumer("persist"), analytics: consumer("analytics") };
+  const eventSources = {
+    persist: consumer("persist"),
+    analytics: consumer("analytics"),
+    erasure: consumer("erasure"),
+  };
   if (options.startConsumers ?? true) {
-    eventSources.persist.start();
-    eventSources.analytics.start();
+    for (const source of Object.values(eventSources)) source.start();
   }
 
   const relay = new LocalFunction<unknown, unknown>(
@@ -252,7 +268,7 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
     async stop() {
       clearInterval(timer);
       clearInterval(retentionTimer);
-      await Promise.all([eventSources.persist.stop(), eventSources.analytics.stop()]);
+      await Promise.all(Object.values(eventSources).map((source) => source.stop()));
       await relaying;
       await Promise.all([httpGateway.close(), websocket.close()]);
       sqsClient.destroy();

@@ -15,7 +15,15 @@ import { migrationsFingerprint } from "../../lib/constructs/schema-migration.ts"
 import { environment, type Synthesized, synthesize } from "./support/synth.ts";
 import { dependsOn, flatten, type Json, referencedId, resources } from "./support/template-queries.ts";
 
-const synthesized: Synthesized[] = [synthesize(environment("dev")), synthesize(environment("prod"))];
+const withRetention = synthesize({
+  ...environment("dev"),
+  retention: { messageRetentionDays: 90, everyHours: 6 },
+});
+const synthesized: Synthesized[] = [
+  synthesize(environment("dev")),
+  synthesize(environment("prod")),
+  withRetention,
+];
 
 const logicalId = (fn: ChatFunction): string =>
   Stack.of(fn).getLogicalId(fn.function.node.defaultChild as CfnFunction);
@@ -45,7 +53,9 @@ describe.each(synthesized)("functions and APIs ($config.name)", (s) => {
       HTTP_FUNCTIONS.length +
       WEBSOCKET_FUNCTIONS.length +
       Object.keys(CONSUMER_FUNCTIONS).length +
-      Object.keys(SCHEDULED_FUNCTIONS).length;
+      Object.keys(SCHEDULED_FUNCTIONS).length -
+      // Retention is deployed only where the environment sets a retention period.
+      (s.config.retention === undefined ? 1 : 0);
     expect(all).toHaveLength(catalogued + 1); // + the schema-migration step
     for (const [, fn] of all) {
       expect(fn.Properties?.Runtime).toBe("nodejs22.x");
@@ -155,7 +165,9 @@ describe.each(synthesized)("functions and APIs ($config.name)", (s) => {
       ...app.webSocketApi.functions.values(),
       app.consumers.functions.persist,
       app.consumers.functions.analytics,
+      app.consumers.functions.erasure,
       app.outboxRelay.function,
+      ...(app.retention !== undefined ? [app.retention.function] : []),
     ].map(logicalId);
     expect(gated).toHaveLength(functions.size - 1);
     for (const id of gated) expect(dependsOn(functions.get(id) ?? { Type: "" })).toContain(migrationId);
@@ -193,5 +205,40 @@ describe("schema migration run id", () => {
   it("forces a run when given", () => {
     const s = synthesize(environment("dev"), { schemaMigrationRunId: "2026-01-01T00:00:00Z" });
     s.app.hasResourceProperties("Custom::SchemaMigration", { RunId: "2026-01-01T00:00:00Z" });
+  });
+});
+
+describe("retention, where the environment sets it", () => {
+  const functions = resources(withRetention.app, "AWS::Lambda::Function");
+  const retention = functions.find(([id]) => id.includes(SCHEDULED_FUNCTIONS.retention.id));
+
+  it("runs the retention function on its schedule with MESSAGE_RETENTION_DAYS, and nowhere else", () => {
+    expect(retention).toBeDefined();
+    const [id, fn] = retention as [string, Json];
+    expect(fn.Properties.Environment.Variables.MESSAGE_RETENTION_DAYS).toBe("90");
+    const rules = resources(withRetention.app, "AWS::Events::Rule").filter(([, r]) =>
+      (r.Properties.Targets as Json[]).some((target) => referencedId(target.Arn) === id),
+    );
+    expect(rules.map(([, r]) => r.Properties.ScheduleExpression)).toEqual(["rate(6 hours)"]);
+    for (const s of synthesized.slice(0, 2)) {
+      expect(resources(s.app, "AWS::Lambda::Function").some(([fid]) => fid.includes("ApplyRetention"))).toBe(
+        false,
+      );
+    }
+  });
+
+  it("tells every function how long an erasure waits for writers in flight: the longest timeout and a margin", () => {
+    const c = withRetention.config;
+    const longest = Math.max(
+      c.api.timeoutSeconds,
+      c.queues.persist.timeoutSeconds,
+      c.queues.analytics.timeoutSeconds,
+      c.outboxRelay.timeoutSeconds,
+    );
+    for (const [, fn] of functions.filter(([fid]) => !fid.startsWith("CustomVpcRestrictDefaultSG"))) {
+      const settle = fn.Properties.Environment?.Variables?.ERASURE_SETTLE_SECONDS;
+      if (settle === undefined) continue; // the schema-migration step
+      expect(Number(settle)).toBeGreaterThan(longest);
+    }
   });
 });

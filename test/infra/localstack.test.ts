@@ -24,13 +24,14 @@ describe("localstack/", () => {
         { visibility: Number(m[2]), maxReceive: Number(m[3]), retention: Number(m[4]) },
       ]),
     );
-    expect(Object.keys(declared).sort()).toEqual(["chat-analytics", "chat-persist"]);
-    const queue = (which: "Persist" | "Analytics"): Json =>
+    expect(Object.keys(declared).sort()).toEqual(["chat-analytics", "chat-erasure", "chat-persist"]);
+    const queue = (which: "Persist" | "Analytics" | "Erasure"): Json =>
       resources(dev.data, "AWS::SQS::Queue").find(([id]) => id.startsWith(`Queues${which}Queue`))?.[1]
         .Properties;
     for (const [name, which] of [
       ["chat-persist", "Persist"],
       ["chat-analytics", "Analytics"],
+      ["chat-erasure", "Erasure"],
     ] as const) {
       const q = queue(which);
       expect(declared[name], name).toEqual({

@@ -22,8 +22,8 @@ describe.each(synthesized)("queues and consumers ($config.name)", (s) => {
       queues.map(([, q]) => referencedId(q.Properties?.RedrivePolicy?.deadLetterTargetArn)).filter(Boolean),
     );
     const work = queues.filter(([, q]) => q.Properties?.RedrivePolicy !== undefined);
-    expect(work).toHaveLength(2);
-    expect(targets.size).toBe(2);
+    expect(work).toHaveLength(3);
+    expect(targets.size).toBe(3);
     for (const [id, q] of queues) {
       if (q.Properties?.RedrivePolicy === undefined) {
         expect(targets.has(id)).toBe(true);

@@ -89,7 +89,7 @@ describe.each(synthesized)("observability ($config.name)", (s) => {
         m.metricName === "ApproximateNumberOfMessagesVisible" &&
         m.label?.endsWith("DLQ") === true,
     );
-    expect(dlqDepth.map((m) => m.label).sort()).toEqual(["analytics DLQ", "persist DLQ"]);
+    expect(dlqDepth.map((m) => m.label).sort()).toEqual(["analytics DLQ", "erasure DLQ", "persist DLQ"]);
   });
 
   it("alarms on accept p99 and persist lag p99 at the configured thresholds", () => {
@@ -114,7 +114,7 @@ describe.each(synthesized)("observability ($config.name)", (s) => {
     expect(watched.sort()).toEqual(dlqs.map(([id]) => id).sort());
   });
 
-  it("alarms on errors of each consumer and of the outbox relay", () => {
+  it("alarms on errors of each consumer (the erasure worker too) and of the outbox relay", () => {
     const functions = new Set(resources(s.app, "AWS::Lambda::Function").map(([id]) => id));
     const single = alarmsWatching("Errors", "AWS/Lambda").filter(
       ([, a]) => a.Properties?.MetricName === "Errors",
@@ -125,9 +125,10 @@ describe.each(synthesized)("observability ($config.name)", (s) => {
       expect(a.Properties?.Threshold).toBe(s.config.alarms.consumerErrors);
       return fn;
     });
-    expect(watched).toHaveLength(3);
+    expect(watched).toHaveLength(4);
     expect(watched.some((id) => id?.startsWith("ConsumersPersistMessages"))).toBe(true);
     expect(watched.some((id) => id?.startsWith("ConsumersArchiveMessages"))).toBe(true);
+    expect(watched.some((id) => id?.startsWith("ConsumersRunErasures"))).toBe(true);
     expect(watched.some((id) => id?.startsWith("OutboxRelay"))).toBe(true);
   });
 

@@ -136,7 +136,7 @@ describe.each(synthesized)("security ($config.name)", (s) => {
 
   it("encrypts every queue and refuses plain-HTTP access to it", () => {
     const queues = resources(s.data, "AWS::SQS::Queue");
-    expect(queues).toHaveLength(4);
+    expect(queues).toHaveLength(6);
     for (const [, r] of queues) expect(r.Properties?.SqsManagedSseEnabled).toBe(true);
     const policies = resources(s.data, "AWS::SQS::QueuePolicy");
     const guarded = new Set(
@@ -184,13 +184,14 @@ describe.each(synthesized)("security ($config.name)", (s) => {
     const statements = iamStatements(s.all).filter((st) =>
       st.Action.includes("execute-api:ManageConnections"),
     );
-    // The functions that push frames: the accept path, the WebSocket routes that answer, and the
-    // persist consumer and outbox relay (messages they make visible late).
+    // The functions that push frames: the accept path, the WebSocket routes that answer, the
+    // persist consumer and outbox relay (messages they make visible late), and the erasure worker
+    // (thread.deleted).
     const pushing = [...HTTP_FUNCTIONS, ...WEBSOCKET_FUNCTIONS].filter((f) =>
       f.needs.includes("manageConnections"),
     );
     expect(pushing.length).toBeGreaterThan(0);
-    expect(statements.length).toBe(pushing.length + 2);
+    expect(statements.length).toBe(pushing.length + 3);
     for (const st of statements) {
       expect(st.Effect).toBe("Allow");
       for (const resource of st.Resource) {
@@ -237,12 +238,12 @@ describe.each(synthesized)("security ($config.name)", (s) => {
       expect(secrets.length, what).toBe(
         ["redis", "database", "clickhouse"].filter((n) => needs.has(n as never)).length,
       );
-      expect(actions.has("sqs:SendMessage"), what).toBe(
-        needs.has("sendToPersistQueue") || needs.has("sendToAnalyticsQueue"),
-      );
-      expect(actions.has("sqs:GetQueueAttributes"), what).toBe(
-        needs.has("sendToPersistQueue") || needs.has("readPersistQueue") || needs.has("sendToAnalyticsQueue"),
-      );
+      const sends =
+        needs.has("sendToPersistQueue") ||
+        needs.has("sendToAnalyticsQueue") ||
+        needs.has("sendToErasureQueue");
+      expect(actions.has("sqs:SendMessage"), what).toBe(sends);
+      expect(actions.has("sqs:GetQueueAttributes"), what).toBe(sends || needs.has("readPersistQueue"));
       expect(actions.has("execute-api:ManageConnections"), what).toBe(needs.has("manageConnections"));
       expect(
         [...actions].filter((a) => !/^(secretsmanager|sqs|execute-api):/.test(a)),

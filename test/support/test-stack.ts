@@ -110,6 +110,12 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
         timeoutMs: 1800,
         ...options.consumers?.analytics,
       },
+      erasure: {
+        visibilityTimeoutSeconds: 2,
+        maxReceiveCount: 10,
+        timeoutMs: 1800,
+        ...options.consumers?.erasure,
+      },
     },
     env,
   });

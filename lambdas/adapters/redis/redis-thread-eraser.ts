@@ -42,9 +42,7 @@ export class RedisThreadEraser implements HotTierEraser {
         await this.client.set(k.threadGone(id), "1", "EX", tombstoneTtlSeconds);
         subscribers.set(id, await this.client.smembers(k.threadSubscribers(id)));
         // Messages made visible that PostgreSQL did not have yet are known only to the index.
-        const messageIds = [
-          ...new Set([...t.messageIds, ...(await this.idsInIndex(k.threadMessages(id)))]),
-        ];
+        const messageIds = [...new Set([...t.messageIds, ...(await this.idsInIndex(k.threadMessages(id)))])];
         // One slot: the thread's own keys.
         removed += await this.unlink([
           k.threadState(id),

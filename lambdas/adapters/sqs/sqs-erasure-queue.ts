@@ -1,4 +1,4 @@
-/** Erasure records on the analytics queue: the analytics consumer is the erasure worker. */
+/** Erasure records on the erasure queue, whose consumer is the erasure worker. */
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { erasureRecordBody } from "../../core/erasure-service.ts";
 import type { ErasureQueue } from "../../core/ports.ts";

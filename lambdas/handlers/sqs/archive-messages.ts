@@ -1,18 +1,18 @@
 /**
  * Analytics consumer: SQS batch of persisted messages and feedback changes → one ClickHouse insert
- * per table; and the erasure worker, for the erasure records on the same queue.
+ * per table (rows of erased threads dropped).
  */
 
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { retryScheduler } from "../../runtime/container.ts";
-import { analyticsConsumer } from "../../runtime/insights-container.ts";
+import { archiveService } from "../../runtime/insights-container.ts";
 import { Metric } from "../../runtime/metric-names.ts";
 import { quantileSample } from "../../runtime/quantiles.ts";
 import { sqsBatchHandler } from "../../runtime/sqs-middleware.ts";
 import { countMetric, metrics, timeMetric } from "../../runtime/telemetry.ts";
 
 export const handler = sqsBatchHandler(
-  analyticsConsumer,
+  archiveService,
   () => retryScheduler().analytics,
   (outcome) => {
     countMetric(Metric.RowsArchived, outcome.rows);

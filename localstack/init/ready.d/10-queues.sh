@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs inside LocalStack once it is ready: the persist and analytics queues with their DLQs, with the
+# Runs inside LocalStack once it is ready: the persist, analytics and erasure queues with their DLQs, with the
 # attributes the CDK app gives them in dev (lib/config/environments.ts): visibility timeout
 # = 6 × the consumer's timeout + its batching window, maxReceiveCount, 4 days of retention (DLQs: 14).
 # test/infra/localstack.test.ts fails when these numbers and the dev templates part ways.
@@ -24,3 +24,4 @@ queue() {
 #     name           visibility  maxReceiveCount  retention (s)
 queue chat-persist   181         5                345600
 queue chat-analytics 365         5                345600
+queue chat-erasure   360         10               345600
