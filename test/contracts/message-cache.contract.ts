@@ -12,6 +12,7 @@ import { type Message, type Thread, toEpochSeconds } from "../../lambdas/core/mo
 import type {
   Clock,
   ConnectionRegistry,
+  HotTierEraser,
   MessageCache,
   ReserveInput,
   StoreResult,
@@ -35,6 +36,8 @@ export interface CacheHarness {
   };
   /** The connection registry over the same hot tier (it leaves the subscriber sets `follow` joins). */
   readonly registry: ConnectionRegistry;
+  /** Erases threads from the same hot tier. */
+  readonly eraser: HotTierEraser;
   /** The hot tier loses everything (restart, FLUSHALL, failover without the data). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -681,6 +684,52 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect((await reserve(attempt())).verify).toBe(true);
         h.clock.advance(h.options.persistBoundMs + 1);
         expect((await reserve(attempt())).verify).toBe(false);
+      });
+    });
+
+    describe("erasing a thread", () => {
+      it("forgets the thread, its messages and keys, answers its subscribers, and refuses to install it again", async () => {
+        const first = await post();
+        const second = await post();
+        await h.cache.follow(thread.id, "conn-1", null, 10);
+        const { subscribers, keys } = await h.eraser.forget(
+          [
+            {
+              threadId: thread.id,
+              messageIds: [first.m.id],
+              idempotencyKeys: [first.a.input.idempotencyKey],
+            },
+          ],
+          60,
+        );
+        expect(subscribers.get(thread.id)).toEqual(["conn-1"]);
+        expect(keys).toBeGreaterThan(0);
+        expect(await h.cache.getThread(thread.id)).toBeNull();
+        expect(await h.cache.history(thread.id, { direction: "backward", limit: 10 })).toBeNull();
+        // Named by PostgreSQL, or only in the index (not persisted yet): both lookups go.
+        expect(await h.cache.getMessage(first.m.id)).toBeNull();
+        expect(await h.cache.getMessage(second.m.id)).toBeNull();
+        // A request that read the thread before the delete cannot bring it back.
+        await h.cache.install({ thread, lastSeq: 0, genesis: false });
+        expect(await h.cache.getThread(thread.id)).toBeNull();
+        expect((await h.cache.reserve(attempt().input)).kind).toBe("unknown_thread");
+      });
+
+      it("sweeps what is left under the thread, with the lookups it names, and the gone mark", async () => {
+        const { m } = await post();
+        // Without a first pass (it failed): the sweep alone clears the thread.
+        expect(await h.eraser.sweep([thread.id])).toBeGreaterThan(0);
+        expect(await h.cache.getThread(thread.id)).toBeNull();
+        expect(await h.cache.getMessage(m.id)).toBeNull();
+        expect(await h.eraser.sweep([thread.id])).toBe(0);
+      });
+
+      it("leaves other threads alone", async () => {
+        const other = newThread();
+        await h.cache.install({ thread: other, lastSeq: 0, genesis: true });
+        await h.eraser.forget([{ threadId: thread.id, messageIds: [], idempotencyKeys: [] }], 60);
+        await h.eraser.sweep([thread.id]);
+        expect(await h.cache.getThread(other.id)).toMatchObject({ id: other.id });
       });
     });
   });

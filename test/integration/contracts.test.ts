@@ -24,6 +24,7 @@ messageCacheContract("Redis adapter", async () => {
     clock,
     options: CONTRACT_OPTIONS,
     registry: redis.registry,
+    eraser: redis.eraser,
     flush: redis.flush,
     close: redis.close,
   };

@@ -37,8 +37,10 @@ import type {
   ConnectionRegistry,
   DeliveryResult,
   Diagnostics,
+  ErasedThread,
   FinishResult,
   Following,
+  HotTierEraser,
   LateVisibility,
   MessageCache,
   MessageEnvelope,
@@ -349,8 +351,12 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     super("redis");
   }
 
+  /** Threads marked gone (deleted): never installed again until the mark goes. */
+  readonly gone = new Set<string>();
+
   async install(input: ThreadInstall): Promise<void> {
     this.enter("install", input.thread, input.lastSeq, input.genesis);
+    if (this.gone.has(input.thread.id)) return;
     this.put(input);
   }
 
@@ -1576,3 +1582,58 @@ export const createWorld = (options: WorldOptions = {}) => {
     },
   };
 };
+
+// ------------------------------------------------------------------ Redis: erasure
+
+/**
+ * The hot tier's erasure over the fake cache and registry, by the rules of RedisThreadEraser: the
+ * first pass marks the thread gone and removes its state, its messages' lookups (those named and
+ * those in its index) and its idempotency records; the sweep removes whatever is left under the
+ * thread, and the gone mark.
+ */
+export class FakeHotTierEraser extends TierFake<keyof HotTierEraser> implements HotTierEraser {
+  constructor(
+    private readonly cache: FakeMessageCache,
+    private readonly registry: FakeConnectionRegistry,
+  ) {
+    super("redis");
+  }
+
+  async forget(
+    threads: readonly ErasedThread[],
+    _tombstoneTtlSeconds: number,
+  ): Promise<{ subscribers: ReadonlyMap<string, readonly string[]>; keys: number }> {
+    this.enter("forget", threads);
+    const subscribers = new Map<string, readonly string[]>();
+    let keys = 0;
+    for (const t of threads) {
+      this.cache.gone.add(t.threadId);
+      subscribers.set(t.threadId, [...(this.registry.threadSubscribers.get(t.threadId) ?? [])]);
+      keys += this.removeThread(t.threadId, t.messageIds);
+    }
+    return { subscribers, keys };
+  }
+
+  async sweep(threadIds: readonly string[]): Promise<number> {
+    this.enter("sweep", threadIds);
+    let keys = 0;
+    for (const id of threadIds) {
+      keys += this.removeThread(id, []);
+      if (this.cache.gone.delete(id)) keys++;
+    }
+    return keys;
+  }
+
+  private removeThread(threadId: string, messageIds: readonly string[]): number {
+    let keys = 0;
+    const state = this.cache.states.get(threadId);
+    const ids = new Set([...messageIds, ...[...(state?.index.values() ?? [])].map((m) => m.id)]);
+    if (this.cache.states.delete(threadId)) keys++;
+    if (this.registry.threadSubscribers.delete(threadId)) keys++;
+    for (const id of ids) if (this.cache.byId.delete(id)) keys++;
+    for (const slot of [...this.cache.idempotency.keys()]) {
+      if (slot.startsWith(`${threadId}\n`) && this.cache.idempotency.delete(slot)) keys++;
+    }
+    return keys;
+  }
+}

@@ -9,6 +9,7 @@ import {
   RedisMessageCache,
 } from "../../lambdas/adapters/redis/redis-message-cache.ts";
 import { RedisStreamStore } from "../../lambdas/adapters/redis/redis-stream-store.ts";
+import { RedisThreadEraser } from "../../lambdas/adapters/redis/redis-thread-eraser.ts";
 import { Scripts } from "../../lambdas/adapters/redis/scripts.ts";
 import { TierGuard } from "../../lambdas/adapters/resilience/tier-guard.ts";
 import type { Clock } from "../../lambdas/core/ports.ts";
@@ -19,6 +20,7 @@ export interface RedisHarness {
   readonly cache: RedisMessageCache;
   readonly registry: RedisConnectionRegistry;
   readonly streams: RedisStreamStore;
+  readonly eraser: RedisThreadEraser;
   /** Deletes every key under this harness's prefix, on every node. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -42,6 +44,7 @@ export const redisHarness = async (clock: Clock, options: RedisCacheOptions): Pr
   const cache = new RedisMessageCache(client, new Scripts(client), keys, guard, clock, options);
   const registry = new RedisConnectionRegistry(client, keys, guard, 3600);
   const streams = new RedisStreamStore(client, new Scripts(client), keys, guard, clock, options.ttlSeconds);
+  const eraser = new RedisThreadEraser(client, keys, guard);
   const flush = async (): Promise<void> => {
     for (const node of nodesOf(client)) {
       let cursor = "0";
@@ -58,6 +61,7 @@ export const redisHarness = async (clock: Clock, options: RedisCacheOptions): Pr
     cache,
     registry,
     streams,
+    eraser,
     flush,
     close: async () => {
       await flush();

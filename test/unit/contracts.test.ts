@@ -4,6 +4,7 @@ import { repositoryContract } from "../contracts/repositories.contract.ts";
 import { streamStoreContract } from "../contracts/stream-store.contract.ts";
 import {
   FakeConnectionRegistry,
+  FakeHotTierEraser,
   FakeMessageCache,
   FakeMessageRepository,
   FakeStreamStore,
@@ -20,6 +21,7 @@ messageCacheContract("in-memory fake", async () => {
     clock,
     options: CONTRACT_OPTIONS,
     registry,
+    eraser: new FakeHotTierEraser(cache, registry),
     flush: async () => cache.flush(),
     close: async () => undefined,
   };
