@@ -1,15 +1,21 @@
 /**
- * The durable tier's rules, written once: the message and thread repositories. The same cases run
+ * The durable tier's rules, written once: the message, thread and erasure repositories. The same cases run
  * against the in-memory fakes (unit project) and PostgreSQL (integration project).
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Message, type Thread, toEpochSeconds } from "../../lambdas/core/model.ts";
-import type { MessageRepository, ThreadRepository } from "../../lambdas/core/ports.ts";
+import type {
+  ErasureRepository,
+  MessageRepository,
+  NewErasure,
+  ThreadRepository,
+} from "../../lambdas/core/ports.ts";
 
 export interface RepositoryHarness {
   readonly messages: MessageRepository;
   readonly threads: ThreadRepository;
+  readonly erasures: ErasureRepository;
   close(): Promise<void>;
 }
 
@@ -380,6 +386,133 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
           Math.max(m.seq, allocated?.message.seq as number),
         );
         expect(await h.threads.getForInstall(randomUUID())).toBeNull();
+      });
+    });
+
+    describe("erasures", () => {
+      const erasure = (overrides: Partial<NewErasure> = {}): NewErasure => ({
+        id: randomUUID(),
+        kind: "thread",
+        subject: "s",
+        requested_by: "alice",
+        requested_at_ms: 1_000,
+        stage: "redis",
+        postgres_done_at_ms: 1_000,
+        ...overrides,
+      });
+
+      it("tombstones and deletes threads with their messages, and records the erasure with its counts in one go", async () => {
+        const t = await newThread("owner-e1");
+        const [a, b] = [message(t), message(t, { client_message_id: null })];
+        await h.messages.persistBatch([a, b].map((m) => ({ message: m, ownerId: t.owner_id })));
+        const e = erasure({ subject: t.id });
+
+        const erased = await h.erasures.eraseThreads({
+          erasureId: e.id,
+          create: e,
+          threadIds: [t.id],
+          ownerId: t.owner_id,
+          nowMs: 2_000,
+        });
+
+        expect(erased).toEqual([
+          {
+            threadId: t.id,
+            messageIds: expect.arrayContaining([a.id, b.id]),
+            idempotencyKeys: expect.arrayContaining([
+              `${t.owner_id}|${a.client_message_id}`,
+              `${t.owner_id}|id:${b.id}`,
+            ]),
+          },
+        ]);
+        expect(await h.threads.get(t.id)).toBeNull();
+        expect(await h.messages.findById(a.id)).toBeNull();
+        expect(await h.messages.count(t.id)).toBe(0);
+        expect(await h.erasures.get(e.id)).toMatchObject({
+          threads: 1,
+          messages: 2,
+          stage: "redis",
+          completed_at_ms: null,
+        });
+        expect(await h.erasures.erasedThreads(e.id, null, 10)).toEqual([t.id]);
+      });
+
+      it("drops a message of an erased thread that arrives later: nothing stored", async () => {
+        const t = await newThread("owner-e2");
+        const e = erasure();
+        await h.erasures.eraseThreads({ erasureId: e.id, create: e, threadIds: [t.id], nowMs: 2_000 });
+        const late = message(t);
+        const other = await newThread("owner-e2");
+        const kept = message(other);
+        const results = await h.messages.persistBatch(
+          [late, kept].map((m) => ({ message: m, ownerId: "owner-e2" })),
+        );
+        expect(results.find((r) => r.message.id === late.id)).toMatchObject({
+          inserted: false,
+          erased: true,
+        });
+        expect(results.find((r) => r.message.id === kept.id)).toMatchObject({ inserted: true });
+        expect(await h.messages.findById(late.id)).toBeNull();
+      });
+
+      it("skips threads that are not the owner's, and writes no record when nothing was erased", async () => {
+        const t = await newThread("owner-e3");
+        const e = erasure();
+        expect(
+          await h.erasures.eraseThreads({
+            erasureId: e.id,
+            create: e,
+            threadIds: [t.id],
+            ownerId: "mallory",
+            nowMs: 1,
+          }),
+        ).toEqual([]);
+        expect(await h.erasures.get(e.id)).toBeNull();
+        expect(await h.threads.get(t.id)).not.toBeNull();
+      });
+
+      it("leases an erasure to one worker at a time, until its progress is recorded", async () => {
+        const e = await h.erasures.create(erasure({ stage: "postgres", postgres_done_at_ms: null }));
+        expect(e).toMatchObject({
+          id: e.id,
+          stage: "postgres",
+          due_at_ms: 1_000,
+          attempts: 0,
+          last_error: null,
+        });
+        expect(await h.erasures.claim(e.id, 5_000, 65_000)).toMatchObject({ id: e.id });
+        expect(await h.erasures.claim(e.id, 6_000, 66_000)).toBeNull();
+        expect(await h.erasures.stalled(10_000, 6_000, 10)).not.toContain(e.id);
+        await h.erasures.update(e.id, {
+          stage: "clickhouse",
+          attempts: 2,
+          last_error: "down",
+          due_at_ms: 7_000,
+        });
+        expect(await h.erasures.get(e.id)).toMatchObject({
+          stage: "clickhouse",
+          attempts: 2,
+          last_error: "down",
+        });
+        expect(await h.erasures.stalled(10_000, 6_000, 100)).toContain(e.id);
+        expect(await h.erasures.claim(e.id, 6_000, 66_000)).toMatchObject({ stage: "clickhouse" });
+        await h.erasures.update(e.id, { stage: "done", completed_at_ms: 8_000, last_error: null });
+        expect(await h.erasures.claim(e.id, 100_000, 160_000)).toBeNull();
+        expect(await h.erasures.get(e.id)).toMatchObject({ last_error: null, completed_at_ms: 8_000 });
+      });
+
+      it("finds a user's threads, and threads whose newest message is older than a cutoff", async () => {
+        const owner = `owner-${randomUUID().slice(0, 8)}`;
+        const quiet = await h.threads.create(thread(owner, 1_000));
+        const busy = await h.threads.create(thread(owner, 1_000));
+        await h.messages.persistBatch([{ message: message(busy), ownerId: owner }]);
+        expect((await h.erasures.ownedThreads(owner, 10)).sort()).toEqual([quiet.id, busy.id].sort());
+        const expired = await h.erasures.expiredThreads(5_000, 1000);
+        expect(expired).toContain(quiet.id);
+        expect(expired).not.toContain(busy.id);
+        const e = await h.erasures.create(erasure({ kind: "retention", requested_by: "retention" }));
+        expect(await h.erasures.pending("retention")).toBeGreaterThan(0);
+        await h.erasures.update(e.id, { completed_at_ms: 2_000, stage: "done" });
       });
     });
   });

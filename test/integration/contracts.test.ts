@@ -5,6 +5,7 @@
  */
 
 import pg from "pg";
+import { PgErasureRepository } from "../../lambdas/adapters/postgres/pg-erasure-repository.ts";
 import { PgMessageRepository } from "../../lambdas/adapters/postgres/pg-message-repository.ts";
 import { PgThreadRepository } from "../../lambdas/adapters/postgres/pg-thread-repository.ts";
 import { isPgOutage } from "../../lambdas/adapters/postgres/pool.ts";
@@ -49,6 +50,7 @@ repositoryContract("PostgreSQL adapters", async () => {
   return {
     messages: new PgMessageRepository(pool, guard),
     threads: new PgThreadRepository(pool, guard),
+    erasures: new PgErasureRepository(pool, guard),
     close: () => pool.end(),
   };
 });

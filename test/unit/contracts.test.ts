@@ -2,6 +2,7 @@
 import { CONTRACT_OPTIONS, messageCacheContract } from "../contracts/message-cache.contract.ts";
 import { repositoryContract } from "../contracts/repositories.contract.ts";
 import { streamStoreContract } from "../contracts/stream-store.contract.ts";
+import { FakeErasureRepository } from "../support/erasure-fakes.ts";
 import {
   FakeConnectionRegistry,
   FakeHotTierEraser,
@@ -48,5 +49,10 @@ streamStoreContract("in-memory fake", async () => {
 repositoryContract("in-memory fakes", async () => {
   const threads = new FakeThreadRepository(new ManualClock(Date.now()));
   const messages = new FakeMessageRepository(threads);
-  return { threads, messages, close: async () => undefined };
+  return {
+    threads,
+    messages,
+    erasures: new FakeErasureRepository(threads, messages),
+    close: async () => undefined,
+  };
 });
