@@ -68,6 +68,7 @@ Chat message pipeline — local stack (${stack.env.ACCEPT_MODE} mode)
   SQS endpoint    ${stack.sqsEndpoint}
     persist       ${stack.queues.persist.url}   (DLQ ${stack.queues.persist.dlqUrl})
     analytics     ${stack.queues.analytics.url}   (DLQ ${stack.queues.analytics.dlqUrl})
+    erasure       ${stack.queues.erasure.url}   (DLQ ${stack.queues.erasure.dlqUrl})
   Redis           ${stack.env.REDIS_URL}
   PostgreSQL      ${stack.env.DATABASE_URL}
   ClickHouse      ${stack.env.CLICKHOUSE_URL} (database ${stack.env.CLICKHOUSE_DATABASE})
