@@ -236,7 +236,7 @@ describe("malformed requests", () => {
   it("answers an unknown route with a JSON 404", async () => {
     expectError(await t.request("GET", "/api/nothing-here", { token: alice }), 404, "route_not_found");
     expectError(
-      await t.request("DELETE", `/api/threads/${aliceThread}`, { token: alice }),
+      await t.request("PUT", `/api/threads/${aliceThread}`, { token: alice, body: { title: "x" } }),
       404,
       "route_not_found",
     );
