@@ -109,7 +109,13 @@ export const corsFromEnvironment = (value: string | undefined): LocalCors => {
   return { allowedOrigins };
 };
 
+/** What else the gateway's port serves, outside /api (the web client). */
+export interface SiteHandler {
+  handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean>;
+}
+
 export class HttpGateway {
+  private site: SiteHandler | undefined;
   private readonly routes: CompiledRoute[];
   private readonly fallback: CompiledRoute | undefined;
   private readonly server: http.Server;
@@ -136,6 +142,11 @@ export class HttpGateway {
         `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
       );
     });
+  }
+
+  /** Serves the site on this port too, for every path outside /api. */
+  serveSite(site: SiteHandler): void {
+    this.site = site;
   }
 
   async listen(port: number): Promise<string> {
@@ -204,6 +215,8 @@ export class HttpGateway {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    if (this.site !== undefined && !path.startsWith("/api") && (await this.site.handle(req, res))) return;
     if (this.isPreflight(req)) {
       req.resume();
       this.answerPreflight(req, res);

@@ -50,6 +50,7 @@ if (values.json) {
   console.log(
     JSON.stringify({
       httpUrl: stack.httpUrl,
+      webUrl: stack.webUrl,
       wsUrl: stack.wsUrl,
       managementEndpoint: stack.managementEndpoint,
       sqsEndpoint: stack.sqsEndpoint,
@@ -62,6 +63,7 @@ if (values.json) {
   console.log(`
 Chat message pipeline — local stack (${stack.env.ACCEPT_MODE} mode)
 
+  Web client      ${stack.webUrl ?? "not served"}/   (sign in with any user name)
   HTTP API        ${stack.httpUrl}/api   (browsers on ${stack.corsAllowedOrigins.join(", ") || "no other origin"})
   WebSocket API   ${stack.wsUrl}?token=<JWT>
   @connections    ${stack.managementEndpoint}/@connections/<connectionId>

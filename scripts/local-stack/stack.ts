@@ -25,6 +25,7 @@ import { corsFromEnvironment, HttpGateway, type LocalCors } from "./http-gateway
 import { LocalFunction } from "./lambda-runtime.ts";
 import { ensureClickHouse, ensurePostgres } from "./schema.ts";
 import { createQueueWithDlq, type LocalQueue, startSqsEndpoint } from "./sqs-endpoint.ts";
+import { WebSite } from "./web-site.ts";
 import { WebSocketGateway } from "./websocket-gateway.ts";
 
 export interface ConsumerSettings {
@@ -92,11 +93,18 @@ export interface LocalStackOptions {
   readonly websocketIdleTimeoutMs?: number;
   /** CORS of the HTTP API. @default CORS_ALLOWED_ORIGINS (comma-separated), else http://127.0.0.1:3000 and http://localhost:3000 */
   readonly cors?: LocalCors;
+  /**
+   * The web client: served at `/` on the API's port (the default), on a port of its own
+   * (`{ port }`, 0 = any: a page on another origin than the API), or not at all (false).
+   */
+  readonly web?: false | { readonly port?: number };
   readonly onError?: (source: string, error: unknown) => void;
 }
 
 export interface LocalStack {
   readonly httpUrl: string;
+  /** Where the web client is served (null: not served). */
+  readonly webUrl: string | null;
   /** Browser origins the HTTP API admits (CORS). */
   readonly corsAllowedOrigins: readonly string[];
   readonly wsUrl: string;
@@ -183,6 +191,19 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
   const httpUrl = await httpGateway.listen(options.httpPort ?? 3000);
   const { wsUrl, managementEndpoint } = await websocket.listen(options.wsPort ?? 3001);
 
+  const site =
+    options.web === false
+      ? undefined
+      : new WebSite({ apiUrl: `${httpUrl}/api`, wsUrl, jwtSecret: env.JWT_SECRET as string });
+  await site?.build();
+  let webUrl: string | null = null;
+  if (site !== undefined && options.web !== false && options.web?.port !== undefined) {
+    webUrl = await site.listen(options.web.port);
+  } else if (site !== undefined) {
+    httpGateway.serveSite(site);
+    webUrl = httpUrl;
+  }
+
   // The handlers read their configuration on first use: everything is in place before they load.
   Object.assign(env, {
     PERSIST_QUEUE_URL: queues.persist.url,
@@ -255,6 +276,7 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
 
   return {
     httpUrl,
+    webUrl,
     corsAllowedOrigins: cors.allowedOrigins,
     wsUrl,
     managementEndpoint,
@@ -270,7 +292,7 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
       clearInterval(retentionTimer);
       await Promise.all(Object.values(eventSources).map((source) => source.stop()));
       await relaying;
-      await Promise.all([httpGateway.close(), websocket.close()]);
+      await Promise.all([httpGateway.close(), websocket.close(), site?.close()]);
       sqsClient.destroy();
       await sqs.close();
       const { closeClients } = await import("../../lambdas/runtime/container.ts");
