@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
  * Three kinds of test, kept apart:
  *  - unit: the core, with in-memory fakes of its ports; no network;
  *  - integration: real Redis, PostgreSQL, ClickHouse and an SQS endpoint, through the local stack;
+ *  - browser: the web client in headless Chromium (Debian's package), against the local stack;
  *  - infra: the CDK app's synthesized templates.
  */
 export default defineConfig({
@@ -57,6 +58,17 @@ export default defineConfig({
           testTimeout: 180_000,
           hookTimeout: 120_000,
           maxWorkers: 2,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "browser",
+          include: ["test/browser/**/*.test.ts"],
+          globalSetup: ["test/support/global-setup.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          maxWorkers: 1,
         },
       },
       {

@@ -102,7 +102,9 @@ export class WebSite {
       sub = undefined;
     }
     if (typeof sub !== "string" || !USER.test(sub)) {
-      const error = { error: { code: "invalid_user", message: "sub must be 1-64 characters: letters, digits, . _ @ -" } };
+      const error = {
+        error: { code: "invalid_user", message: "sub must be 1-64 characters: letters, digits, . _ @ -" },
+      };
       this.write(res, 400, TYPES[".map"] as string, JSON.stringify(error), "no-store");
       return;
     }

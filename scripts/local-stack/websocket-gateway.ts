@@ -87,6 +87,13 @@ export class WebSocketGateway {
     };
   }
 
+  /** Drops every connection as a network failure would (no close frame); answers how many. */
+  dropAll(): number {
+    const all = [...this.connections.values()];
+    for (const c of all) c.socket.terminate();
+    return all.length;
+  }
+
   async close(): Promise<void> {
     for (const c of this.connections.values()) c.socket.terminate();
     await new Promise((resolve) => setImmediate(resolve));

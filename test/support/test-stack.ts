@@ -95,6 +95,8 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
     migrate: false,
     outboxIntervalMs: 200,
     websocketIdleTimeoutMs: 60_000,
+    // The web client is built and served only where a test asks for it (the browser tests).
+    web: false,
     ...options,
     consumers: {
       persist: {

@@ -125,7 +125,11 @@ export class Api {
         retryAfter === null ? null : Number(retryAfter),
       );
     }
-    return { body: parsed as T, status: res.status, timing: parseServerTiming(res.headers.get("server-timing")) };
+    return {
+      body: parsed as T,
+      status: res.status,
+      timing: parseServerTiming(res.headers.get("server-timing")),
+    };
   }
 
   listThreads(options: { cursor?: string | null; archived?: "false" | "true" | "any" } = {}) {
@@ -133,6 +137,10 @@ export class Api {
     if (options.cursor) q.set("cursor", options.cursor);
     if (options.archived && options.archived !== "false") q.set("archived", options.archived);
     return this.request<{ threads: Thread[]; next_cursor: string | null }>("GET", `/threads?${q}`);
+  }
+
+  thread(id: string) {
+    return this.request<Thread>("GET", `/threads/${id}`);
   }
 
   createThread(title: string | null, metadata: Record<string, unknown> = {}) {
@@ -163,7 +171,12 @@ export class Api {
    * Sends a message with the client's id: a retry after a network error or a 5xx sends the same
    * id, so the message is stored once whatever happened to the first try.
    */
-  async postMessage(threadId: string, text: string, clientMessageId: string, tries = 4): Promise<Answer<PostedMessage>> {
+  async postMessage(
+    threadId: string,
+    text: string,
+    clientMessageId: string,
+    tries = 4,
+  ): Promise<Answer<PostedMessage>> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.request<PostedMessage>("POST", `/threads/${threadId}/messages`, {

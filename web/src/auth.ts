@@ -93,10 +93,14 @@ export const completeOidcSignIn = async (auth: AuthConfig): Promise<void> => {
   const params = new URLSearchParams(location.search);
   const code = params.get("code");
   if (auth.mode !== "oidc" || code === null) return;
-  const saved = JSON.parse(sessionStorage.getItem("chat.pkce") ?? "{}") as { verifier?: string; state?: string };
+  const saved = JSON.parse(sessionStorage.getItem("chat.pkce") ?? "{}") as {
+    verifier?: string;
+    state?: string;
+  };
   sessionStorage.removeItem("chat.pkce");
   history.replaceState(null, "", redirectUri());
-  if (saved.verifier === undefined || saved.state !== params.get("state")) throw new Error("sign-in state mismatch");
+  if (saved.verifier === undefined || saved.state !== params.get("state"))
+    throw new Error("sign-in state mismatch");
   const res = await fetch(auth.tokenUrl, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded" },

@@ -87,7 +87,8 @@ export class Live {
 
   /** Follows a thread from this cursor (the newest history page's), replacing the one followed. */
   follow(threadId: string, cursor: Cursor, known: readonly Message[]): void {
-    if (this.threadId !== null && this.threadId !== threadId) this.send({ action: "unsubscribe", threadId: this.threadId });
+    if (this.threadId !== null && this.threadId !== threadId)
+      this.send({ action: "unsubscribe", threadId: this.threadId });
     this.threadId = threadId;
     this.cursor = { ...cursor };
     this.held.clear();
@@ -135,9 +136,9 @@ export class Live {
   }
 
   private receive(frame: Frame): void {
-    const threadId = (frame.thread_id ?? frame.threadId ?? (frame.message as Message | undefined)?.thread_id) as
-      | string
-      | undefined;
+    const threadId = (frame.thread_id ??
+      frame.threadId ??
+      (frame.message as Message | undefined)?.thread_id) as string | undefined;
     switch (frame.type) {
       case "subscribed":
         if (threadId === this.threadId) void this.subscribed(frame);
@@ -151,7 +152,8 @@ export class Live {
         if (threadId === this.threadId) this.keep(frame.message as Message);
         return;
       case "message.delta":
-        if (threadId === this.threadId) this.delta(frame.message_id as string, frame.index as number, frame.text as string);
+        if (threadId === this.threadId)
+          this.delta(frame.message_id as string, frame.index as number, frame.text as string);
         return;
       case "thread.updated":
         this.events.threadUpdated(frame.thread as Thread);

@@ -24,7 +24,8 @@ const useStore = (store: Store): void => {
   useEffect(() => store.subscribe(() => setTick((n) => n + 1)), [store]);
 };
 
-const time = (ms: number): string => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const time = (ms: number): string =>
+  new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
 // ---------------------------------------------------------------- sign-in
 
@@ -61,6 +62,7 @@ const SignIn = ({ config, onSignedIn }: { config: ClientConfig; onSignedIn: () =
           <input
             id="user"
             name="user"
+            autoFocus
             autocomplete="username"
             value={user}
             onInput={(e) => setUser(e.currentTarget.value)}
@@ -172,7 +174,9 @@ const ThreadHeader = ({ store }: { store: Store }) => {
     setEditing(false);
   };
   const remove = () => {
-    if (confirm(`Delete "${thread.title ?? "Untitled thread"}" and all its messages? This cannot be undone.`)) {
+    if (
+      confirm(`Delete "${thread.title ?? "Untitled thread"}" and all its messages? This cannot be undone.`)
+    ) {
       void store.remove(thread.id);
     }
   };
@@ -221,13 +225,19 @@ const MessageItem = ({ store, m }: { store: Store; m: Shown }) => {
   const rating = store.feedback.get(m.id);
   const streaming = m.state === "streaming";
   return (
-    <li class={`message ${m.role} ${m.sending ?? ""}`} data-message-id={m.id} data-state={m.state ?? "complete"}>
+    <li
+      class={`message ${m.role} ${m.sending ?? ""}`}
+      data-message-id={m.id}
+      data-state={m.state ?? "complete"}
+    >
       <div class="meta">
         <span class="who">{m.role === "user" ? m.user_id || "you" : m.role}</span>
         <span class="when">{time(m.created_at_ms)}</span>
         {streaming && <span class="badge live">streaming…</span>}
         {m.state === "cancelled" && <span class="badge">stopped</span>}
-        {m.state === "error" && <span class="badge">{m.finish_reason === "timeout" ? "timed out" : "error"}</span>}
+        {m.state === "error" && (
+          <span class="badge">{m.finish_reason === "timeout" ? "timed out" : "error"}</span>
+        )}
         {m.sending === "pending" && <span class="badge">sending…</span>}
       </div>
       <p class="content">{m.content}</p>
@@ -250,7 +260,11 @@ const MessageItem = ({ store, m }: { store: Store; m: Shown }) => {
             <span aria-hidden="true">👍</span>
             <span class="visually-hidden">Good reply</span>
           </button>
-          <button type="button" aria-pressed={rating === "down"} onClick={() => void store.rate(m.id, "down")}>
+          <button
+            type="button"
+            aria-pressed={rating === "down"}
+            onClick={() => void store.rate(m.id, "down")}
+          >
             <span aria-hidden="true">👎</span>
             <span class="visually-hidden">Bad reply</span>
           </button>
@@ -296,7 +310,12 @@ const ThreadView = ({ store }: { store: Store }) => {
       <ThreadHeader store={store} />
       <div class="messages" ref={list} onScroll={onScroll}>
         {store.olderCursor !== null && (
-          <button type="button" class="older" onClick={() => void store.loadOlder()} disabled={store.loadingOlder}>
+          <button
+            type="button"
+            class="older"
+            onClick={() => void store.loadOlder()}
+            disabled={store.loadingOlder}
+          >
             {store.loadingOlder ? "Loading…" : "Load older messages"}
           </button>
         )}
@@ -400,7 +419,11 @@ const Chat = ({ config, onSignOut }: { config: ClientConfig; onSignOut: () => vo
       <header class="top">
         <h1>Chat</h1>
         <span class="user">{subjectOf(storedToken() ?? "") ?? ""}</span>
-        <button type="button" aria-expanded={showDiagnostics} onClick={() => setShowDiagnostics(!showDiagnostics)}>
+        <button
+          type="button"
+          aria-expanded={showDiagnostics}
+          onClick={() => setShowDiagnostics(!showDiagnostics)}
+        >
           Diagnostics
         </button>
         <button
@@ -416,7 +439,9 @@ const Chat = ({ config, onSignOut }: { config: ClientConfig; onSignOut: () => vo
       </header>
       {offline && (
         <div class="banner offline" role="status">
-          {store.connection === "connecting" ? "Connecting…" : "Offline — reconnecting; nothing will be missed."}
+          {store.connection === "connecting"
+            ? "Connecting…"
+            : "Offline — reconnecting; nothing will be missed."}
         </div>
       )}
       {store.notice && (

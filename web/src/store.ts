@@ -23,7 +23,9 @@ export interface SendRecord {
 }
 
 const byId = (list: readonly Thread[], thread: Thread): Thread[] =>
-  list.some((t) => t.id === thread.id) ? list.map((t) => (t.id === thread.id ? thread : t)) : [thread, ...list];
+  list.some((t) => t.id === thread.id)
+    ? list.map((t) => (t.id === thread.id ? thread : t))
+    : [thread, ...list];
 
 export class Store {
   readonly api: Api;
@@ -34,6 +36,8 @@ export class Store {
   threadsCursor: string | null = null;
   archived: ArchivedFilter = "false";
   selected: string | null = null;
+  /** The open thread (it may be filtered out of the list: archived, or an older page). */
+  current: Thread | null = null;
   messages = new Map<string, Shown>();
   olderCursor: number | null = null;
   loadingOlder = false;
@@ -52,10 +56,7 @@ export class Store {
     this.api = new Api(config.apiUrl, token);
     this.live = new Live(config.wsUrl, token, this.api, {
       message: (m) => this.keep(m),
-      threadUpdated: (t) => {
-        this.threads = this.threads.map((x) => (x.id === t.id ? t : x));
-        this.changed();
-      },
+      threadUpdated: (t) => this.updated(t),
       threadDeleted: (id) => this.forgetThread(id, "This thread was deleted."),
       state: (state) => {
         this.connection = state;
@@ -79,6 +80,9 @@ export class Store {
     window.addEventListener("offline", this.onOffline);
     void this.loadThreads();
     void this.refreshHealth();
+    // The open thread is in the address (#/threads/<id>): a reload opens it again.
+    const open = /^#\/threads\/([0-9a-f-]{36})$/.exec(location.hash)?.[1];
+    if (open !== undefined) void this.open(open);
   }
 
   stop(): void {
@@ -144,21 +148,25 @@ export class Store {
   }
 
   async rename(id: string, title: string): Promise<void> {
-    const answer = await this.attempt("Renaming", () => this.api.updateThread(id, { title: title.trim() || null }));
-    if (answer !== undefined) {
-      this.threads = byId(this.threads, answer.body);
-      this.changed();
-    }
+    const answer = await this.attempt("Renaming", () =>
+      this.api.updateThread(id, { title: title.trim() || null }),
+    );
+    if (answer !== undefined) this.updated(answer.body);
+  }
+
+  /** A thread changed (here, or in another tab: `thread.updated`). */
+  private updated(thread: Thread): void {
+    const shown = this.archived === "any" || (this.archived === "true") === thread.archived;
+    this.threads = shown ? byId(this.threads, thread) : this.threads.filter((t) => t.id !== thread.id);
+    if (this.current?.id === thread.id) this.current = thread;
+    this.changed();
   }
 
   async setArchived(id: string, archived: boolean): Promise<void> {
     const answer = await this.attempt(archived ? "Archiving" : "Restoring", () =>
       this.api.updateThread(id, { archived }),
     );
-    if (answer === undefined) return;
-    const shown = this.archived === "any" || (this.archived === "true") === archived;
-    this.threads = shown ? byId(this.threads, answer.body) : this.threads.filter((t) => t.id !== id);
-    this.changed();
+    if (answer !== undefined) this.updated(answer.body);
   }
 
   async remove(id: string): Promise<void> {
@@ -170,6 +178,8 @@ export class Store {
     this.threads = this.threads.filter((t) => t.id !== id);
     if (this.selected === id) {
       this.selected = null;
+      this.current = null;
+      history.replaceState(null, "", location.pathname);
       this.messages = new Map();
       this.live.unfollow();
       this.notice = notice;
@@ -180,7 +190,7 @@ export class Store {
   // ---------------------------------------------------------------- one thread
 
   get thread(): Thread | undefined {
-    return this.threads.find((t) => t.id === this.selected);
+    return this.current ?? undefined;
   }
 
   /** The open thread's messages in seq order (messages still being sent at the end). */
@@ -193,9 +203,16 @@ export class Store {
 
   async open(id: string): Promise<void> {
     this.selected = id;
+    history.replaceState(null, "", `#/threads/${id}`);
     this.messages = new Map();
     this.olderCursor = null;
+    this.current = this.threads.find((t) => t.id === id) ?? null;
     this.changed();
+    if (this.current === null) {
+      const thread = await this.attempt("Loading the thread", () => this.api.thread(id));
+      if (thread === undefined || this.selected !== id) return;
+      this.current = thread.body;
+    }
     const answer = await this.attempt("Loading the thread", () => this.api.history(id));
     if (answer === undefined || this.selected !== id) return;
     for (const m of answer.body.messages) this.messages.set(m.id, m);
