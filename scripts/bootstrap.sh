@@ -21,3 +21,8 @@ fi
 
 # redis-cluster: the integration tests also run against a 3-master cluster (ElastiCache-like).
 bash scripts/services.sh up ${SERVICES:-redis postgres clickhouse redis-cluster pgbouncer}
+
+# The browser tests (npm test) also need headless Chromium; `npm start` does not.
+if [[ ${1:-} == --browser ]]; then
+  bash scripts/services.sh up chromium
+fi

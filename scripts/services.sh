@@ -49,12 +49,13 @@ esac
 
 usage() {
   cat <<'EOF'
-usage: scripts/services.sh up     [redis|postgres|clickhouse|redis-cluster|pgbouncer|all ...]
+usage: scripts/services.sh up     [redis|postgres|clickhouse|redis-cluster|pgbouncer|chromium|all ...]
        scripts/services.sh down   [redis|postgres|clickhouse|redis-cluster|pgbouncer|all ...]
        scripts/services.sh status
 
   up      reuse or start the servers (default: redis postgres clickhouse;
-          redis-cluster and pgbouncer only when named or with "all")
+          redis-cluster and pgbouncer only when named or with "all"; chromium,
+          for the browser tests, is a package to install, not a server)
   down    stop the servers this script started (default: all of them)
   status  one line per server
 
@@ -1079,6 +1080,8 @@ status_clickhouse() {
 
 # shellcheck source=services/pgbouncer.sh
 source "$SCRIPT_DIR/services/pgbouncer.sh"
+# shellcheck source=services/chromium.sh
+source "$SCRIPT_DIR/services/chromium.sh"
 
 # ----------------------------------------------------------------------------
 # main
@@ -1098,7 +1101,7 @@ targets() {
   for a in "$@"; do
     case $a in
       all) out+=(redis postgres clickhouse redis-cluster pgbouncer) ;;
-      redis | postgres | clickhouse | redis-cluster | pgbouncer) out+=("$a") ;;
+      redis | postgres | clickhouse | redis-cluster | pgbouncer | chromium) out+=("$a") ;;
       *)
         usage >&2
         die "unknown server '$a'"
@@ -1143,6 +1146,7 @@ main() {
           clickhouse) up_clickhouse ;;
           redis-cluster) up_redis_cluster ;;
           pgbouncer) up_pgbouncer ;;
+          chromium) up_chromium ;;
         esac
       done
       ;;
@@ -1157,6 +1161,7 @@ main() {
           clickhouse) down_clickhouse ;;
           redis-cluster) down_redis_cluster ;;
           pgbouncer) down_pgbouncer ;;
+          chromium) down_chromium ;;
         esac
       done
       ;;
@@ -1170,6 +1175,7 @@ main() {
       status_clickhouse
       status_redis_cluster
       status_pgbouncer
+      status_chromium
       ;;
     -h | --help | help)
       usage
