@@ -76,7 +76,9 @@ describe("the web client", () => {
     const { page: a } = await fresh();
     await signIn(a, url, "tabs-user");
     const threadId = await newThread(a, "Two tabs");
-    const { page: b } = await watchedPage(context).then((w) => (pages.push(w), w));
+    const second = await watchedPage(context);
+    pages.push(second);
+    const b = second.page;
     await b.goto(`${url}#/threads/${threadId}`);
     await b.getByRole("heading", { name: "Two tabs" }).waitFor();
     await b

@@ -33,6 +33,9 @@ const SignIn = ({ config, onSignedIn }: { config: ClientConfig; onSignedIn: () =
   const [user, setUser] = useState("");
   const [pasted, setPasted] = useState("");
   const [error, setError] = useState<string | null>(null);
+  const userField = useRef<HTMLInputElement>(null);
+  // The one field of the page: typing starts there.
+  useEffect(() => userField.current?.focus(), []);
   const auth = config.auth;
   const signInLocal = async (e: Event) => {
     e.preventDefault();
@@ -62,7 +65,7 @@ const SignIn = ({ config, onSignedIn }: { config: ClientConfig; onSignedIn: () =
           <input
             id="user"
             name="user"
-            autoFocus
+            ref={userField}
             autocomplete="username"
             value={user}
             onInput={(e) => setUser(e.currentTarget.value)}
@@ -255,7 +258,8 @@ const MessageItem = ({ store, m }: { store: Store; m: Shown }) => {
         </button>
       )}
       {m.role === "assistant" && !streaming && m.sending === undefined && (
-        <div class="feedback" role="group" aria-label="Rate this reply">
+        <fieldset class="feedback">
+          <legend class="visually-hidden">Rate this reply</legend>
           <button type="button" aria-pressed={rating === "up"} onClick={() => void store.rate(m.id, "up")}>
             <span aria-hidden="true">👍</span>
             <span class="visually-hidden">Good reply</span>
@@ -268,7 +272,7 @@ const MessageItem = ({ store, m }: { store: Store; m: Shown }) => {
             <span aria-hidden="true">👎</span>
             <span class="visually-hidden">Bad reply</span>
           </button>
-        </div>
+        </fieldset>
       )}
     </li>
   );

@@ -51,7 +51,7 @@ export class Store {
 
   constructor(
     readonly config: ClientConfig,
-    private readonly token: () => string | null,
+    token: () => string | null,
   ) {
     this.api = new Api(config.apiUrl, token);
     this.live = new Live(config.wsUrl, token, this.api, {
