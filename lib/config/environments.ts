@@ -90,6 +90,8 @@ export const dev: EnvironmentConfig = {
   outboxRelay: { timeoutSeconds: 50, memoryMb: 256, intervalMinutes: 1_440, runOnQueueFallback: true },
   // Passwords may be sent to Cognito directly (scripts, the curl examples of docs/deploy.md).
   auth: { kind: "cognito", passwordAuth: true },
+  // Turn on to check the environment from a browser (docs/deploy.md, "The web client").
+  webClient: { enabled: false },
   clickhouse: { secretName: "chat-pipeline/dev/clickhouse" },
   alarms: {
     emails: [],
@@ -185,6 +187,8 @@ export const prod: EnvironmentConfig = {
   outboxRelay: { timeoutSeconds: 50, memoryMb: 512, intervalMinutes: 1, runOnQueueFallback: true },
   // Sign-in with SRP only (no password sent to Cognito); OAuth off until a web client needs it.
   auth: { kind: "cognito", passwordAuth: false },
+  // Teams bring their own front end to production; turn it on to check an environment from a browser.
+  webClient: { enabled: false },
   clickhouse: { secretName: "chat-pipeline/prod/clickhouse" },
   alarms: {
     emails: ["chat-oncall@example.com"],

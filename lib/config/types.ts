@@ -3,8 +3,10 @@
  * `validate.ts` checks them (every problem at once) before any construct is built. Nothing in
  * `lib/` reads CDK context or `process.env`: `bin/app.ts` selects an environment and passes it on.
  */
+
 import type { CognitoClientSettings, JwtSettings } from "../constructs/identity.ts";
 import type { InterfaceEndpointName } from "../constructs/network.ts";
+import type { WebSignIn } from "../constructs/web-client.ts";
 
 /** `queued`: accept into Redis + SQS (normal). `sync`: commit to PostgreSQL in the request (rollback flag). */
 export type AcceptMode = "queued" | "sync";
@@ -242,6 +244,12 @@ export interface EnvironmentConfig {
    */
   readonly retention?: RetentionConfig;
   readonly auth: AuthConfig;
+  /**
+   * The web client as a static site (S3 + CloudFront), its origin added to the API's CORS origins.
+   * `signIn`: how its page signs in — an OIDC provider (a Cognito hosted UI, with PKCE), or a
+   * pasted token. @default pasted token
+   */
+  readonly webClient: { readonly enabled: boolean; readonly signIn?: WebSignIn };
   readonly clickhouse: ClickHouseConfig;
   readonly alarms: AlarmsConfig;
 }

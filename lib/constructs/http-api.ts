@@ -9,7 +9,7 @@
  *   token before any function runs; routes marked `auth: "none"` (the health check) stay open.
  *   The functions still verify the token themselves (and its roles); see docs/deploy.md.
  */
-import { Duration } from "aws-cdk-lib";
+import { Duration, Token } from "aws-cdk-lib";
 import * as apigw from "aws-cdk-lib/aws-apigateway";
 import * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpJwtAuthorizer } from "aws-cdk-lib/aws-apigatewayv2-authorizers";
@@ -123,7 +123,9 @@ export class HttpApi extends Construct {
       }
     }
     if (props.cors !== undefined) {
-      problems.add(validateOrigins(props.cors.allowedOrigins).map((m) => `cors: ${m}`));
+      // An origin known only at deploy time (the web client's distribution) is checked there.
+      const known = props.cors.allowedOrigins.filter((o) => !Token.isUnresolved(o));
+      problems.add(validateOrigins(known).map((m) => `cors: ${m}`));
       const maxAge = props.cors.maxAge?.toSeconds() ?? 600;
       problems.integer("cors.maxAge (s)", maxAge, 0, 86_400);
     }

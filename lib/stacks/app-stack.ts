@@ -12,6 +12,7 @@ import { OutboxRelay } from "../constructs/outbox-relay.ts";
 import { Retention } from "../constructs/retention.ts";
 import type { Placement, Resources, RuntimeSettings } from "../constructs/runtime.ts";
 import { SchemaMigration } from "../constructs/schema-migration.ts";
+import { WebClient } from "../constructs/web-client.ts";
 import { WebSocketApi } from "../constructs/websocket-api.ts";
 import type { DataStack } from "./data-stack.ts";
 import { logRetention, removalPolicy } from "./policies.ts";
@@ -49,6 +50,8 @@ export class AppStack extends Stack {
   readonly outboxRelay: OutboxRelay;
   /** Where the environment sets a retention period. */
   readonly retention?: Retention;
+  /** The web client's static site, where the environment turns it on. */
+  readonly webClient?: WebClient;
   readonly schemaMigration: SchemaMigration;
   readonly observability: Observability;
 
@@ -128,6 +131,13 @@ export class AppStack extends Stack {
       resources,
     });
     const { jwt } = data.identity;
+    if (config.webClient.enabled) {
+      this.webClient = new WebClient(this, "WebClient", { removalPolicy: removalPolicy(config) });
+    }
+    const webOrigins =
+      this.webClient !== undefined && !config.api.corsAllowedOrigins.includes("*")
+        ? [this.webClient.origin]
+        : [];
     this.httpApi = new HttpApi(this, "Http", {
       throttle,
       functionSettings,
@@ -136,7 +146,7 @@ export class AppStack extends Stack {
       resources: { ...resources, webSocketStage: this.webSocketApi.stage },
       webSocketApiEndpoint: this.webSocketApi.callbackUrl,
       cors: {
-        allowedOrigins: config.api.corsAllowedOrigins,
+        allowedOrigins: [...config.api.corsAllowedOrigins, ...webOrigins],
         maxAge: Duration.seconds(config.api.corsMaxAgeSeconds),
       },
       // Validation makes sure there is an audience when the authorizer is on.
@@ -165,6 +175,12 @@ export class AppStack extends Stack {
       placement,
       runtime,
       ...pushing,
+    });
+
+    this.webClient?.deploy({
+      apiUrl: `${this.httpApi.url}api`,
+      wsUrl: this.webSocketApi.url,
+      signIn: config.webClient.signIn ?? { mode: "token" },
     });
 
     if (config.retention !== undefined) {
@@ -227,6 +243,12 @@ export class AppStack extends Stack {
 
     new CfnOutput(this, "HttpApiUrl", { value: this.httpApi.url, description: "HTTP API base URL" });
     new CfnOutput(this, "WebSocketUrl", { value: this.webSocketApi.url, description: "WebSocket API URL" });
+    if (this.webClient !== undefined) {
+      new CfnOutput(this, "WebClientUrl", {
+        value: `${this.webClient.origin}/`,
+        description: "The web client",
+      });
+    }
     new CfnOutput(this, "DashboardName", { value: this.observability.dashboard.dashboardName });
     new CfnOutput(this, "AlarmTopicArn", { value: props.alarmTopic.topic.topicArn });
     new CfnOutput(this, "PersistDlqArn", { value: data.queues.persist.deadLetterQueue.queueArn });
