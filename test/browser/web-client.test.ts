@@ -226,6 +226,62 @@ describe("the web client", () => {
     await screenshot(page, "deleted");
   });
 
+  it("sends once when the answer to a send is lost: the retry carries the same client id", async () => {
+    const { page, errors } = await fresh();
+    await signIn(page, url, "retry-user");
+    const threadId = await newThread(page, "Lost answer");
+    // The first send reaches the API and is stored, but its answer never reaches the page.
+    let lost = 0;
+    await page.route(`**/api/threads/${threadId}/messages`, async (route) => {
+      if (route.request().method() === "POST" && lost++ === 0) {
+        await route.fetch();
+        await route.abort("connectionreset");
+        return;
+      }
+      await route.continue();
+    });
+    await send(page, "sent exactly once");
+    // The retry goes out (the live event may show the message before its answer does).
+    await expect.poll(() => lost).toBe(2);
+    await bubble(page, "sent exactly once").locator(".meta:not(:has(.badge))").waitFor();
+    const token = await t.token("retry-user");
+    const stored = await t.request<{ messages: { content: string }[] }>(
+      "GET",
+      `/api/threads/${threadId}/messages`,
+      {
+        token,
+      },
+    );
+    expect(stored.body.messages.map((m) => m.content)).toEqual(["sent exactly once"]);
+    await expect.poll(() => contents(page)).toEqual(["sent exactly once"]);
+    // The aborted request is the test's doing: the browser reports it as a failed load.
+    const own = errors.filter((e) => !/Failed to load resource/.test(e));
+    errors.length = 0;
+    errors.push(...own);
+  });
+
+  it("loads older messages as the reader scrolls up", async () => {
+    const { page } = await fresh();
+    await signIn(page, url, "history-user");
+    const threadId = await newThread(page, "Long history");
+    const token = await t.token("history-user");
+    for (let i = 1; i <= 45; i++) {
+      const res = await t.request("POST", `/api/threads/${threadId}/messages`, {
+        token,
+        body: { message: `line ${i}` },
+      });
+      expect(res.status).toBe(201);
+    }
+    await page.reload();
+    await bubble(page, "line 45").waitFor();
+    // The newest page holds 30: the oldest lines come with scrolling up.
+    expect(await contents(page)).not.toContain("line 1");
+    await page.locator(".messages").evaluate((el) => {
+      el.scrollTop = 0;
+    });
+    await expect.poll(() => contents(page)).toEqual(Array.from({ length: 45 }, (_, i) => `line ${i + 1}`));
+  });
+
   it("works at phone width, by keyboard", async () => {
     const { page } = await fresh({ width: 390, height: 844 });
     await page.goto(url);
