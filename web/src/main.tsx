@@ -261,16 +261,14 @@ const MessageItem = ({ store, m }: { store: Store; m: Shown }) => {
         <fieldset class="feedback">
           <legend class="visually-hidden">Rate this reply</legend>
           <button type="button" aria-pressed={rating === "up"} onClick={() => void store.rate(m.id, "up")}>
-            <span aria-hidden="true">👍</span>
-            <span class="visually-hidden">Good reply</span>
+            Good reply
           </button>
           <button
             type="button"
             aria-pressed={rating === "down"}
             onClick={() => void store.rate(m.id, "down")}
           >
-            <span aria-hidden="true">👎</span>
-            <span class="visually-hidden">Bad reply</span>
+            Bad reply
           </button>
         </fieldset>
       )}
