@@ -93,6 +93,8 @@ export interface ErasureOptions {
   readonly verifyEveryMs: number;
   /** Threads whose newest message is older than this many days are erased (absent: kept). */
   readonly retentionDays?: number;
+  /** A thread delete hands its erasure to the worker for this much later (beyond the request). */
+  readonly kickDelaySeconds: number;
 }
 
 /** The workers' side: only the scheduled worker has ClickHouse. */
@@ -157,6 +159,9 @@ export const erasureReport = (e: Erasure): ErasureReport => ({
   completed_at: iso(e.completed_at_ms),
 });
 
+/** A step that succeeded: the failures counted before it are over. */
+const DONE_OK = { attempts: 0, last_error: null } as const;
+
 const erasureNotFound = (): NotFoundError => new NotFoundError("erasure_not_found", "No such erasure");
 
 export class ErasureService {
@@ -188,6 +193,9 @@ export class ErasureService {
       .catch(unavailableAs("Thread store unavailable"));
     // Deleted by a concurrent request, between the access check and the transaction.
     if (erased.length === 0) throw threadNotFound();
+    // The worker is told before the hot tier is cleared, for a little later than this request can
+    // last: should the request end here, the worker does the rest (its first step is the sweep).
+    await this.kick(create.id, this.options.kickDelaySeconds);
     const keys = await this.forgetHot(erased);
     const progress: ErasureProgress =
       keys === null ? { due_at_ms: now } : { stage: "clickhouse", redis_keys: keys, due_at_ms: now };
@@ -198,7 +206,6 @@ export class ErasureService {
       () => this.deps.erasures.update(create.id, progress),
       undefined,
     );
-    await this.kick(create.id);
     return create.id;
   }
 
@@ -241,14 +248,14 @@ export class ErasureService {
   }
 
   /** Hands the erasure to the worker now (if that fails, the relay resumes it later). */
-  private async kick(erasureId: string): Promise<void> {
+  private async kick(erasureId: string, delaySeconds = 0): Promise<void> {
     const queue = this.deps.queue;
     if (queue === undefined) return;
     await bestEffort(
       this.deps.diagnostics,
       "could not hand the erasure to the worker; the outbox relay resumes it",
       { erasureId },
-      () => queue.schedule(erasureId, 0),
+      () => queue.schedule(erasureId, delaySeconds),
       undefined,
     );
   }
@@ -298,10 +305,11 @@ export class ErasureService {
         // Batch by batch: each one transaction, then its first pass on the hot tier.
         let keys = e.redis_keys;
         while (now() < deadline) {
+          const retention = e.kind === "retention";
           const threadIds =
             e.kind === "user"
               ? await this.deps.erasures.ownedThreads(e.subject, this.options.batchThreads)
-              : e.kind === "retention"
+              : retention
                 ? await this.deps.erasures.expiredThreads(Number(e.subject), this.options.batchThreads)
                 : [];
           if (threadIds.length === 0) {
@@ -313,7 +321,22 @@ export class ErasureService {
               last_error: null,
             };
           }
-          const erased = await this.deps.erasures.eraseThreads({ erasureId: e.id, threadIds, nowMs: now() });
+          // Retention checks again under the lock: a thread that got a message meanwhile stays.
+          const erased = await this.deps.erasures.eraseThreads({
+            erasureId: e.id,
+            threadIds,
+            nowMs: now(),
+            ...(retention ? { idleBefore: Number(e.subject) } : {}),
+          });
+          if (erased.length === 0 && retention) {
+            return {
+              stage: "clickhouse",
+              redis_keys: keys,
+              postgres_done_at_ms: now(),
+              due_at_ms: now(),
+              ...DONE_OK,
+            };
+          }
           // The sweep after the settle time clears what this pass could not.
           keys += (await this.forgetHot(erased)) ?? 0;
         }
@@ -321,8 +344,8 @@ export class ErasureService {
       }
       case "redis": {
         // The request could not clear the hot tier: a sweep finds what the thread left there.
-        const keys = await this.forEachChunk(e.id, (ids) => this.deps.hot.sweep(ids));
-        return { stage: "clickhouse", redis_keys: e.redis_keys + keys, due_at_ms: now(), last_error: null };
+        const keys = await this.deps.hot.sweep(await this.erasedThreadIds(e.id));
+        return { stage: "clickhouse", redis_keys: e.redis_keys + keys, due_at_ms: now(), ...DONE_OK };
       }
       case "clickhouse": {
         const archive = this.archive();
@@ -331,22 +354,23 @@ export class ErasureService {
           await archive.erase(ids);
           return 0;
         });
-        return { stage: "settle", due_at_ms: now() + this.options.settleMs, last_error: null };
+        return { stage: "settle", due_at_ms: now() + this.options.settleMs, ...DONE_OK };
       }
       case "settle": {
         // Writers in flight during the first pass have ended: the second pass.
         const archive = this.archive();
-        const keys = await this.forEachChunk(e.id, async (ids) => {
-          const swept = await this.deps.hot.sweep(ids);
+        // One walk of the keyspace for every thread of the erasure.
+        const keys = await this.deps.hot.sweep(await this.erasedThreadIds(e.id));
+        await this.forEachChunk(e.id, async (ids) => {
           await archive.erase(ids);
-          return swept;
+          return 0;
         });
         return {
           stage: "verify",
           redis_keys: e.redis_keys + keys,
           redis_done_at_ms: now(),
           due_at_ms: now(),
-          last_error: null,
+          ...DONE_OK,
         };
       }
       case "verify": {
@@ -359,19 +383,15 @@ export class ErasureService {
             clickhouse_remaining: 0,
             clickhouse_done_at_ms: at,
             completed_at_ms: at,
-            last_error: null,
+            ...DONE_OK,
           };
         }
-        // ClickHouse applies deletes in the background; a delete lost with a restart is issued again.
-        if ((e.attempts + 1) % 10 === 0)
-          await this.forEachChunk(e.id, async (ids) => {
-            await archive.erase(ids);
-            return 0;
-          });
+        // ClickHouse applies its deletes in the background (mutations outlive a restart): look
+        // again, less often the longer it takes.
+        const waited = now() - (e.redis_done_at_ms ?? now());
         return {
           clickhouse_remaining: remaining,
-          attempts: e.attempts + 1,
-          due_at_ms: now() + this.options.verifyEveryMs,
+          due_at_ms: now() + Math.min(60_000, Math.max(this.options.verifyEveryMs, waited / 10)),
         };
       }
       case "done":
@@ -396,6 +416,16 @@ export class ErasureService {
       last_error: describeError(error).slice(0, 500),
       due_at_ms: this.deps.clock.now() + delay,
     };
+  }
+
+  /** Every thread the erasure tombstoned. */
+  private async erasedThreadIds(erasureId: string): Promise<string[]> {
+    const all: string[] = [];
+    await this.forEachChunk(erasureId, async (ids) => {
+      all.push(...ids);
+      return 0;
+    });
+    return all;
   }
 
   /** Runs `fn` over the erasure's threads, a chunk at a time; sums what it answers. */

@@ -703,6 +703,8 @@ export interface ErasureRepository {
     readonly create?: NewErasure;
     readonly threadIds: readonly string[];
     readonly ownerId?: string;
+    /** Only threads whose newest message (or creation) is older than this (retention). */
+    readonly idleBefore?: number;
     readonly nowMs: number;
   }): Promise<ErasedThread[]>;
   /** Threads a user owns (any order), at most `limit`. */

@@ -489,6 +489,8 @@ export const erasureOptions = once((): ErasureOptions => {
     retryDelayMs: 5000,
     maxRetryDelayMs: 900_000,
     verifyEveryMs: 2000,
+    // The settle time outlasts the longest request, the delete's own included.
+    kickDelaySeconds: cfg.ERASURE_SETTLE_SECONDS,
     ...(cfg.MESSAGE_RETENTION_DAYS !== undefined ? { retentionDays: cfg.MESSAGE_RETENTION_DAYS } : {}),
   };
 });

@@ -156,7 +156,7 @@ describe("the web client", () => {
     await reply.getByRole("button", { name: "Stop" }).click();
     const stopped = page.locator('li.message.assistant[data-state="cancelled"]');
     await stopped.waitFor();
-    await expect(stopped.getByText("stopped")).toBeTruthy();
+    await stopped.locator(".badge", { hasText: "stopped" }).waitFor();
     const id = (await stopped.getAttribute("data-message-id")) as string;
     const token = await t.token("stream-user");
     const stored = await waitFor(

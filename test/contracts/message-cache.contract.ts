@@ -724,6 +724,18 @@ export const messageCacheContract = (name: string, make: () => Promise<CacheHarn
         expect(await h.eraser.sweep([thread.id])).toBe(0);
       });
 
+      it("leaves no lookup of a message that a writer in flight stores after the first pass", async () => {
+        const a = attempt();
+        const r = await reserve(a);
+        const m = messageOf(a, r.seq, r.createdAtMs);
+        await h.eraser.forget([{ threadId: thread.id, messageIds: [], idempotencyKeys: [] }], 60);
+        expect((await store(a, m)).kind).toBe("lost");
+        expect(await h.cache.getMessage(m.id)).toBeNull();
+        await h.eraser.sweep([thread.id]);
+        expect(await h.cache.getMessage(m.id)).toBeNull();
+        expect(await h.cache.getThread(thread.id)).toBeNull();
+      });
+
       it("leaves other threads alone", async () => {
         const other = newThread();
         await h.cache.install({ thread: other, lastSeq: 0, genesis: true });

@@ -511,6 +511,16 @@ export const repositoryContract = (name: string, make: () => Promise<RepositoryH
         expect(expired).toContain(quiet.id);
         expect(expired).not.toContain(busy.id);
         const e = await h.erasures.create(erasure({ kind: "retention", requested_by: "retention" }));
+        // Under the lock, a thread active since it was picked is left alone.
+        expect(
+          await h.erasures.eraseThreads({
+            erasureId: e.id,
+            threadIds: [busy.id],
+            idleBefore: 5_000,
+            nowMs: 6_000,
+          }),
+        ).toEqual([]);
+        expect(await h.threads.get(busy.id)).not.toBeNull();
         expect(await h.erasures.pending("retention")).toBeGreaterThan(0);
         await h.erasures.update(e.id, { completed_at_ms: 2_000, stage: "done" });
       });

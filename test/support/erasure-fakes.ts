@@ -36,13 +36,18 @@ export class FakeErasureRepository extends TierFake<keyof ErasureRepository> imp
     create?: NewErasure;
     threadIds: readonly string[];
     ownerId?: string;
+    idleBefore?: number;
     nowMs: number;
   }): Promise<ErasedThread[]> {
     this.enter("eraseThreads", input);
     const ids = input.threadIds
       .filter((id) => {
         const t = this.threads.rows.get(id);
-        return t !== undefined && (input.ownerId === undefined || t.owner_id === input.ownerId);
+        return (
+          t !== undefined &&
+          (input.ownerId === undefined || t.owner_id === input.ownerId) &&
+          (input.idleBefore === undefined || this.lastActivity(id) < input.idleBefore)
+        );
       })
       .sort();
     if (ids.length === 0) return [];
@@ -87,9 +92,15 @@ export class FakeErasureRepository extends TierFake<keyof ErasureRepository> imp
   async expiredThreads(cutoffMs: number, limit: number): Promise<string[]> {
     this.enter("expiredThreads", cutoffMs, limit);
     return [...this.threads.rows.values()]
-      .filter((t) => (this.messages.threadMessages(t.id).at(-1)?.created_at_ms ?? t.created_at_ms) < cutoffMs)
+      .filter((t) => this.lastActivity(t.id) < cutoffMs)
       .slice(0, limit)
       .map((t) => t.id);
+  }
+
+  /** The thread's newest message, else its creation (epoch ms). */
+  private lastActivity(threadId: string): number {
+    const thread = this.threads.rows.get(threadId);
+    return this.messages.threadMessages(threadId).at(-1)?.created_at_ms ?? thread?.created_at_ms ?? 0;
   }
 
   async erasedThreads(erasureId: string, after: string | null, limit: number): Promise<string[]> {

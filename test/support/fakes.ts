@@ -474,7 +474,11 @@ export class FakeMessageCache extends TierFake<keyof MessageCache> implements Me
     this.enter("store", message, ctx);
     this.byId.set(message.id, { message, ownerId: ctx.ownerId });
     const st = this.states.get(message.thread_id);
-    if (st === undefined) return { kind: "lost" };
+    if (st === undefined) {
+      // A deleted thread (marked gone): the lookup written beside the script goes again.
+      if (this.gone.has(message.thread_id)) this.byId.delete(message.id);
+      return { kind: "lost" };
+    }
     const slot = idempotencySlot(message.thread_id, ctx.idempotencyKey);
     const rec = this.idempotency.get(slot);
     const subscribers = this.registry.subscribersOf(message.thread_id);

@@ -51,6 +51,10 @@ const toErasure = (r: ErasureRow): Erasure => ({
   last_error: r.last_error,
 });
 
+/** A thread's last activity: its newest message (by the (thread_id, seq) index), else its creation. */
+const LAST_ACTIVITY = `COALESCE((SELECT m.created_at_ms FROM messages m WHERE m.thread_id = t.id
+  ORDER BY m.seq DESC LIMIT 1), t.created_at_ms)`;
+
 const INSERT_ERASURE = `INSERT INTO erasures (id, kind, subject, requested_by, requested_at_ms, stage, postgres_done_at_ms, due_at_ms)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $5) RETURNING ${COLUMNS}`;
 
@@ -89,6 +93,7 @@ export class PgErasureRepository implements ErasureRepository {
     create?: NewErasure;
     threadIds: readonly string[];
     ownerId?: string;
+    idleBefore?: number;
     nowMs: number;
   }): Promise<ErasedThread[]> {
     return this.guard.run(async () => {
@@ -96,9 +101,10 @@ export class PgErasureRepository implements ErasureRepository {
       try {
         await client.query("BEGIN");
         const { rows: locked } = await client.query<{ id: string; owner_id: string }>(
-          `SELECT id, owner_id FROM threads WHERE id = ANY($1::uuid[]) AND ($2::text IS NULL OR owner_id = $2)
+          `SELECT id, owner_id FROM threads t WHERE id = ANY($1::uuid[]) AND ($2::text IS NULL OR owner_id = $2)
+              AND ($3::bigint IS NULL OR ${LAST_ACTIVITY} < $3)
             ORDER BY id FOR UPDATE`,
-          [input.threadIds, input.ownerId ?? null],
+          [input.threadIds, input.ownerId ?? null, input.idleBefore ?? null],
         );
         if (locked.length === 0) {
           await client.query("ROLLBACK");
@@ -157,11 +163,7 @@ export class PgErasureRepository implements ErasureRepository {
   expiredThreads(cutoffMs: number, limit: number): Promise<string[]> {
     // A thread's last activity: its newest message (by the (thread_id, seq) index), else its creation.
     return this.ids(
-      `SELECT t.id FROM threads t
-        WHERE t.created_at_ms < $1
-          AND COALESCE((SELECT m.created_at_ms FROM messages m WHERE m.thread_id = t.id ORDER BY m.seq DESC LIMIT 1),
-                       t.created_at_ms) < $1
-        LIMIT $2`,
+      `SELECT t.id FROM threads t WHERE t.created_at_ms < $1 AND ${LAST_ACTIVITY} < $1 LIMIT $2`,
       [cutoffMs, limit],
     );
   }

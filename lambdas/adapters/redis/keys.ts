@@ -37,7 +37,10 @@ export class RedisKeys {
   threadEndedStreams = (threadId: string): string => `${this.prefix}{t:${threadId}}:ended`;
   /** The thread's replies still streaming (message ids). */
   threadStreams = (threadId: string): string => `${this.prefix}{t:${threadId}}:streams`;
-  /** Set when the thread is deleted: the hot tier does not install it again (see HotTierEraser). */
+  /**
+   * Set when the thread is deleted (a set of its message ids): the hot tier does not install it
+   * again, and the sweep removes those messages' lookups (see HotTierEraser).
+   */
   threadGone = (threadId: string): string => `${this.prefix}{t:${threadId}}:gone`;
   /** Every key under a thread's hash tag starts with this. */
   threadTag = (threadId: string): string => `${this.prefix}{t:${threadId}}`;

@@ -212,7 +212,13 @@ export class RedisMessageCache implements MessageCache {
         ),
       ]);
       const [kind, a, b, c] = reply;
-      if (kind === 0) return { kind: "lost" };
+      if (kind === 0) {
+        // The lookup went out beside the script; when the thread was deleted meanwhile (marked
+        // gone), nothing else would ever name it: it goes now.
+        if ((await this.client.exists(k.threadGone(threadId))) === 1)
+          await this.client.unlink(k.message(message.id));
+        return { kind: "lost" };
+      }
       if (kind === 2) {
         return {
           kind: "replay",

@@ -1,10 +1,11 @@
 /**
  * Deleted threads in the hot tier. The first pass (as the thread is deleted) marks the thread gone
- * and removes the keys it knows the names of: the thread's state, index, logs and sets, its
+ * (a set naming its messages) and removes the keys it knows the names of: the thread's state, index, logs and sets, its
  * messages' lookups, stream states and idempotency records (named from what PostgreSQL held). The
  * sweep, after the settle time, walks the keyspace of every primary for keys under the threads'
  * hash tags — what a writer in flight wrote after the first pass, or what a first pass that failed
- * left — and removes them with the lookups of the messages they name, and the gone marks.
+ * left — and removes them with the lookups of the messages they name (the gone mark's among them:
+ * a lookup set by a writer in flight after the first pass), and the gone marks.
  */
 import type { Cluster } from "ioredis";
 import type { ErasedThread, HotTierEraser } from "../../core/ports.ts";
@@ -15,10 +16,26 @@ import type { RedisKeys } from "./keys.ts";
 /** Keys per UNLINK. */
 const CHUNK = 500;
 
-const primaries = (client: RedisClient): RedisClient[] =>
-  "nodes" in client && typeof (client as Cluster).nodes === "function"
-    ? (client as Cluster).nodes("master")
-    : [client];
+/**
+ * Every primary: a cluster client lists only its startup node until it has loaded the slot map,
+ * so a sweep waits for that first (a sweep of one shard would miss keys and say it was done).
+ */
+const primaries = async (client: RedisClient): Promise<RedisClient[]> => {
+  if (!("nodes" in client) || typeof (client as Cluster).nodes !== "function") return [client];
+  const cluster = client as Cluster;
+  if (cluster.status !== "ready") {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("redis cluster not ready for a sweep")), 5000);
+      cluster.once("ready", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+  const nodes = cluster.nodes("master");
+  if (nodes.length === 0) throw new Error("redis cluster has no primaries");
+  return nodes;
+};
 
 export class RedisThreadEraser implements HotTierEraser {
   constructor(
@@ -39,10 +56,20 @@ export class RedisThreadEraser implements HotTierEraser {
       let removed = 0;
       for (const t of threads) {
         const id = t.threadId;
-        await this.client.set(k.threadGone(id), "1", "EX", tombstoneTtlSeconds);
         subscribers.set(id, await this.client.smembers(k.threadSubscribers(id)));
         // Messages made visible that PostgreSQL did not have yet are known only to the index.
         const messageIds = [...new Set([...t.messageIds, ...(await this.idsInIndex(k.threadMessages(id)))])];
+        // The gone mark names the messages: a lookup a writer in flight sets after this pass is
+        // removed by the sweep ("-": a mark without messages).
+        await this.unlink([k.threadGone(id)]);
+        for (let i = 0; i < messageIds.length + 1; i += CHUNK) {
+          await this.client.sadd(
+            k.threadGone(id),
+            ...(i === 0 ? ["-"] : []),
+            ...messageIds.slice(i, i + CHUNK),
+          );
+        }
+        await this.client.expire(k.threadGone(id), tombstoneTtlSeconds);
         // One slot: the thread's own keys.
         removed += await this.unlink([
           k.threadState(id),
@@ -67,7 +94,7 @@ export class RedisThreadEraser implements HotTierEraser {
     const wanted = new Set(threadIds);
     return this.guard.run(async () => {
       let removed = 0;
-      for (const node of primaries(this.client)) {
+      for (const node of await primaries(this.client)) {
         let cursor = "0";
         do {
           const [next, found] = await node.scan(
@@ -98,6 +125,9 @@ export class RedisThreadEraser implements HotTierEraser {
       const stream = /:sm:([^:]+)$/.exec(key);
       if (stream?.[1] !== undefined) ids.add(stream[1]);
       if (key.endsWith(":ix")) for (const id of await this.idsInIndex(key)) ids.add(id);
+      if (key.endsWith(":gone")) {
+        for (const id of await this.client.smembers(key)) if (id !== "-") ids.add(id);
+      }
     }
     return [...ids].map((id) => this.keys.message(id));
   }
