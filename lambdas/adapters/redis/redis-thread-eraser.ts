@@ -62,12 +62,9 @@ export class RedisThreadEraser implements HotTierEraser {
         // The gone mark names the messages: a lookup a writer in flight sets after this pass is
         // removed by the sweep ("-": a mark without messages).
         await this.unlink([k.threadGone(id)]);
-        for (let i = 0; i < messageIds.length + 1; i += CHUNK) {
-          await this.client.sadd(
-            k.threadGone(id),
-            ...(i === 0 ? ["-"] : []),
-            ...messageIds.slice(i, i + CHUNK),
-          );
+        const members = ["-", ...messageIds];
+        for (let i = 0; i < members.length; i += CHUNK) {
+          await this.client.sadd(k.threadGone(id), ...members.slice(i, i + CHUNK));
         }
         await this.client.expire(k.threadGone(id), tombstoneTtlSeconds);
         // One slot: the thread's own keys.
