@@ -61,7 +61,6 @@ export class RedisThreadEraser implements HotTierEraser {
         const messageIds = [...new Set([...t.messageIds, ...(await this.idsInIndex(k.threadMessages(id)))])];
         // The gone mark names the messages: a lookup a writer in flight sets after this pass is
         // removed by the sweep ("-": a mark without messages).
-        await this.unlink([k.threadGone(id)]);
         const members = ["-", ...messageIds];
         for (let i = 0; i < members.length; i += CHUNK) {
           await this.client.sadd(k.threadGone(id), ...members.slice(i, i + CHUNK));
