@@ -13,17 +13,10 @@ import * as s3 from "aws-cdk-lib/aws-s3";
 import * as s3deploy from "aws-cdk-lib/aws-s3-deployment";
 import { Construct } from "constructs";
 import { buildWebClientSync } from "../../scripts/web/build.ts";
+import type { AuthConfig, ClientConfig } from "../../web/src/config.ts";
 
-/** How the page signs in (web/src/auth.ts): an OIDC provider (e.g. a Cognito hosted UI) or a pasted token. */
-export type WebSignIn =
-  | { readonly mode: "token" }
-  | {
-      readonly mode: "oidc";
-      readonly authorizeUrl: string;
-      readonly tokenUrl: string;
-      readonly clientId: string;
-      readonly scope: string;
-    };
+/** How the page signs in where it is deployed (development tokens are the local stack's alone). */
+export type WebSignIn = Exclude<AuthConfig, { mode: "local" }>;
 
 export interface WebClientProps {
   readonly removalPolicy: RemovalPolicy;
@@ -79,7 +72,7 @@ export class WebClient extends Construct {
           apiUrl: config.apiUrl,
           wsUrl: config.wsUrl,
           auth: config.signIn,
-        }),
+        } satisfies ClientConfig),
       ],
       cacheControl: [s3deploy.CacheControl.maxAge(Duration.minutes(5))],
       memoryLimit: 256,

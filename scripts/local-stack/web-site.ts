@@ -9,6 +9,7 @@ import { readFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
+import type { ClientConfig } from "../../web/src/config.ts";
 import { buildWebClient } from "../web/build.ts";
 import { readBody } from "./request-body.ts";
 import { signDevToken } from "./tokens.ts";
@@ -56,7 +57,7 @@ export class WebSite {
     }
     if (method !== "GET" && method !== "HEAD") return false;
     if (name === "config.json") {
-      const config = {
+      const config: ClientConfig = {
         apiUrl: this.options.apiUrl,
         wsUrl: this.options.wsUrl,
         auth: { mode: "local", tokenUrl: "local/token" },

@@ -5,24 +5,7 @@
  * always be pasted. The token lives in localStorage (every tab of the user shares it).
  */
 
-export type AuthConfig =
-  | { readonly mode: "local"; readonly tokenUrl: string }
-  | {
-      readonly mode: "oidc";
-      readonly authorizeUrl: string;
-      readonly tokenUrl: string;
-      readonly clientId: string;
-      readonly scope: string;
-    }
-  | { readonly mode: "token" };
-
-export interface ClientConfig {
-  /** The HTTP API's base URL, ending in /api. */
-  readonly apiUrl: string;
-  /** The WebSocket API's URL (with its stage), without the token. */
-  readonly wsUrl: string;
-  readonly auth: AuthConfig;
-}
+import type { AuthConfig, ClientConfig } from "./config.ts";
 
 const KEY = "chat.token";
 

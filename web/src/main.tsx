@@ -6,7 +6,6 @@
 import { render } from "preact";
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
-  type ClientConfig,
   completeOidcSignIn,
   loadConfig,
   localSignIn,
@@ -16,6 +15,7 @@ import {
   subjectOf,
   useToken,
 } from "./auth.ts";
+import type { ClientConfig } from "./config.ts";
 import { type ArchivedFilter, type Shown, Store } from "./store.ts";
 
 /** Re-renders the component whenever the store changes. */

@@ -4,7 +4,7 @@
  * read it and call its methods; it tells them when it changed.
  */
 import { Api, ApiError, type Health, type Message, type Thread, type Timing } from "./api.ts";
-import type { ClientConfig } from "./auth.ts";
+import type { ClientConfig } from "./config.ts";
 import { type ConnectionState, Live } from "./live.ts";
 
 export type ArchivedFilter = "false" | "true" | "any";
