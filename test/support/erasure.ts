@@ -1,6 +1,5 @@
 /** What an erasure left of threads in each tier, read with the real clients; and its progress. */
-import type { Cluster } from "ioredis";
-import type { RedisClient } from "../../lambdas/adapters/redis/client.ts";
+import { primaries } from "../../lambdas/adapters/redis/redis-thread-eraser.ts";
 import type { ErasureReport } from "../../lambdas/core/erasure-service.ts";
 import type { TestStack } from "./test-stack.ts";
 import { waitFor } from "./wait.ts";
@@ -19,11 +18,6 @@ export interface Leftovers {
   readonly redis: string[];
 }
 
-const primaries = (client: RedisClient): RedisClient[] =>
-  "nodes" in client && typeof (client as Cluster).nodes === "function"
-    ? (client as Cluster).nodes("master")
-    : [client];
-
 /** Every key of this stack under these threads' hash tags, and these messages' lookups. */
 export const redisKeysOf = async (
   t: TestStack,
@@ -31,7 +25,7 @@ export const redisKeysOf = async (
   messageIds: readonly string[],
 ): Promise<string[]> => {
   const found: string[] = [];
-  for (const node of primaries(t.redis)) {
+  for (const node of await primaries(t.redis)) {
     for (const threadId of threadIds) {
       let cursor = "0";
       do {

@@ -1,6 +1,5 @@
 /** The Redis adapters over a private key prefix of the test Redis (standalone or cluster). */
 import { randomBytes } from "node:crypto";
-import type { Cluster } from "ioredis";
 import { createRedisClient, isRedisOutage, type RedisClient } from "../../lambdas/adapters/redis/client.ts";
 import { RedisKeys } from "../../lambdas/adapters/redis/keys.ts";
 import { RedisConnectionRegistry } from "../../lambdas/adapters/redis/redis-connection-registry.ts";
@@ -9,7 +8,7 @@ import {
   RedisMessageCache,
 } from "../../lambdas/adapters/redis/redis-message-cache.ts";
 import { RedisStreamStore } from "../../lambdas/adapters/redis/redis-stream-store.ts";
-import { RedisThreadEraser } from "../../lambdas/adapters/redis/redis-thread-eraser.ts";
+import { primaries, RedisThreadEraser } from "../../lambdas/adapters/redis/redis-thread-eraser.ts";
 import { Scripts } from "../../lambdas/adapters/redis/scripts.ts";
 import { TierGuard } from "../../lambdas/adapters/resilience/tier-guard.ts";
 import type { Clock } from "../../lambdas/core/ports.ts";
@@ -26,11 +25,6 @@ export interface RedisHarness {
   close(): Promise<void>;
 }
 
-const nodesOf = (client: RedisClient): RedisClient[] =>
-  "nodes" in client && typeof (client as Cluster).nodes === "function"
-    ? (client as Cluster).nodes("master")
-    : [client];
-
 export const redisHarness = async (clock: Clock, options: RedisCacheOptions): Promise<RedisHarness> => {
   const prefix = `contract-${randomBytes(4).toString("hex")}:`;
   const client = createRedisClient({
@@ -46,7 +40,7 @@ export const redisHarness = async (clock: Clock, options: RedisCacheOptions): Pr
   const streams = new RedisStreamStore(client, new Scripts(client), keys, guard, clock, options.ttlSeconds);
   const eraser = new RedisThreadEraser(client, keys, guard);
   const flush = async (): Promise<void> => {
-    for (const node of nodesOf(client)) {
+    for (const node of await primaries(client)) {
       let cursor = "0";
       do {
         const [next, found] = await node.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);

@@ -20,7 +20,7 @@ const CHUNK = 500;
  * Every primary: a cluster client lists only its startup node until it has loaded the slot map,
  * so a sweep waits for that first (a sweep of one shard would miss keys and say it was done).
  */
-const primaries = async (client: RedisClient): Promise<RedisClient[]> => {
+export const primaries = async (client: RedisClient): Promise<RedisClient[]> => {
   if (!("nodes" in client) || typeof (client as Cluster).nodes !== "function") return [client];
   const cluster = client as Cluster;
   if (cluster.status !== "ready") {
