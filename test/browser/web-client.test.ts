@@ -117,13 +117,7 @@ describe("the web client", () => {
       .waitFor();
     await screenshot(page, "offline");
     const missed = ["while away 1", "while away 2", "while away 3"];
-    for (const text of missed) {
-      const res = await t.request("POST", `/api/threads/${threadId}/messages`, {
-        token,
-        body: { message: text },
-      });
-      expect(res.status).toBe(201);
-    }
+    await t.postMessages(token, threadId, missed);
     await context.setOffline(false);
 
     await expect.poll(() => contents(page), { timeout: 15_000 }).toEqual(["before the drop", ...missed]);
@@ -265,13 +259,11 @@ describe("the web client", () => {
     await signIn(page, url, "history-user");
     const threadId = await newThread(page, "Long history");
     const token = await t.token("history-user");
-    for (let i = 1; i <= 45; i++) {
-      const res = await t.request("POST", `/api/threads/${threadId}/messages`, {
-        token,
-        body: { message: `line ${i}` },
-      });
-      expect(res.status).toBe(201);
-    }
+    await t.postMessages(
+      token,
+      threadId,
+      Array.from({ length: 45 }, (_, i) => `line ${i + 1}`),
+    );
     await page.reload();
     await bubble(page, "line 45").waitFor();
     // The newest page holds 30: the oldest lines come with scrolling up.

@@ -48,15 +48,7 @@ afterAll(async () => {
 /** A thread with three messages, archived in ClickHouse. */
 const archivedThread = async () => {
   const thread = await t.createThread(alice);
-  const ids: string[] = [];
-  for (const text of ["one", "two", "three"]) {
-    const res = await t.request<{ id: string }>("POST", `/api/threads/${thread.id}/messages`, {
-      token: alice,
-      body: { message: text },
-    });
-    expect(res.status).toBe(201);
-    ids.push(res.body.id);
-  }
+  const ids = await t.postMessages(alice, thread.id, ["one", "two", "three"]);
   await waitFor(
     async () => (await Promise.all(ids.map((id) => t.rowsInClickHouse(id)))).every((n) => n === 1),
     {

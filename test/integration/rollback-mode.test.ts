@@ -80,15 +80,7 @@ describe("a thread deleted while its messages wait in the outbox", () => {
   it("takes the entries along: the relay forwards nothing of it, and no tier keeps anything", async () => {
     const admin = await t.token("ops", ["admin"]);
     const thread = await t.createThread(alice);
-    const ids: string[] = [];
-    for (const text of ["one", "two", "three"]) {
-      const res = await t.request<{ id: string }>("POST", `/api/threads/${thread.id}/messages`, {
-        token: alice,
-        body: { message: text },
-      });
-      expect(res.status).toBe(201);
-      ids.push(res.body.id);
-    }
+    const ids = await t.postMessages(alice, thread.id, ["one", "two", "three"]);
     const { rows } = await t.pg.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM analytics_outbox WHERE message_id = ANY($1::uuid[])",
       [ids],

@@ -45,6 +45,8 @@ export interface TestStack {
     token: string,
     body?: Record<string, unknown>,
   ): Promise<{ id: string } & Record<string, unknown>>;
+  /** Posts these messages to the thread, one after another (each must be accepted); their ids. */
+  postMessages(token: string, threadId: string, texts: readonly string[]): Promise<string[]>;
   ws(token: string | undefined): Promise<WsClient>;
   /** Rows for this message id in PostgreSQL. */
   rowsInPostgres(messageId: string): Promise<number>;
@@ -169,6 +171,18 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
       const res = await request<{ id: string }>("POST", "/api/threads", { token, body });
       if (res.status !== 201) throw new Error(`create thread: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body;
+    },
+    async postMessages(token, threadId, texts) {
+      const ids: string[] = [];
+      for (const message of texts) {
+        const res = await request<{ id: string }>("POST", `/api/threads/${threadId}/messages`, {
+          token,
+          body: { message },
+        });
+        if (res.status !== 201) throw new Error(`post message: ${res.status} ${JSON.stringify(res.body)}`);
+        ids.push(res.body.id);
+      }
+      return ids;
     },
     async ws(token) {
       const client = await WsClient.connect(stack.wsUrl, token);
