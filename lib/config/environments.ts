@@ -12,7 +12,18 @@
  * Replace the account ids, the alarm endpoints and the allowed browser origins with yours before
  * the first deploy (docs/deploy.md).
  */
-import type { EnvironmentConfig } from "./types.ts";
+import type { ConsumerConfig, EnvironmentConfig } from "./types.ts";
+
+/** The erasure worker, the same everywhere: few records, each a short run of statements on every tier. */
+const ERASURE_WORKER: ConsumerConfig = {
+  batchSize: 10,
+  maxBatchingWindowSeconds: 0,
+  maxConcurrency: 2,
+  timeoutSeconds: 60,
+  memoryMb: 512,
+  maxReceiveCount: 10,
+  pgPoolMax: 1,
+};
 
 export const dev: EnvironmentConfig = {
   name: "dev",
@@ -61,16 +72,7 @@ export const dev: EnvironmentConfig = {
       maxReceiveCount: 5,
       pgPoolMax: 1,
     },
-    // The erasure worker: few records, each a short run of statements on every tier.
-    erasure: {
-      batchSize: 10,
-      maxBatchingWindowSeconds: 0,
-      maxConcurrency: 2,
-      timeoutSeconds: 60,
-      memoryMb: 512,
-      maxReceiveCount: 10,
-      pgPoolMax: 1,
-    },
+    erasure: ERASURE_WORKER,
   },
   api: {
     memoryMb: 512,
@@ -160,16 +162,7 @@ export const prod: EnvironmentConfig = {
       maxReceiveCount: 20,
       pgPoolMax: 1,
     },
-    // The erasure worker: few records, each a short run of statements on every tier.
-    erasure: {
-      batchSize: 10,
-      maxBatchingWindowSeconds: 0,
-      maxConcurrency: 2,
-      timeoutSeconds: 60,
-      memoryMb: 512,
-      maxReceiveCount: 10,
-      pgPoolMax: 1,
-    },
+    erasure: ERASURE_WORKER,
   },
   api: {
     memoryMb: 1024,
