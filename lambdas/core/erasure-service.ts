@@ -349,22 +349,19 @@ export class ErasureService {
       }
       case "clickhouse": {
         const archive = this.archive();
-        await this.forEachChunk(e.id, async (ids) => {
+        for (const ids of this.chunks(await this.erasedThreadIds(e.id))) {
           await archive.tombstone(ids, now());
           await archive.erase(ids);
-          return 0;
-        });
+        }
         return { stage: "settle", due_at_ms: now() + this.options.settleMs, ...DONE_OK };
       }
       case "settle": {
         // Writers in flight during the first pass have ended: the second pass.
         const archive = this.archive();
+        const threadIds = await this.erasedThreadIds(e.id);
         // One walk of the keyspace for every thread of the erasure.
-        const keys = await this.deps.hot.sweep(await this.erasedThreadIds(e.id));
-        await this.forEachChunk(e.id, async (ids) => {
-          await archive.erase(ids);
-          return 0;
-        });
+        const keys = await this.deps.hot.sweep(threadIds);
+        for (const ids of this.chunks(threadIds)) await archive.erase(ids);
         return {
           stage: "verify",
           redis_keys: e.redis_keys + keys,
@@ -375,7 +372,9 @@ export class ErasureService {
       }
       case "verify": {
         const archive = this.archive();
-        const remaining = await this.forEachChunk(e.id, (ids) => archive.remaining(ids));
+        let remaining = 0;
+        for (const ids of this.chunks(await this.erasedThreadIds(e.id)))
+          remaining += await archive.remaining(ids);
         if (remaining === 0) {
           const at = now();
           return {
@@ -418,30 +417,24 @@ export class ErasureService {
     };
   }
 
-  /** Every thread the erasure tombstoned. */
+  /** Every thread the erasure tombstoned, read a page at a time. */
   private async erasedThreadIds(erasureId: string): Promise<string[]> {
     const all: string[] = [];
-    await this.forEachChunk(erasureId, async (ids) => {
-      all.push(...ids);
-      return 0;
-    });
-    return all;
+    for (;;) {
+      const page = await this.deps.erasures.erasedThreads(
+        erasureId,
+        all.at(-1) ?? null,
+        this.options.chunkThreads,
+      );
+      all.push(...page);
+      if (page.length < this.options.chunkThreads) return all;
+    }
   }
 
-  /** Runs `fn` over the erasure's threads, a chunk at a time; sums what it answers. */
-  private async forEachChunk(
-    erasureId: string,
-    fn: (ids: readonly string[]) => Promise<number>,
-  ): Promise<number> {
-    let total = 0;
-    let after: string | null = null;
-    for (;;) {
-      const ids = await this.deps.erasures.erasedThreads(erasureId, after, this.options.chunkThreads);
-      if (ids.length === 0) return total;
-      total += await fn(ids);
-      after = ids.at(-1) as string;
-      if (ids.length < this.options.chunkThreads) return total;
-    }
+  /** Threads in groups of `chunkThreads` (one ClickHouse statement each). */
+  private *chunks(ids: readonly string[]): Generator<readonly string[]> {
+    for (let i = 0; i < ids.length; i += this.options.chunkThreads)
+      yield ids.slice(i, i + this.options.chunkThreads);
   }
 
   /**
