@@ -98,6 +98,10 @@ export class QueueFirstWriter implements DurableWriter {
       );
       return { durability: "queued", degraded: false };
     } catch (error) {
+      // This process is overloaded, SQS is not down: the PostgreSQL lane would cost more per
+      // message and deepen the overload. Refuse the try (the client retries with its key).
+      if (isTierUnavailable(error) && error.overloaded)
+        throw new WriteFailedError("Server busy", error.maybeApplied, { cause: error });
       queueError = error;
       this.deps.diagnostics.warn("persist queue unavailable; committing synchronously", {
         messageId: message.id,

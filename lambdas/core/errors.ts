@@ -98,6 +98,20 @@ export class RateLimitedError extends AppError {
 }
 
 /**
+ * This process is too busy to take the request (too many in flight, or its event loop lags): it
+ * is refused before any tier is touched, so nothing of it was stored; retry after the delay.
+ */
+export class OverloadedError extends AppError {
+  override readonly name = "OverloadedError";
+  constructor(
+    reason: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super("unavailable", "overloaded", `Server busy (${reason}); retry later`);
+  }
+}
+
+/**
  * No durable tier could take the message (or serve the read): the client should retry. How long to
  * wait is the edge's business (Retry-After from configuration). When the message may have been
  * stored after all, `clientMessageId` is the key to retry with so that the retry cannot duplicate it.
@@ -129,13 +143,19 @@ export class TierUnavailableError extends Error {
    * connection); false only when it was refused before it was sent (an open circuit).
    */
   readonly maybeApplied: boolean;
+  /**
+   * The call failed while this process was overloaded (its event loop lagging): most likely its
+   * own CPU, not the tier. Not counted against the tier's breaker, and no fallback takes it.
+   */
+  readonly overloaded: boolean;
   constructor(
     readonly tier: Tier,
     message: string,
-    options?: { cause?: unknown; maybeApplied?: boolean },
+    options?: { cause?: unknown; maybeApplied?: boolean; overloaded?: boolean },
   ) {
     super(`${tier} unavailable: ${message}`, options);
     this.maybeApplied = options?.maybeApplied ?? true;
+    this.overloaded = options?.overloaded ?? false;
   }
 }
 

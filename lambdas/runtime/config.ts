@@ -110,6 +110,17 @@ const fields = z.object({
   RATE_LIMIT_PER_SECOND: z.coerce.number().min(0).default(5),
   RATE_LIMIT_BURST: int(1).default(30),
 
+  /**
+   * Overload (runtime/admission.ts): smoothed event-loop lag above which this process sheds new
+   * accepts (with a probability rising to 1 at twice it) and stops counting timeouts against a
+   * tier's breaker; 0 switches the signal off.
+   */
+  OVERLOAD_LAG_MS: int(0, 10_000).default(30),
+  /** Accepts and deltas in flight in one process above which new ones are shed (503 overloaded); 0: no limit. */
+  ADMISSION_MAX_INFLIGHT: int(0).default(200),
+  /** Retry-After of a request shed for overload. */
+  OVERLOAD_RETRY_AFTER_SECONDS: int(1).default(1),
+
   BREAKER_FAILURE_THRESHOLD: int(1).default(5),
   BREAKER_HALF_OPEN_AFTER_MS: int(1).default(2000),
 

@@ -57,6 +57,7 @@ import { ThreadAccess } from "../core/thread-access.ts";
 import { ThreadService } from "../core/thread-service.ts";
 import { UsageService } from "../core/usage-service.ts";
 import type { Limits } from "../core/validation.ts";
+import { AdmissionGate, LoadMonitor } from "./admission.ts";
 import { config } from "./config.ts";
 import { Metric } from "./metric-names.ts";
 import { once } from "./once.ts";
@@ -72,6 +73,19 @@ export const closeClients = async (): Promise<void> => {
   await Promise.allSettled(pending.map((close) => close()));
 };
 
+/** This process's event-loop lag while it serves requests (runtime/admission.ts). */
+export const loadMonitor = once(() => new LoadMonitor({ maxLagMs: config().OVERLOAD_LAG_MS }));
+
+/** Sheds accepts and deltas when this process is overloaded. */
+export const admission = once(
+  () =>
+    new AdmissionGate(loadMonitor(), {
+      maxInFlight: config().ADMISSION_MAX_INFLIGHT,
+      maxLagMs: config().OVERLOAD_LAG_MS,
+      retryAfterSeconds: config().OVERLOAD_RETRY_AFTER_SECONDS,
+    }),
+);
+
 export const guard = (
   tier: Tier,
   isOutage: (e: unknown) => boolean,
@@ -85,6 +99,7 @@ export const guard = (
       failureThreshold: cfg.BREAKER_FAILURE_THRESHOLD,
       halfOpenAfterMs: cfg.BREAKER_HALF_OPEN_AFTER_MS,
       ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      overloaded: () => loadMonitor().overloaded(),
     },
     isOutage,
     wasNotSent,

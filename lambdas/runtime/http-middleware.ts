@@ -7,12 +7,18 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
-import { type AppError, BadRequestError, PayloadTooLargeError, UnauthorizedError } from "../core/errors.ts";
+import {
+  type AppError,
+  BadRequestError,
+  OverloadedError,
+  PayloadTooLargeError,
+  UnauthorizedError,
+} from "../core/errors.ts";
 import type { Principal } from "../core/model.ts";
 import { config } from "./config.ts";
-import { tokenVerifier } from "./container.ts";
+import { admission, loadMonitor, tokenVerifier } from "./container.ts";
 import { errorResponse, jsonResponse } from "./http-response.ts";
-import { logger, metrics } from "./telemetry.ts";
+import { logger, metrics, shed } from "./telemetry.ts";
 
 export interface HttpRequest {
   readonly principal: Principal;
@@ -36,6 +42,11 @@ export type HttpRoute = (request: HttpRequest) => Promise<HttpResult>;
 export interface HttpRouteOptions {
   /** "required": the route reads a JSON body; "optional": an empty body means {}; "none": ignored. */
   readonly body: "required" | "optional" | "none";
+  /**
+   * The route accepts work per message (an accept, a delta): refused with `503 overloaded` before
+   * anything else runs when this process is overloaded (runtime/admission.ts).
+   */
+  readonly shed?: boolean;
 }
 
 const bearerToken = (header: string | undefined): string => {
@@ -74,7 +85,12 @@ const lowerCaseKeys = (headers: APIGatewayProxyEventV2["headers"]): Record<strin
   Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
 
 /** What the middlewares below add to the API Gateway event before the route runs. */
-type HttpEvent = APIGatewayProxyEventV2 & { principal?: Principal; parsedBody?: unknown };
+type HttpEvent = APIGatewayProxyEventV2 & {
+  principal?: Principal;
+  parsedBody?: unknown;
+  /** Ends this request's share of the process's load (admission.ts). */
+  endLoad?: () => void;
+};
 type HttpMiddleware = middy.MiddlewareObj<HttpEvent, APIGatewayProxyStructuredResultV2>;
 
 /** Errors → responses; 5xx are logged with their cause, 4xx only with their code. */
@@ -85,7 +101,9 @@ const httpErrors = (): HttpMiddleware => ({
       requestId: request.event.requestContext.requestId,
       unavailableRetryAfterSeconds: config().RETRY_AFTER_SECONDS,
     });
-    if ((response.statusCode ?? 500) >= 500) {
+    if (error instanceof OverloadedError) {
+      shed(error);
+    } else if ((response.statusCode ?? 500) >= 500) {
       logger.error("request failed", { error: error as Error, status: response.statusCode });
     } else {
       logger.info("request rejected", { status: response.statusCode, code: (error as AppError).code });
@@ -104,6 +122,23 @@ const authenticate = (mode: "required" | "optional"): HttpMiddleware => ({
     logger.appendKeys({ userId: request.event.principal.userId });
   },
 });
+
+/** Counts the request in this process's load; sheds it first when the route asks for that. */
+const admissionControl = (shed: boolean): HttpMiddleware => {
+  const end: HttpMiddleware["after"] = (request) => request.event.endLoad?.();
+  return {
+    before: (request) => {
+      const leave = shed ? admission().enter() : undefined;
+      const done = loadMonitor().begin();
+      request.event.endLoad = () => {
+        done();
+        leave?.();
+      };
+    },
+    after: end,
+    onError: end,
+  };
+};
 
 const jsonBody = (mode: HttpRouteOptions["body"]): HttpMiddleware => ({
   before: (request) => {
@@ -124,6 +159,7 @@ const stack = (options: HttpRouteOptions, auth: "required" | "optional") =>
       },
     })
     .use(httpErrors())
+    .use(admissionControl(options.shed === true))
     .use(authenticate(auth))
     .use(jsonBody(options.body));
 

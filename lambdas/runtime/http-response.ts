@@ -10,6 +10,7 @@ import {
   AppError,
   type ErrorKind,
   isTierUnavailable,
+  OverloadedError,
   RateLimitedError,
   ServiceUnavailableError,
 } from "../core/errors.ts";
@@ -57,7 +58,7 @@ const IN_PROGRESS_RETRY_AFTER_SECONDS = 1;
 export const describeFailure = (error: unknown, unavailableRetryAfterSeconds: number): ErrorBody => {
   if (error instanceof AppError) {
     const retryAfterSeconds =
-      error instanceof RateLimitedError
+      error instanceof RateLimitedError || error instanceof OverloadedError
         ? error.retryAfterSeconds
         : error.kind === "unavailable"
           ? unavailableRetryAfterSeconds

@@ -25,6 +25,8 @@ export const Metric = {
   AcceptUnavailable: "AcceptUnavailable",
   CacheHits: "CacheHits",
   CacheMisses: "CacheMisses",
+  /** Accepts and deltas refused with 503 overloaded (this process too busy; runtime/admission.ts). */
+  RequestsShed: "RequestsShed",
   /** A circuit breaker opened (dimension Tier). */
   BreakerOpened: "BreakerOpened",
   WebSocketDelivered: "WebSocketDelivered",

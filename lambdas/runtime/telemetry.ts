@@ -3,7 +3,7 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import type { Diagnostics } from "../core/ports.ts";
 import { config } from "./config.ts";
-import { METRICS_NAMESPACE, type MetricName, SERVICE_NAME } from "./metric-names.ts";
+import { METRICS_NAMESPACE, Metric, type MetricName, SERVICE_NAME } from "./metric-names.ts";
 
 export const logger = new Logger({
   serviceName: SERVICE_NAME,
@@ -38,4 +38,10 @@ export const countMetric = (name: MetricName, value = 1): void => {
 
 export const timeMetric = (name: MetricName, ms: number): void => {
   metrics.addMetric(name, MetricUnit.Milliseconds, ms);
+};
+
+/** A request refused because this process is overloaded: counted, logged as a warning without a stack. */
+export const shed = (error: Error): void => {
+  countMetric(Metric.RequestsShed);
+  logger.warn("request shed", { reason: error.message });
 };

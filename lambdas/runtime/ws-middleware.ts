@@ -8,14 +8,14 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import middy from "@middy/core";
 import type { APIGatewayProxyResultV2, APIGatewayProxyWebsocketEventV2 } from "aws-lambda";
-import { BadRequestError, PayloadTooLargeError } from "../core/errors.ts";
+import { BadRequestError, OverloadedError, PayloadTooLargeError } from "../core/errors.ts";
 import { errorFrame } from "../core/events.ts";
 import type { Connection } from "../core/ports.ts";
 import type { SubscriptionService } from "../core/subscription-service.ts";
 import { config } from "./config.ts";
-import { subscriptionService } from "./container.ts";
+import { admission, loadMonitor, subscriptionService } from "./container.ts";
 import { describeFailure, errorBody, errorResponse } from "./http-response.ts";
-import { logger, metrics } from "./telemetry.ts";
+import { logger, metrics, shed } from "./telemetry.ts";
 
 /** The $connect event carries the query string, which the v2 WebSocket type leaves out. */
 export type WsConnectEvent = APIGatewayProxyWebsocketEventV2 & {
@@ -64,24 +64,32 @@ const parseFrame = (body: string | undefined): Record<string, unknown> => {
   return frame as Record<string, unknown>;
 };
 
-export const wsRouteHandler = (route: WsRoute) =>
+/** `shed`: the route accepts work per message, refused first when the process is overloaded (admission.ts). */
+export const wsRouteHandler = (route: WsRoute, options: { shed?: boolean } = {}) =>
   base<APIGatewayProxyWebsocketEventV2>().handler(async (event) => {
     const { connectionId } = event.requestContext;
+    const endLoad = loadMonitor().begin();
+    let leave: (() => void) | undefined;
     const subscriptions = await subscriptionService();
     let requestId: string | undefined;
     try {
       const frame = parseFrame(event.body);
       if (typeof frame.request_id === "string" && frame.request_id.length <= 128)
         requestId = frame.request_id;
+      if (options.shed === true) leave = admission().enter();
       const connection = await subscriptions.connection(connectionId);
       logger.appendKeys({ userId: connection.principal.userId });
       await route({ connection, frame, requestId, subscriptions });
     } catch (error) {
       const failure = describeFailure(error, config().RETRY_AFTER_SECONDS);
-      if (failure.status >= 500) logger.error("websocket request failed", { error: error as Error });
+      if (error instanceof OverloadedError) shed(error);
+      else if (failure.status >= 500) logger.error("websocket request failed", { error: error as Error });
       else logger.info("websocket request rejected", { code: failure.code });
       await subscriptions.reject(connectionId, errorFrame(errorBody(failure, requestId)));
       if (failure.code === "token_expired") await subscriptions.close(connectionId);
+    } finally {
+      leave?.();
+      endLoad();
     }
     return { statusCode: 200 };
   });

@@ -399,6 +399,7 @@ export class Observability extends Construct {
             this.app(Metric.CacheSkipped, "Sum", {}, "cache skipped"),
             this.app(Metric.QueueFallbacks, "Sum", {}, "SQS down: committed synchronously"),
             this.app(Metric.AcceptUnavailable, "Sum", {}, "503: no durable tier"),
+            this.app(Metric.RequestsShed, "Sum", {}, "503: shed, process overloaded"),
             ...TIERS.map((tier) =>
               this.app(Metric.BreakerOpened, "Sum", { Tier: tier }, `breaker opened: ${tier}`),
             ),

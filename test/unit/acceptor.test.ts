@@ -663,6 +663,27 @@ describe("Acceptor.accept: when the message cannot be made durable", () => {
     expect(w.notifier.calls).toEqual([]);
   });
 
+  it("does not fall back to PostgreSQL when the send failed because this process is overloaded: 503 with the key, no commit", async () => {
+    const { w, thread } = setup();
+    // A timeout while the event loop lagged: the CPU, not SQS (runtime/admission.ts).
+    w.publisher.fail("publish", new TierUnavailableError("sqs", "timed out", { overloaded: true }));
+
+    const error = await caught(post(w, thread.id, "busy", { clientMessageId: "c-1" }));
+
+    expect(error).toBeInstanceOf(ServiceUnavailableError);
+    expect(error).toMatchObject({ code: "service_unavailable", clientMessageId: "c-1" });
+    expect((error as ServiceUnavailableError).cause).toMatchObject({ maybeStored: true });
+    expect(w.messages.callsTo("commit")).toEqual([]);
+    expect(releases(w)).toEqual(["unknown"]);
+
+    // The retry with the same key, once the process has caught up, is accepted once.
+    w.publisher.heal();
+    w.clock.advance(6000);
+    const retry = await post(w, thread.id, "busy", { clientMessageId: "c-1" });
+    expect(retry).toMatchObject({ durability: "queued", degraded: false });
+    expect(w.messages.callsTo("commit")).toEqual([]);
+  });
+
   it("hands out the server-made key in the 503 when the client sent none; a retry with it takes the reservation over", async () => {
     const { w, thread } = setup();
     const acceptedAt = w.clock.now();

@@ -2,7 +2,8 @@
  * Fail fast when a tier is down: a circuit breaker (cockatiel) per tier and per process opens after
  * consecutive outage errors, so requests stop waiting on timeouts, and probes the tier again after
  * a pause. Outage errors become `TierUnavailableError`; data errors pass through untouched and do
- * not count against the tier.
+ * not count against the tier. Neither do timeouts while this process itself is overloaded: they
+ * become `TierUnavailableError` with `overloaded: true`, which no fallback takes.
  */
 
 import type { CircuitBreakerPolicy } from "cockatiel";
@@ -25,6 +26,11 @@ export interface BreakerOptions {
   readonly halfOpenAfterMs: number;
   /** Outer bound on one call, on top of the client's own timeouts. */
   readonly timeoutMs?: number;
+  /**
+   * Whether this process is overloaded (its event loop lagging): a call that fails then, other
+   * than by a refusal before it was sent, is not counted against the tier (runtime/admission.ts).
+   */
+  readonly overloaded?: () => boolean;
 }
 
 export type BreakerState = "closed" | "open" | "half_open";
@@ -33,6 +39,7 @@ export class TierGuard {
   private readonly breaker: CircuitBreakerPolicy;
   private readonly policy: IPolicy;
   private readonly listeners: ((state: BreakerState) => void)[] = [];
+  private readonly overloadedNow: () => boolean;
 
   constructor(
     readonly tier: Tier,
@@ -41,7 +48,10 @@ export class TierGuard {
     /** Outage errors of calls that certainly were not sent (a refused or closed connection). */
     private readonly wasNotSent: (error: unknown) => boolean = () => false,
   ) {
-    const outage = (error: unknown): boolean => error instanceof TaskCancelledError || isOutage(error);
+    const overloaded = options.overloaded ?? (() => false);
+    this.overloadedNow = overloaded;
+    const outage = (error: unknown): boolean =>
+      (error instanceof TaskCancelledError || isOutage(error)) && !(overloaded() && !wasNotSent(error));
     this.breaker = circuitBreaker(handleWhen(outage), {
       halfOpenAfter: options.halfOpenAfterMs,
       breaker: new ConsecutiveBreaker(options.failureThreshold),
@@ -75,11 +85,14 @@ export class TierGuard {
       if (error instanceof BrokenCircuitError) {
         throw new TierUnavailableError(this.tier, "circuit open", { cause: error, maybeApplied: false });
       }
-      if (error instanceof TaskCancelledError || this.isOutage(error))
+      if (error instanceof TaskCancelledError || this.isOutage(error)) {
+        const notSent = this.wasNotSent(error);
         throw new TierUnavailableError(this.tier, describeError(error), {
           cause: error,
-          maybeApplied: !this.wasNotSent(error),
+          maybeApplied: !notSent,
+          overloaded: !notSent && this.overloadedNow(),
         });
+      }
       throw error;
     }
   }

@@ -18,5 +18,5 @@ export const handler = httpHandler(
       },
     };
   },
-  { body: "required" },
+  { body: "required", shed: true },
 );

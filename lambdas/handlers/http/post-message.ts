@@ -29,5 +29,5 @@ export const handler = httpHandler(
       },
     };
   },
-  { body: "required" },
+  { body: "required", shed: true },
 );

@@ -8,25 +8,28 @@ import { parseWsAppendDelta } from "../../core/validation.ts";
 import { notifier, streamService } from "../../runtime/container.ts";
 import { wsRouteHandler } from "../../runtime/ws-middleware.ts";
 
-export const handler = wsRouteHandler(async ({ connection, frame }) => {
-  const { messageId, requestId, delta } = parseWsAppendDelta(frame);
-  const outcome = await (await streamService()).append(
-    connection.principal,
-    messageId,
-    delta,
-    connection.connectionId,
-  );
-  await notifier().send(
-    connection.connectionId,
-    eventFrame(
-      "delta.accepted",
-      {
-        message_id: outcome.messageId,
-        thread_id: outcome.threadId,
-        index: outcome.index,
-        duplicate: outcome.duplicate,
-      },
-      requestId,
-    ),
-  );
-});
+export const handler = wsRouteHandler(
+  async ({ connection, frame }) => {
+    const { messageId, requestId, delta } = parseWsAppendDelta(frame);
+    const outcome = await (await streamService()).append(
+      connection.principal,
+      messageId,
+      delta,
+      connection.connectionId,
+    );
+    await notifier().send(
+      connection.connectionId,
+      eventFrame(
+        "delta.accepted",
+        {
+          message_id: outcome.messageId,
+          thread_id: outcome.threadId,
+          index: outcome.index,
+          duplicate: outcome.duplicate,
+        },
+        requestId,
+      ),
+    );
+  },
+  { shed: true },
+);

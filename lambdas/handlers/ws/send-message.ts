@@ -11,38 +11,41 @@ import { acceptor, limits, notifier, streamService } from "../../runtime/contain
 import { logger } from "../../runtime/telemetry.ts";
 import { wsRouteHandler } from "../../runtime/ws-middleware.ts";
 
-export const handler = wsRouteHandler(async ({ connection, frame }) => {
-  const { threadId, requestId, input } = parseWsSendMessage(frame, limits());
-  const service = await acceptor();
-  const result = await recordAccept(() =>
-    service.accept({
-      principal: connection.principal,
-      threadId,
-      input,
-      originConnectionId: connection.connectionId,
-    }),
-  );
-  if (result.message.state === "streaming") await (await streamService()).opened(result.message, null);
-  // The message is accepted whatever happens to the acknowledgement: a failed ack must not turn
-  // into an error frame (the client would think it failed). A client that missed the ack retries
-  // with the same client_message_id, or catches up with subscribe {sinceSeq}.
-  await notifier()
-    .send(
-      connection.connectionId,
-      messageCreatedFrame(result.message, {
-        ack: true,
-        // The sender's copy of the event: the same position the other subscribers get.
-        ...(result.position ?? {}),
-        durability: result.durability,
-        cache: result.cache,
-        replayed: result.replayed,
-        ...(requestId !== undefined ? { request_id: requestId } : {}),
-      }),
-    )
-    .catch((error: unknown) =>
-      logger.warn("sendMessage acknowledgement not delivered", {
-        messageId: result.message.id,
-        error: describeError(error),
+export const handler = wsRouteHandler(
+  async ({ connection, frame }) => {
+    const { threadId, requestId, input } = parseWsSendMessage(frame, limits());
+    const service = await acceptor();
+    const result = await recordAccept(() =>
+      service.accept({
+        principal: connection.principal,
+        threadId,
+        input,
+        originConnectionId: connection.connectionId,
       }),
     );
-});
+    if (result.message.state === "streaming") await (await streamService()).opened(result.message, null);
+    // The message is accepted whatever happens to the acknowledgement: a failed ack must not turn
+    // into an error frame (the client would think it failed). A client that missed the ack retries
+    // with the same client_message_id, or catches up with subscribe {sinceSeq}.
+    await notifier()
+      .send(
+        connection.connectionId,
+        messageCreatedFrame(result.message, {
+          ack: true,
+          // The sender's copy of the event: the same position the other subscribers get.
+          ...(result.position ?? {}),
+          durability: result.durability,
+          cache: result.cache,
+          replayed: result.replayed,
+          ...(requestId !== undefined ? { request_id: requestId } : {}),
+        }),
+      )
+      .catch((error: unknown) =>
+        logger.warn("sendMessage acknowledgement not delivered", {
+          messageId: result.message.id,
+          error: describeError(error),
+        }),
+      );
+  },
+  { shed: true },
+);

@@ -1,0 +1,141 @@
+/**
+ * Telling overload from outage, per process.
+ *
+ * A process whose CPU is saturated sees every call it makes time out — not because Redis or SQS is
+ * down, but because it cannot read their answers in time. Taking those timeouts for an outage opens
+ * the breakers and sends accepts into the PostgreSQL lane, which costs more per message and keeps
+ * the overload going (a metastable failure). So:
+ *  - `LoadMonitor` measures the event loop's lag (how late a 25 ms timer fires), smoothed, and only
+ *    while requests are in flight: a Lambda environment frozen between invocations is not late;
+ *  - `AdmissionGate` sheds work at the door — `503 overloaded` with Retry-After, before any tier is
+ *    touched — when too many accepts are in flight or the loop lags: with a probability that rises
+ *    from 0 at the lag limit to 1 at twice it, so the process keeps serving what it can carry;
+ *  - `TierGuard` asks the monitor before counting a timeout against a tier (tier-guard.ts).
+ * In Lambda one environment serves one request at a time, so neither signal fires there; the local
+ * stack and any long-running host of the handlers serve many at once on one event loop.
+ * (The same idea as toobusy-js and @fastify/under-pressure, for handlers rather than a server.)
+ */
+import { OverloadedError } from "../core/errors.ts";
+
+export interface LoadMonitorOptions {
+  /** Lag above which the process counts as overloaded (ms); 0 switches the lag signal off. */
+  readonly maxLagMs: number;
+  /** How often the loop is sampled (ms). */
+  readonly sampleMs?: number;
+}
+
+/** Weight of the newest sample in the smoothed lag. */
+const SMOOTHING = 1 / 3;
+
+export class LoadMonitor {
+  private lag = 0;
+  private inflight = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly sampleMs: number;
+
+  constructor(private readonly options: LoadMonitorOptions) {
+    this.sampleMs = options.sampleMs ?? 25;
+  }
+
+  /** Smoothed event-loop lag while requests were in flight (ms). */
+  get lagMs(): number {
+    return this.lag;
+  }
+
+  get inFlight(): number {
+    return this.inflight;
+  }
+
+  /** Whether the sampler is running (it stops once nothing is in flight). */
+  get sampling(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Whether the loop lags past the limit: a timeout now says more about this process than the tier. */
+  overloaded(): boolean {
+    return this.options.maxLagMs > 0 && this.lag > this.options.maxLagMs;
+  }
+
+  /**
+   * A request began (any route: the HTTP and WebSocket middlewares call this); the returned
+   * function ends it. Sampling runs only while one is in flight.
+   */
+  begin(): () => void {
+    this.inflight++;
+    if (this.timer === undefined && this.options.maxLagMs > 0) this.schedule();
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.inflight--;
+    };
+  }
+
+  /** Feeds one measured lateness (ms) into the smoothed lag (exposed for tests of the policy). */
+  record(lateMs: number): void {
+    this.lag += (Math.max(0, lateMs) - this.lag) * SMOOTHING;
+  }
+
+  private schedule(): void {
+    const due = performance.now() + this.sampleMs;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      // Nothing in flight: this pause may be a frozen environment, not a busy loop. Forget the
+      // lag and stop sampling until the next request.
+      if (this.inflight === 0) {
+        this.lag = 0;
+        return;
+      }
+      this.record(performance.now() - due);
+      this.schedule();
+    }, this.sampleMs);
+    this.timer.unref();
+  }
+}
+
+export interface AdmissionOptions {
+  /** Accepts in flight in this process above which new ones are shed; 0: no limit. */
+  readonly maxInFlight: number;
+  readonly maxLagMs: number;
+  readonly retryAfterSeconds: number;
+  readonly random?: () => number;
+}
+
+export class AdmissionGate {
+  private admitted = 0;
+  private readonly random: () => number;
+
+  constructor(
+    private readonly monitor: LoadMonitor,
+    private readonly options: AdmissionOptions,
+  ) {
+    this.random = options.random ?? Math.random;
+  }
+
+  /** Accepts this gate let in that have not ended yet. */
+  get inFlight(): number {
+    return this.admitted;
+  }
+
+  /** Lets one request in (the returned function ends it) or throws `OverloadedError`. */
+  enter(): () => void {
+    const { maxInFlight, maxLagMs, retryAfterSeconds } = this.options;
+    if (maxInFlight > 0 && this.admitted >= maxInFlight)
+      throw new OverloadedError(`more than ${maxInFlight} requests in flight`, retryAfterSeconds);
+    if (maxLagMs > 0) {
+      const excess = (this.monitor.lagMs - maxLagMs) / maxLagMs;
+      if (excess > 0 && this.random() < excess)
+        throw new OverloadedError(
+          `event loop ${Math.round(this.monitor.lagMs)} ms behind (limit ${maxLagMs} ms)`,
+          retryAfterSeconds,
+        );
+    }
+    this.admitted++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.admitted--;
+    };
+  }
+}
