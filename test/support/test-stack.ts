@@ -87,6 +87,11 @@ export const startTestStack = async (options: TestStackOptions = {}): Promise<Te
     // Erasures: the consumers here time out within 2 s; the worker gets part of a consumer run.
     ERASURE_SETTLE_SECONDS: "2",
     ERASURE_BUDGET_MS: "800",
+    // Overload detection off: the test's own client code, and the other test files on the same
+    // two cores, share this process's event loop, so its lag says nothing about the stack. The
+    // admission tests switch it on (test/integration/admission.test.ts, test/unit/admission.test.ts).
+    OVERLOAD_LAG_MS: "0",
+    ADMISSION_MAX_INFLIGHT: "0",
     ...options.env,
   };
   const stack = await startLocalStack({
