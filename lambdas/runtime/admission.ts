@@ -24,8 +24,8 @@ export interface LoadMonitorOptions {
   readonly sampleMs?: number;
 }
 
-/** Weight of the newest sample in the smoothed lag. */
-const SMOOTHING = 1 / 3;
+/** Weight of the newest sample in the smoothed lag: a lone pause (a GC, a burst of logs) moves it little, a loop that stays late moves it within ~10 samples. */
+const SMOOTHING = 0.1;
 
 export class LoadMonitor {
   private lag = 0;

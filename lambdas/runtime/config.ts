@@ -115,7 +115,7 @@ const fields = z.object({
    * accepts (with a probability rising to 1 at twice it) and stops counting timeouts against a
    * tier's breaker; 0 switches the signal off.
    */
-  OVERLOAD_LAG_MS: int(0, 10_000).default(30),
+  OVERLOAD_LAG_MS: int(0, 10_000).default(40),
   /** Accepts and deltas in flight in one process above which new ones are shed (503 overloaded); 0: no limit. */
   ADMISSION_MAX_INFLIGHT: int(0).default(200),
   /** Retry-After of a request shed for overload. */

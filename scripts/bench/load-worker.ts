@@ -28,6 +28,20 @@ export interface StepRequest {
   readonly warmupMs: number;
   readonly durationMs: number;
   readonly readRate: number;
+  /**
+   * Act as a client that retries: a try that fails (a 5xx, 409 or a dropped connection) is sent
+   * again with the same client_message_id after its Retry-After (1 s without one), until this
+   * long after it was due. Without it, every request is sent once.
+   */
+  readonly retryForMs?: number;
+}
+
+/** One write of a retrying step: when it was due (ms after the step began) and how it went. */
+export interface WriteOutcome {
+  readonly dueMs: number;
+  /** Due → 201 (ms), or null: never accepted within the retry window. */
+  readonly latencyMs: number | null;
+  readonly attempts: number;
 }
 
 export interface AcceptedMessage {
@@ -42,8 +56,14 @@ export interface StepResult {
   readonly rate: number;
   readonly sent: number;
   readonly accepted: AcceptedMessage[];
+  /** Requests not accepted (after their retries, in a retrying step), apart from those shed. */
   readonly failed: number;
+  /** Requests refused with 503 overloaded (shed at admission), and how fast that answer came. */
+  readonly shed: number;
+  readonly shedLatencies: number[];
   readonly statuses: Record<string, number>;
+  /** A retrying step's writes, in the order they were due. */
+  readonly outcomes?: WriteOutcome[];
   /** ms, measured requests only (after warm-up). */
   readonly acceptLatencies: number[];
   readonly measuredSeconds: number;
@@ -136,6 +156,10 @@ const runStep = async (req: StepRequest): Promise<StepResult> => {
   const statuses: Record<string, number> = {};
   const serverTimings: Record<string, number[]> = {};
   let failed = 0;
+  let shed = 0;
+  const shedLatencies: number[] = [];
+  const outcomes: WriteOutcome[] | undefined = req.retryForMs === undefined ? undefined : [];
+  const stepStart = performance.now();
   const totalMs = req.warmupMs + req.durationMs;
   const measureFrom = performance.now() + req.warmupMs;
   const measuredIds = new Set<string>();
@@ -155,18 +179,22 @@ const runStep = async (req: StepRequest): Promise<StepResult> => {
       message: `bench message ${i} ${"x".repeat(120)}`,
       client_message_id: clientMessageId,
     });
-    try {
-      const res = await request(
-        new URL(`/api/threads/${thread.id}/messages`, setup.httpUrl),
-        "POST",
-        thread.token,
-        body,
-      );
+    const url = new URL(`/api/threads/${thread.id}/messages`, setup.httpUrl);
+    let attempts = 0;
+    for (;;) {
+      attempts++;
+      let res: Awaited<ReturnType<typeof request>> | undefined;
+      try {
+        res = await request(url, "POST", thread.token, body);
+        statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+      } catch {
+        statuses.error = (statuses.error ?? 0) + 1;
+      }
       const end = performance.now();
-      statuses[res.status] = (statuses[res.status] ?? 0) + 1;
-      if (res.status === 201) {
+      if (res?.status === 201) {
         accepted.push({ id, dueAt: epoch(due), measured });
         answeredById.set(id, epoch(end));
+        outcomes?.push({ dueMs: due - stepStart, latencyMs: end - due, attempts });
         if (measured) {
           acceptLatencies.push(end - due);
           measuredIds.add(id);
@@ -178,12 +206,18 @@ const runStep = async (req: StepRequest): Promise<StepResult> => {
             serverTimings[name] = timings;
           }
         }
-      } else {
-        failed++;
+        return;
       }
-    } catch {
-      failed++;
-      statuses.error = (statuses.error ?? 0) + 1;
+      const wait = 1000 * (Number(res?.headers["retry-after"]) || 1);
+      if (req.retryForMs === undefined || end + wait - due > req.retryForMs) {
+        if (res?.status === 503 && res.body.includes('"overloaded"')) {
+          shed++;
+          if (measured) shedLatencies.push(end - due);
+        } else failed++;
+        outcomes?.push({ dueMs: due - stepStart, latencyMs: null, attempts });
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   });
 
@@ -228,7 +262,10 @@ const runStep = async (req: StepRequest): Promise<StepResult> => {
     sent: Math.round((req.rate * totalMs) / 1000),
     accepted,
     failed,
+    shed,
+    shedLatencies,
     statuses,
+    ...(outcomes !== undefined ? { outcomes: outcomes.sort((a, b) => a.dueMs - b.dueMs) } : {}),
     acceptLatencies,
     measuredSeconds: req.durationMs / 1000,
     deliveryLatencies,

@@ -19,7 +19,8 @@ import pg from "pg";
 import { createClickHouseClient } from "../../lambdas/adapters/clickhouse/client.ts";
 import { ensureClickHouse, ensurePostgres } from "../local-stack/schema.ts";
 import { measureBundles } from "./bundles.ts";
-import type { AcceptedMessage, StepResult } from "./load-worker.ts";
+import { PROFILES, type ProfileName, type ProxiedTier } from "./latency-profiles.ts";
+import type { AcceptedMessage, StepRequest, StepResult, WriteOutcome } from "./load-worker.ts";
 import { type BenchStack, call, startBenchStack } from "./processes.ts";
 import { type BenchResult, renderReport } from "./report.ts";
 import { type Summary, summarize } from "./stats.ts";
@@ -41,6 +42,12 @@ const { values: args } = parseArgs({
     /** The streaming scenario with this many streams / this long a delta phase (to dig into a figure). */
     streams: { type: "string" },
     "stream-seconds": { type: "string" },
+    /** Latency profile(s): local (every tier direct), aws (each tier behind a latency proxy), or both. */
+    profile: { type: "string" },
+    /** Skip the failover scenarios (PostgreSQL and Redis unreachable for 30 s). */
+    "no-failover": { type: "boolean", default: false },
+    /** Only the failover scenarios. */
+    failover: { type: "boolean", default: false },
   },
 });
 
@@ -48,22 +55,43 @@ const PLAN = args.quick
   ? {
       queued: [100, 1000],
       sync: [100, 1000],
+      aws: [100, 500],
       compareRate: 100,
       compareDurationMs: 4000,
       warmupMs: 1000,
       durationMs: 4000,
       readRate: 50,
+      failover: { rate: 200, beforeMs: 3000, outageMs: 10_000, afterMs: 5000 },
     }
   : {
-      queued: [50, 100, 200, 300, 500, 1000],
-      sync: [50, 100, 200, 300, 500, 1000],
+      // Past the knee, up to 3,000 msg/s or until the mode collapses (the ladder stops there).
+      queued: [50, 100, 200, 300, 500, 1000, 1500, 2000, 3000],
+      sync: [50, 100, 200, 300, 500, 1000, 1500, 2000, 3000],
+      aws: [50, 100, 200, 500, 1000, 1500],
       compareRate: 100,
       // Longer: a p99 from 2,000 samples, steady enough to compare with and without the slowdown.
       compareDurationMs: 20_000,
       warmupMs: 2000,
       durationMs: 10_000,
       readRate: 50,
+      // An Aurora failover: the database unreachable for 30 s, at 200 msg/s.
+      failover: { rate: 200, beforeMs: 10_000, outageMs: 30_000, afterMs: 20_000 },
     };
+/** The accept p99 a mode must hold at a rate to count as holding it (above this VM's noise). */
+export const CAPACITY_P99_MS = 50;
+/** A step whose accept p99 passes this (or that fails 5% of its requests) ends the mode's ladder. */
+const COLLAPSE_P99_MS = 1000;
+/** How long a client in the failover scenario retries a try before giving up (ms after it was due). */
+const FAILOVER_RETRY_MS = 60_000;
+const PROFILES_RUN: ProfileName[] =
+  args.profile === undefined
+    ? args.quick
+      ? ["local"]
+      : ["local", "aws"]
+    : args.profile === "both"
+      ? ["local", "aws"]
+      : [args.profile as ProfileName];
+if (!PROFILES_RUN.every((p) => p in PROFILES)) throw new Error(`--profile: local, aws or both`);
 const ONLY_RATES = args.rates?.split(",").map(Number);
 const MODES = new Set(args.modes.split(","));
 const THREADS = 200;
@@ -85,6 +113,9 @@ export interface StepReport {
   readonly slowedPostgresMs: number;
   readonly achievedPerSecond: number;
   readonly failed: number;
+  /** Refused with 503 overloaded at admission, and how fast that answer came (due → 503). */
+  readonly shed: number;
+  readonly shedLatency: Summary;
   readonly accept: Summary;
   readonly serverTiming: Record<string, Summary>;
   readonly persistLag: Summary;
@@ -101,15 +132,48 @@ export interface StepReport {
   readonly sendLateness: Summary;
   /** CPU per offered message in each process (ms; consumers include catching up after the step). */
   readonly cpuPerMessageMs: Record<string, number>;
+  /** CPU of the API process per accepted message (ms). */
+  readonly apiCpuPerAcceptedMs: number;
   readonly loopDelayP99Ms: Record<string, number>;
 }
 
 export interface ModeReport {
   readonly mode: "queued" | "sync";
+  readonly profile: ProfileName;
   readonly steps: StepReport[];
   readonly slowed: StepReport[];
-  /** Highest rate of the ladder held with accept p99 ≤ 10 ms. */
-  readonly maxRateWithin10ms: number;
+  /**
+   * Highest rate of the ladder held: accept p99 ≤ CAPACITY_P99_MS, at least 95% of the offered
+   * rate accepted, under 1% refused.
+   */
+  readonly capacity: number;
+  /** The first rate at which the mode collapsed (the ladder stopped there), if it did. */
+  readonly collapsedAt: number | null;
+  readonly ledger: { accepted: number; inPostgres: number; inClickHouse: number };
+}
+
+export interface FailoverReport {
+  readonly mode: "queued" | "sync";
+  readonly profile: ProfileName;
+  readonly tier: ProxiedTier;
+  readonly rate: number;
+  readonly outageMs: number;
+  readonly sent: number;
+  /** Answered with an error at the first try (the client had to retry). */
+  readonly firstTryFailed: number;
+  /** Accepted after one or more retries. */
+  readonly delayed: number;
+  /** Not accepted within FAILOVER_RETRY_MS of being due. */
+  readonly failed: number;
+  /** Due → 201 of every accepted write (retries included). */
+  readonly accept: Summary;
+  /** Due → 201 of the writes due during the outage. */
+  readonly acceptDuringOutage: Summary;
+  /** Persist lag of the writes due during the outage. */
+  readonly persistLagDuringOutage: Summary;
+  readonly apiPostgresQueriesPerMessage: number;
+  /** Per second: writes due, first tries that failed, accept p99 (ms). */
+  readonly timeline: { second: number; due: number; firstTryFailed: number; p99: number }[];
   readonly ledger: { accepted: number; inPostgres: number; inClickHouse: number };
 }
 
@@ -198,18 +262,40 @@ const runStep = async (
   slowedPostgresMs: number,
   durationMs = PLAN.durationMs,
 ): Promise<{ report: StepReport; accepted: AcceptedMessage[] }> => {
+  const { report, accepted } = await measureStep(
+    bench,
+    {
+      type: "step",
+      rate,
+      warmupMs: PLAN.warmupMs,
+      durationMs,
+      readRate: PLAN.readRate,
+    },
+    slowedPostgresMs,
+  );
+  return { report, accepted };
+};
+
+/** Runs one step of the load generator and measures it in every tier. */
+const measureStep = async (
+  bench: BenchStack,
+  step: StepRequest,
+  slowedPostgresMs: number,
+  during?: (started: number) => Promise<void>,
+): Promise<{ report: StepReport; accepted: AcceptedMessage[]; result: StepResult }> => {
+  const { rate } = step;
   process.stdout.write(
     `  ${String(rate).padStart(5)} msg/s${slowedPostgresMs ? ` (PostgreSQL +${slowedPostgresMs} ms)` : ""} … `,
   );
   const before = await bench.stats();
   const txBefore = await transactions();
-  const result = await call<StepResult>(
-    bench.load,
-    { type: "step", rate, warmupMs: PLAN.warmupMs, durationMs, readRate: PLAN.readRate },
-    "step",
-  );
+  const started = Date.now();
+  const [result] = await Promise.all([
+    call<StepResult>(bench.load, step, "step"),
+    during?.(started) ?? Promise.resolve(),
+  ]);
   // CPU and event-loop delay of the load itself, before waiting for persistence to catch up.
-  const during = await bench.stats();
+  const loaded = await bench.stats();
   const ids = result.accepted.map((a) => a.id);
   const measured = result.accepted.filter((a) => a.measured).map((a) => a.id);
   const [persist, analytics] = [await persistLags(ids), await analyticsLags(ids)];
@@ -226,6 +312,8 @@ const runStep = async (
     slowedPostgresMs,
     achievedPerSecond: Math.round(result.acceptLatencies.length / result.measuredSeconds),
     failed: result.failed,
+    shed: result.shed,
+    shedLatency: summarize(result.shedLatencies),
     accept: summarize(result.acceptLatencies),
     serverTiming: Object.fromEntries(Object.entries(result.serverTimings).map(([k, v]) => [k, summarize(v)])),
     persistLag: summarize(lagsOf(persist)),
@@ -239,69 +327,181 @@ const runStep = async (
         : result.readHits / (result.readHits + result.readMisses),
     postgresRoundTripsPerMessage: ids.length === 0 ? Number.NaN : (txAfter - txBefore) / ids.length,
     apiPostgresQueriesPerMessage:
-      ids.length === 0 ? Number.NaN : round3((during.api.pgQueries - before.api.pgQueries) / ids.length),
+      ids.length === 0 ? Number.NaN : round3((loaded.api.pgQueries - before.api.pgQueries) / ids.length),
     rowsPerClickHouseInsert: inserts === 0 ? Number.NaN : ids.length / inserts,
     sendLateness: summarize(result.sendLateness),
     cpuPerMessageMs: {
-      api: round2((during.api.cpuMs - before.api.cpuMs) / sent),
-      sqs: round2((during.sqs.cpuMs - before.sqs.cpuMs) / sent),
+      api: round2((loaded.api.cpuMs - before.api.cpuMs) / sent),
+      sqs: round2((loaded.sqs.cpuMs - before.sqs.cpuMs) / sent),
       consumers: round2((after.consumers.cpuMs - before.consumers.cpuMs) / sent),
       loadGenerator: round2(result.cpuPerRequestMs),
     },
+    apiCpuPerAcceptedMs:
+      ids.length === 0 ? Number.NaN : round3((loaded.api.cpuMs - before.api.cpuMs) / ids.length),
     loopDelayP99Ms: {
-      api: round2(during.api.loopDelay.p99),
-      sqs: round2(during.sqs.loopDelay.p99),
-      consumers: round2(during.consumers.loopDelay.p99),
+      api: round2(loaded.api.loopDelay.p99),
+      sqs: round2(loaded.sqs.loopDelay.p99),
+      consumers: round2(loaded.consumers.loopDelay.p99),
       loadGenerator: round2(result.loopDelay.p99),
     },
   };
   console.log(
     `accept p50 ${report.accept.p50} p99 ${report.accept.p99} max ${report.accept.max} ms, ` +
-      `${report.achievedPerSecond}/s, failed ${report.failed}, persist lag p99 ${report.persistLag.p99} ms, ` +
-      `API PostgreSQL statements ${report.apiPostgresQueriesPerMessage}/msg`,
+      `${report.achievedPerSecond}/s, failed ${report.failed}, shed ${report.shed}, persist lag p99 ${report.persistLag.p99} ms, ` +
+      `API PostgreSQL statements ${report.apiPostgresQueriesPerMessage}/msg, API CPU ${report.apiCpuPerAcceptedMs} ms/accepted`,
   );
-  return { report, accepted: result.accepted };
+  return { report, accepted: result.accepted, result };
 };
 
-const runMode = async (mode: "queued" | "sync", rates: readonly number[]): Promise<ModeReport> => {
-  console.log(`\n${mode === "queued" ? "three-tier (queued)" : "synchronous baseline (ACCEPT_MODE=sync)"}`);
-  const bench = await startBenchStack({
+const startStack = (mode: "queued" | "sync", profile: ProfileName, proxies = false) =>
+  startBenchStack({
     mode,
+    profile,
+    proxies,
     databaseUrl: DATABASE_URL,
     clickhouseDatabase: CLICKHOUSE.database,
-    queuePrefix: `bench-${mode}`,
+    queuePrefix: `bench-${profile}-${mode}`,
     threads: THREADS,
     subscribedThreads: SUBSCRIBED,
+    // BENCH_LOG_LEVEL=WARN shows the handlers' warnings (fallbacks, breakers); the bench logs errors only.
+    ...(process.env.BENCH_LOG_LEVEL ? { env: { LOG_LEVEL: process.env.BENCH_LOG_LEVEL } } : {}),
   });
 
+const holds = (s: StepReport): boolean =>
+  s.accept.p99 <= CAPACITY_P99_MS &&
+  s.achievedPerSecond >= 0.95 * s.rate &&
+  s.failed + s.shed <= (0.01 * s.rate * (PLAN.warmupMs + PLAN.durationMs)) / 1000;
+
+const collapsed = (s: StepReport): boolean =>
+  s.accept.p99 > COLLAPSE_P99_MS || s.failed > (0.05 * s.rate * (PLAN.warmupMs + PLAN.durationMs)) / 1000;
+
+const ledgerOf = async (accepted: readonly AcceptedMessage[]) => {
+  const ids = accepted.map((a) => a.id);
+  return {
+    accepted: ids.length,
+    inPostgres: (await persistLags(ids, 300_000)).length,
+    inClickHouse: (await analyticsLags(ids, 300_000)).length,
+  };
+};
+
+const runMode = async (
+  mode: "queued" | "sync",
+  profile: ProfileName,
+  rates: readonly number[],
+  compare: boolean,
+): Promise<ModeReport> => {
+  console.log(
+    `\n${mode === "queued" ? "three-tier (queued)" : "synchronous baseline (ACCEPT_MODE=sync)"}, profile ${profile}`,
+  );
+  const bench = await startStack(mode, profile);
   try {
     const steps: StepReport[] = [];
     const slowed: StepReport[] = [];
     const all: AcceptedMessage[] = [];
+    let collapsedAt: number | null = null;
     for (const rate of rates) {
       const { report, accepted } = await runStep(bench, rate, 0);
       steps.push(report);
       all.push(...accepted);
+      if (collapsed(report)) {
+        collapsedAt = rate;
+        console.log(`  collapsed at ${rate} msg/s: the ladder stops here`);
+        break;
+      }
     }
-    for (const slow of args["ladder-only"] ? [] : [0, SLOWDOWN_MS]) {
+    for (const slow of compare ? [0, SLOWDOWN_MS] : []) {
       await setSlowdown(slow);
       const { report, accepted } = await runStep(bench, PLAN.compareRate, slow, PLAN.compareDurationMs);
       slowed.push(report);
       all.push(...accepted);
     }
     await setSlowdown(0);
-
-    const ids = all.map((a) => a.id);
-    const inPostgres = (await persistLags(ids)).length;
-    const inClickHouse = (await analyticsLags(ids)).length;
-    const within = steps.filter((s) => s.accept.p99 <= 10 && s.failed === 0).map((s) => s.rate);
+    const held = steps.filter(holds).map((s) => s.rate);
     return {
       mode,
+      profile,
       steps,
       slowed,
-      maxRateWithin10ms: within.length === 0 ? 0 : Math.max(...within),
-      ledger: { accepted: ids.length, inPostgres, inClickHouse },
+      capacity: held.length === 0 ? 0 : Math.max(...held),
+      collapsedAt,
+      ledger: await ledgerOf(all),
     };
+  } finally {
+    await bench.stop();
+  }
+};
+
+/**
+ * A tier unreachable for `outageMs` in the middle of a steady load, with clients that retry a
+ * failed try with the same key after its Retry-After: what fails, what is delayed, what is lost.
+ */
+const runFailover = async (
+  mode: "queued" | "sync",
+  profile: ProfileName,
+  tier: ProxiedTier,
+): Promise<FailoverReport> => {
+  const { rate, beforeMs, outageMs, afterMs } = PLAN.failover;
+  console.log(
+    `\nfailover: ${tier} unreachable for ${outageMs / 1000} s at ${rate} msg/s, ${mode}, profile ${profile}`,
+  );
+  const bench = await startStack(mode, profile, true);
+  try {
+    const durationMs = beforeMs + outageMs + afterMs;
+    const { report, accepted, result } = await measureStep(
+      bench,
+      { type: "step", rate, warmupMs: 0, durationMs, readRate: PLAN.readRate, retryForMs: FAILOVER_RETRY_MS },
+      0,
+      async () => {
+        await sleep(beforeMs);
+        await bench.cut(tier);
+        await sleep(outageMs);
+        await bench.restore(tier);
+      },
+    );
+    const outcomes = result.outcomes ?? [];
+    const inOutage = (o: WriteOutcome) => o.dueMs >= beforeMs && o.dueMs < beforeMs + outageMs;
+    const latencies = (xs: readonly WriteOutcome[]) =>
+      xs.flatMap((o) => (o.latencyMs === null ? [] : [o.latencyMs]));
+    const dueAtOf = new Map(accepted.map((a) => [a.dueAt, a.id]));
+    const outageStart = Math.min(...accepted.map((a) => a.dueAt)) + beforeMs;
+    const outageIds = [...dueAtOf]
+      .filter(([dueAt]) => dueAt >= outageStart && dueAt < outageStart + outageMs)
+      .map(([, id]) => id);
+    const seconds = Math.ceil(durationMs / 1000);
+    const timeline = Array.from({ length: seconds }, (_, second) => {
+      const due = outcomes.filter((o) => Math.floor(o.dueMs / 1000) === second);
+      return {
+        second,
+        due: due.length,
+        firstTryFailed: due.filter((o) => o.attempts > 1 || o.latencyMs === null).length,
+        p99: summarize(latencies(due)).p99,
+      };
+    });
+    const failover: FailoverReport = {
+      mode,
+      profile,
+      tier,
+      rate,
+      outageMs,
+      sent: outcomes.length,
+      firstTryFailed: outcomes.filter((o) => o.attempts > 1 || o.latencyMs === null).length,
+      delayed: outcomes.filter((o) => o.attempts > 1 && o.latencyMs !== null).length,
+      failed: outcomes.filter((o) => o.latencyMs === null).length,
+      accept: summarize(latencies(outcomes)),
+      acceptDuringOutage: summarize(latencies(outcomes.filter(inOutage))),
+      persistLagDuringOutage: summarize(
+        (await persistLags(outageIds, 300_000)).filter((lag) => Number.isFinite(lag)),
+      ),
+      apiPostgresQueriesPerMessage: report.apiPostgresQueriesPerMessage,
+      timeline,
+      ledger: await ledgerOf(accepted),
+    };
+    console.log(
+      `  first tries failed ${failover.firstTryFailed}, delayed ${failover.delayed}, not accepted ${failover.failed}; ` +
+        `accept p50/p99/max ${failover.accept.p50}/${failover.accept.p99}/${failover.accept.max} ms; ` +
+        `ledger ${failover.ledger.inPostgres}/${failover.ledger.accepted} PG, ${failover.ledger.inClickHouse} CH`,
+    );
+    return failover;
   } finally {
     await bench.stop();
   }
@@ -323,11 +523,13 @@ const machine = async () => ({
   ...(await versions()),
 });
 
-const skipped = (mode: "queued" | "sync"): ModeReport => ({
+const skipped = (mode: "queued" | "sync", profile: ProfileName = "local"): ModeReport => ({
   mode,
+  profile,
   steps: [],
   slowed: [],
-  maxRateWithin10ms: 0,
+  capacity: 0,
+  collapsedAt: null,
   ledger: { accepted: 0, inPostgres: 0, inClickHouse: 0 },
 });
 
@@ -349,20 +551,50 @@ const streamingScenario = () =>
     args.quick || args.streams !== undefined || args["stream-seconds"] !== undefined,
   );
 
-/** The accept ladder, the bundles and the streaming scenario. */
+/** The accept ladders under each profile, the failovers, the bundles and the streaming scenario. */
 const fullRun = async (started: Date): Promise<BenchResult> => {
-  const rates = (planned: readonly number[]) => ONLY_RATES ?? planned;
-  const queued = MODES.has("queued") ? await runMode("queued", rates(PLAN.queued)) : skipped("queued");
-  const sync = MODES.has("sync") ? await runMode("sync", rates(PLAN.sync)) : skipped("sync");
-  console.log("\nbundles");
-  const bundles = args["ladder-only"] ? [] : await measureBundles();
-  const streaming = args["ladder-only"] ? undefined : await streamingScenario();
+  const ladders = !args.failover;
+  const ladder = async (profile: ProfileName) => {
+    const plan = profile === "local" ? PLAN : { queued: PLAN.aws, sync: PLAN.aws };
+    const rates = (planned: readonly number[]) => ONLY_RATES ?? planned;
+    // The PostgreSQL slowdown comparison runs once, with every tier direct.
+    const compare = profile === "local" && !args["ladder-only"];
+    return {
+      queued: MODES.has("queued")
+        ? await runMode("queued", profile, rates(plan.queued), compare)
+        : skipped("queued", profile),
+      sync: MODES.has("sync")
+        ? await runMode("sync", profile, rates(plan.sync), compare)
+        : skipped("sync", profile),
+    };
+  };
+  const local = ladders && PROFILES_RUN.includes("local") ? await ladder("local") : undefined;
+  const aws = ladders && PROFILES_RUN.includes("aws") ? await ladder("aws") : undefined;
+  // Failovers under the last profile of the run (aws in the full run): as close to AWS as it gets.
+  const failoverProfile = PROFILES_RUN.at(-1) as ProfileName;
+  const failover: FailoverReport[] = [];
+  if (!args["no-failover"] && !args["ladder-only"])
+    for (const tier of ["postgres", "redis"] as const)
+      for (const mode of ["queued", "sync"] as const)
+        if (MODES.has(mode)) failover.push(await runFailover(mode, failoverProfile, tier));
+  const full = ladders && !args["ladder-only"];
+  console.log(full ? "\nbundles" : "");
+  const bundles = full ? await measureBundles() : [];
+  const streaming = full ? await streamingScenario() : undefined;
   return {
     date: started.toISOString(),
     quick: args.quick,
     machine: await machine(),
-    plan: { ...PLAN, threads: THREADS, subscribedThreads: SUBSCRIBED, slowdownMs: SLOWDOWN_MS },
-    modes: { queued, sync },
+    plan: {
+      ...PLAN,
+      threads: THREADS,
+      subscribedThreads: SUBSCRIBED,
+      slowdownMs: SLOWDOWN_MS,
+      profiles: PROFILES,
+    },
+    modes: local ?? { queued: skipped("queued"), sync: skipped("sync") },
+    ...(aws !== undefined ? { aws } : {}),
+    ...(failover.length > 0 ? { failover } : {}),
     bundles,
     ...(streaming !== undefined ? { streaming } : {}),
   };

@@ -5,6 +5,8 @@
 import { type ChildProcess, fork } from "node:child_process";
 import path from "node:path";
 import { LOCAL_DEFAULTS } from "../local-stack/defaults.ts";
+import { PROFILES, type ProfileName, type ProxiedTier } from "./latency-profiles.ts";
+import type { ProxyWorkerReply } from "./proxy-worker.ts";
 import type { StackWorkerConfig, StackWorkerReply } from "./stack-worker.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -51,7 +53,15 @@ export interface BenchStackOptions {
   readonly loadWorker?: string;
   /** Handler environment over the bench's own (e.g. LOG_LEVEL to see warnings). */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * `aws`: every tier behind a latency proxy with the profile's delays (latency-profiles.ts);
+   * `local` (default): direct, unless `proxies` asks for them (with no delay) to cut a tier.
+   */
+  readonly profile?: ProfileName;
+  readonly proxies?: boolean;
 }
+
+export type ProxyStats = Extract<ProxyWorkerReply, { type: "stats" }>;
 
 export interface BenchStack {
   readonly processes: Record<ProcessName, ChildProcess>;
@@ -61,7 +71,14 @@ export interface BenchStack {
   readonly env: Readonly<Record<string, string>>;
   /** Every Redis key of this stack starts with it. */
   readonly redisKeyPrefix: string;
+  /** The latency proxies' process, when the tiers are behind proxies. */
+  readonly proxy: ChildProcess | undefined;
+  /** Makes a tier unreachable (refused and dropped connections) until `restore`. */
+  cut(tier: ProxiedTier): Promise<void>;
+  restore(tier: ProxiedTier): Promise<void>;
   stats(): Promise<Record<ProcessName, Stats>>;
+  /** CPU and event-loop delay of the latency proxies' process (none without proxies). */
+  proxyStats(): Promise<ProxyStats | undefined>;
   stop(): Promise<void>;
 }
 
@@ -69,13 +86,53 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
   const secret = LOCAL_DEFAULTS.JWT_SECRET as string;
   const redisKeyPrefix = `${options.queuePrefix}-${Date.now()}:`;
   const sqs = spawnWorker("stack-worker.ts", options.execArgv?.sqs);
-  const { sqsEndpoint } = await call<Ready>(sqs, { role: "sqs" } satisfies StackWorkerConfig, "ready");
+  const { sqsEndpoint: directSqs } = await call<Ready>(
+    sqs,
+    { role: "sqs" } satisfies StackWorkerConfig,
+    "ready",
+  );
+  const latency = PROFILES[options.profile ?? "local"];
+  const proxied = options.proxies === true || Object.keys(latency).length > 0;
+  const direct = {
+    redis: new URL(process.env.REDIS_URL ?? (LOCAL_DEFAULTS.REDIS_URL as string)),
+    postgres: new URL(options.databaseUrl),
+    clickhouse: new URL(process.env.CLICKHOUSE_URL ?? (LOCAL_DEFAULTS.CLICKHOUSE_URL as string)),
+    sqs: new URL(directSqs),
+    // The API's WebSocket port is known once it listens: the proxy is pointed at it then.
+    websocket: new URL("http://127.0.0.1:0/local"),
+  } satisfies Record<ProxiedTier, URL>;
+  const proxy = proxied ? spawnWorker("proxy-worker.ts") : undefined;
+  const via = { ...direct };
+  if (proxy !== undefined) {
+    const { ports } = await call<Extract<ProxyWorkerReply, { type: "started" }>>(
+      proxy,
+      {
+        type: "start",
+        proxies: (Object.keys(direct) as ProxiedTier[]).map((tier) => ({
+          tier,
+          targetPort: Number(direct[tier].port),
+          ...(latency[tier] !== undefined ? { latency: latency[tier] } : {}),
+        })),
+      },
+      "started",
+    );
+    for (const tier of Object.keys(direct) as ProxiedTier[]) {
+      const url = new URL(direct[tier]);
+      url.hostname = "127.0.0.1";
+      url.port = String(ports[tier]);
+      via[tier] = url;
+    }
+  }
+  const sqsEndpoint = via.sqs.origin;
   const config = {
     sqsEndpoint,
     queuePrefix: options.queuePrefix,
     env: {
       ACCEPT_MODE: options.mode,
-      DATABASE_URL: options.databaseUrl,
+      DATABASE_URL: via.postgres.toString(),
+      REDIS_URL: via.redis.toString(),
+      CLICKHOUSE_URL: via.clickhouse.origin,
+      ...(proxy !== undefined ? { WEBSOCKET_API_ENDPOINT: via.websocket.toString() } : {}),
       CLICKHOUSE_DATABASE: options.clickhouseDatabase,
       REDIS_KEY_PREFIX: redisKeyPrefix,
       JWT_SECRET: secret,
@@ -93,6 +150,12 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
   await call(consumers, { ...config, role: "consumers" } satisfies StackWorkerConfig, "ready");
   const api = spawnWorker("stack-worker.ts", options.execArgv?.api);
   const ready = await call<Ready>(api, { ...config, role: "api" } satisfies StackWorkerConfig, "ready");
+  if (proxy !== undefined)
+    await call(
+      proxy,
+      { type: "target", tier: "websocket", port: Number(new URL(ready.wsUrl).port) },
+      "targeted",
+    );
   const processes = { sqs, consumers, api };
   const load = spawnWorker(options.loadWorker ?? "load-worker.ts");
   await call(
@@ -112,6 +175,15 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
     load,
     env: config.env,
     redisKeyPrefix,
+    proxy,
+    async cut(tier) {
+      if (proxy === undefined) throw new Error("no proxies: start the stack with proxies: true");
+      await call(proxy, { type: "cut", tier }, "cut");
+    },
+    async restore(tier) {
+      if (proxy === undefined) throw new Error("no proxies: start the stack with proxies: true");
+      await call(proxy, { type: "restore", tier }, "restored");
+    },
     async stats() {
       const replies = await Promise.all(
         PROCESS_NAMES.map((name) => call<Stats>(processes[name], { type: "stats" }, "stats")),
@@ -120,6 +192,9 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
         ProcessName,
         Stats
       >;
+    },
+    async proxyStats() {
+      return proxy === undefined ? undefined : await call<ProxyStats>(proxy, { type: "stats" }, "stats");
     },
     /** Stops whatever is still running (also after a failed step). */
     async stop() {
@@ -131,6 +206,7 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
         });
       for (const name of ["api", "consumers", "sqs"] as const)
         if (running(processes[name])) await call(processes[name], { type: "stop" }, "stopped");
+      if (proxy !== undefined && running(proxy)) await call(proxy, { type: "stop" }, "stopped");
     },
   };
 };

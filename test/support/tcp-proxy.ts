@@ -24,31 +24,41 @@ export const blackhole = async (port: number): Promise<{ close(): Promise<void> 
 };
 
 /**
- * Forwards chunks from `from` to `to`, each `delay()` ms after it arrived but never before the one
+ * Forwards chunks from `from` to `to`, each `delay(chunk)` ms after it arrived (timers fire with
+ * about 1 ms granularity, so a draw below it is held about 1 ms) but never before the one
  * that arrived earlier: one queue per direction, drained in order by one timer (timers of different
  * durations that come due together may fire in any order, which would reorder the byte stream).
  */
-const forward = (from: net.Socket, to: net.Socket, delay: () => number, onChunk?: () => boolean): void => {
+const forward = (
+  from: net.Socket,
+  to: net.Socket,
+  delay: (chunk: Buffer) => number,
+  onChunk?: () => boolean,
+): void => {
   const queue: { at: number; work: () => void }[] = [];
   let timer: NodeJS.Timeout | undefined;
   const pump = (): void => {
     timer = undefined;
-    for (let next = queue[0]; next !== undefined && next.at <= Date.now(); next = queue[0]) {
+    for (let next = queue[0]; next !== undefined && next.at <= performance.now(); next = queue[0]) {
       queue.shift();
       if (!to.destroyed) next.work();
     }
     const head = queue[0];
-    if (head !== undefined) timer = setTimeout(pump, Math.max(0, head.at - Date.now()));
+    if (head !== undefined) timer = setTimeout(pump, Math.max(0, head.at - performance.now()));
   };
-  const later = (work: () => void): void => {
-    queue.push({ at: Math.max(Date.now() + delay(), queue.at(-1)?.at ?? 0), work });
+  const later = (ms: number, work: () => void): void => {
+    if (ms <= 0 && queue.length === 0) {
+      work();
+      return;
+    }
+    queue.push({ at: Math.max(performance.now() + ms, queue.at(-1)?.at ?? 0), work });
     if (timer === undefined) pump();
   };
   from.on("data", (chunk: Buffer) => {
     if (onChunk !== undefined && !onChunk()) return;
-    later(() => to.write(chunk));
+    later(delay(chunk), () => to.write(chunk));
   });
-  from.on("end", () => later(() => to.end()));
+  from.on("end", () => later(0, () => to.end()));
 };
 
 export class TcpProxy {
@@ -58,11 +68,22 @@ export class TcpProxy {
   dropResponses = false;
   /** Milliseconds each chunk is held in each direction (0: none); a latency fault, not a cut. */
   delayMs = 0;
+  /**
+   * Per-chunk delays drawn from a distribution (the benchmark's latency profiles), in place of
+   * `delayMs`: `request` for client → server chunks, `response` for server → client ones.
+   */
+  latency: { request(chunk: Buffer): number; response(chunk: Buffer): number } | undefined;
 
   private constructor(
-    readonly port: number,
-    private readonly targetPort: number,
+    private listenPort: number,
+    /** Where connections go (a later change applies to connections opened after it). */
+    public targetPort: number,
   ) {}
+
+  /** The port it listens on (chosen at the first start when it was asked for port 0). */
+  get port(): number {
+    return this.listenPort;
+  }
 
   static async start(port: number, targetPort: number): Promise<TcpProxy> {
     const proxy = new TcpProxy(port, targetPort);
@@ -87,17 +108,24 @@ export class TcpProxy {
           upstream.destroy();
         });
       }
-      const delay = () => this.delayMs;
-      forward(client, upstream, delay);
-      forward(upstream, client, delay, () => {
-        if (!this.dropResponses) return true;
-        client.destroy();
-        return false;
-      });
+      forward(client, upstream, (chunk) => this.latency?.request(chunk) ?? this.delayMs);
+      forward(
+        upstream,
+        client,
+        (chunk) => this.latency?.response(chunk) ?? this.delayMs,
+        () => {
+          if (!this.dropResponses) return true;
+          client.destroy();
+          return false;
+        },
+      );
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(this.port, "127.0.0.1", () => resolve());
+      server.listen(this.listenPort, "127.0.0.1", () => {
+        this.listenPort = (server.address() as net.AddressInfo).port;
+        resolve();
+      });
     });
     this.server = server;
   }
