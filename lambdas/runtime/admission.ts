@@ -20,6 +20,8 @@ import { OverloadedError } from "../core/errors.ts";
 export interface LoadMonitorOptions {
   /** Lag above which the process counts as overloaded (ms); 0 switches the lag signal off. */
   readonly maxLagMs: number;
+  /** Requests in flight at which the process counts as overloaded whatever the lag (0: never). */
+  readonly maxInFlight?: number;
   /** How often the loop is sampled (ms). */
   readonly sampleMs?: number;
 }
@@ -27,8 +29,13 @@ export interface LoadMonitorOptions {
 /** Weight of the newest sample in the smoothed lag: a lone pause (a GC, a burst of logs) moves it little, a loop that stays late moves it within ~10 samples. */
 const SMOOTHING = 0.1;
 
+/** How long a single late sample keeps the process counted as overloaded (ms). */
+const PEAK_MEMORY_MS = 1000;
+
 export class LoadMonitor {
   private lag = 0;
+  /** The latest sample that was twice the limit or more, and when (performance.now()). */
+  private peakAt = Number.NEGATIVE_INFINITY;
   private inflight = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly sampleMs: number;
@@ -51,9 +58,17 @@ export class LoadMonitor {
     return this.timer !== undefined;
   }
 
-  /** Whether the loop lags past the limit: a timeout now says more about this process than the tier. */
+  /**
+   * Whether a timeout now says more about this process than about the tier: the smoothed lag is
+   * past the limit, or a sample in the last second was twice it, or too many requests are in
+   * flight. Quicker to say yes than the shedding signal, so that a breaker does not open in the
+   * time the smoothed lag takes to rise.
+   */
   overloaded(): boolean {
-    return this.options.maxLagMs > 0 && this.lag > this.options.maxLagMs;
+    const { maxLagMs, maxInFlight = 0 } = this.options;
+    if (maxInFlight > 0 && this.inflight >= maxInFlight) return true;
+    if (maxLagMs <= 0) return false;
+    return this.lag > maxLagMs || performance.now() - this.peakAt < PEAK_MEMORY_MS;
   }
 
   /**
@@ -74,6 +89,7 @@ export class LoadMonitor {
   /** Feeds one measured lateness (ms) into the smoothed lag (exposed for tests of the policy). */
   record(lateMs: number): void {
     this.lag += (Math.max(0, lateMs) - this.lag) * SMOOTHING;
+    if (this.options.maxLagMs > 0 && lateMs >= 2 * this.options.maxLagMs) this.peakAt = performance.now();
   }
 
   private schedule(): void {
@@ -84,6 +100,7 @@ export class LoadMonitor {
       // lag and stop sampling until the next request.
       if (this.inflight === 0) {
         this.lag = 0;
+        this.peakAt = Number.NEGATIVE_INFINITY;
         return;
       }
       this.record(performance.now() - due);

@@ -116,8 +116,11 @@ const fields = z.object({
    * tier's breaker; 0 switches the signal off.
    */
   OVERLOAD_LAG_MS: int(0, 10_000).default(40),
-  /** Accepts and deltas in flight in one process above which new ones are shed (503 overloaded); 0: no limit. */
-  ADMISSION_MAX_INFLIGHT: int(0).default(200),
+  /**
+   * Accepts and deltas in flight in one process above which new ones are shed (503 overloaded);
+   * at half of it, timeouts no longer count against a tier's breaker; 0: no limit.
+   */
+  ADMISSION_MAX_INFLIGHT: int(0).default(100),
   /** Retry-After of a request shed for overload. */
   OVERLOAD_RETRY_AFTER_SECONDS: int(1).default(1),
 

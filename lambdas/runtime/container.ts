@@ -74,7 +74,14 @@ export const closeClients = async (): Promise<void> => {
 };
 
 /** This process's event-loop lag while it serves requests (runtime/admission.ts). */
-export const loadMonitor = once(() => new LoadMonitor({ maxLagMs: config().OVERLOAD_LAG_MS }));
+export const loadMonitor = once(
+  () =>
+    new LoadMonitor({
+      maxLagMs: config().OVERLOAD_LAG_MS,
+      // Half the admission limit: with that many in flight, timeouts are this process's queue.
+      maxInFlight: Math.ceil(config().ADMISSION_MAX_INFLIGHT / 2),
+    }),
+);
 
 /** Sheds accepts and deltas when this process is overloaded. */
 export const admission = once(

@@ -622,6 +622,34 @@ const streamingRun = async (started: Date, out: string): Promise<BenchResult> =>
   };
 };
 
+/**
+ * What `npm run cost` takes from a run (scripts/cost/per-message.ts reads docs/performance/usage.json,
+ * a copy of this): the accept function's time under the aws profile (its billed duration in AWS),
+ * rows per ClickHouse insert and PostgreSQL transactions per message at 1,000 msg/s.
+ */
+const measuredUsage = (r: BenchResult) => {
+  const aws = r.aws?.queued.steps.find((s) => s.rate === 200) ?? r.aws?.queued.steps[0];
+  const local = r.modes.queued.steps.find((s) => s.rate === 1000);
+  if (aws === undefined && local === undefined) return undefined;
+  return {
+    date: r.date,
+    source:
+      "npm run bench: acceptFunctionMs = Server-Timing total p50 of the three-tier accept under the aws profile at 200 msg/s; the rest from the local profile at 1,000 msg/s",
+    ...(aws?.serverTiming.total !== undefined
+      ? { acceptFunctionMs: round2(aws.serverTiming.total.p50) }
+      : {}),
+    ...(local !== undefined && Number.isFinite(local.rowsPerClickHouseInsert)
+      ? { analyticsRowsPerInsert: Math.round(local.rowsPerClickHouseInsert) }
+      : {}),
+    ...(local !== undefined && Number.isFinite(local.postgresRoundTripsPerMessage)
+      ? {
+          postgresTransactionsPerMessage: round3(local.postgresRoundTripsPerMessage),
+          persistMessagesPerBatch: Math.round(1 / Math.max(local.postgresRoundTripsPerMessage, 1e-3)),
+        }
+      : {}),
+  };
+};
+
 const main = async (): Promise<void> => {
   await ensurePostgres(DATABASE_URL, { recreate: true });
   await ensureClickHouse(CLICKHOUSE, { recreate: true });
@@ -633,6 +661,9 @@ const main = async (): Promise<void> => {
   await writeFile(path.join(out, "latest.json"), `${JSON.stringify({ ...result, targets }, null, 2)}\n`);
   await writeFile(path.join(out, "report.md"), markdown);
   for (const [name, svg] of Object.entries(charts)) await writeFile(path.join(out, name), svg);
+  const usage = measuredUsage(result);
+  if (usage !== undefined)
+    await writeFile(path.join(out, "usage.json"), `${JSON.stringify(usage, null, 2)}\n`);
   console.log(`\ntargets`);
   for (const t of targets) console.log(`  ${t.pass ? "PASS" : "FAIL"}  ${t.name}: ${t.value}`);
   console.log(

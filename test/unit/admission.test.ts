@@ -124,3 +124,24 @@ describe("TierGuard under overload", () => {
     expect(guard.state).toBe("open");
   });
 });
+
+describe("LoadMonitor signals for the breakers", () => {
+  it("counts the process overloaded for a second after one sample at twice the limit, before the smoothed lag rises", () => {
+    const monitor = new LoadMonitor({ maxLagMs: 40 });
+    monitor.record(10);
+    expect(monitor.overloaded()).toBe(false);
+    monitor.record(85);
+    expect(monitor.lagMs).toBeLessThan(40);
+    expect(monitor.overloaded()).toBe(true);
+  });
+
+  it("counts the process overloaded with too many requests in flight, whatever the lag", () => {
+    const monitor = new LoadMonitor({ maxLagMs: 0, maxInFlight: 2 });
+    const first = monitor.begin();
+    expect(monitor.overloaded()).toBe(false);
+    monitor.begin();
+    expect(monitor.overloaded()).toBe(true);
+    first();
+    expect(monitor.overloaded()).toBe(false);
+  });
+});
