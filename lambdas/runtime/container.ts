@@ -37,6 +37,7 @@ import { createSqsClient, isAwsOutage } from "../adapters/sqs/client.ts";
 import { SqsAnalyticsPublisher } from "../adapters/sqs/sqs-analytics-publisher.ts";
 import { SqsErasureQueue } from "../adapters/sqs/sqs-erasure-queue.ts";
 import { SqsFeedbackPublisher } from "../adapters/sqs/sqs-feedback-publisher.ts";
+import { sdkSqsCalls } from "../adapters/sqs/sqs-calls.ts";
 import { SqsMessagePublisher } from "../adapters/sqs/sqs-message-publisher.ts";
 import { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
 import { Acceptor } from "../core/acceptor.ts";
@@ -249,7 +250,7 @@ const rateLimiter = once(async () => {
 export const messageRepository = once(async () => new PgMessageRepository(await pgPool(), pgGuard()));
 export const threadRepository = once(async () => new PgThreadRepository(await pgPool(), pgGuard()));
 export const publisher = once(
-  () => new SqsMessagePublisher(sqsClient(), config().PERSIST_QUEUE_URL, sqsGuard()),
+  () => new SqsMessagePublisher(sdkSqsCalls(sqsClient()), config().PERSIST_QUEUE_URL, sqsGuard()),
 );
 const analyticsPublisher = once(
   () => new SqsAnalyticsPublisher(sqsClient(), config().ANALYTICS_QUEUE_URL, sqsGuard()),

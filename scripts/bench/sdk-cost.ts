@@ -3,7 +3,9 @@ import { fork } from "node:child_process";
 import http from "node:http";
 import { CreateQueueCommand, SendMessageCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
+import { SignedHttp } from "../../lambdas/adapters/aws/signed-http.ts";
 import { sqsClientConfig } from "../../lambdas/adapters/sqs/client.ts";
+import { signedSqsCalls } from "../../lambdas/adapters/sqs/sqs-calls.ts";
 
 if (process.argv[2] === "server") {
   const { startSqsEndpoint } = await import("../local-stack/sqs-endpoint.ts");
@@ -53,6 +55,34 @@ if (process.argv[2] === "server") {
       `${name.padEnd(38)} client ${((cpu.user + cpu.system) / n / 1000).toFixed(3)} ms, endpoint ${((s1 - s0) / n).toFixed(3)} ms per SendMessage`,
     );
     client.destroy();
+  }
+  {
+    // The accept path's transport: one signed AWS JSON request, no SDK call machinery.
+    const sqs = signedSqsCalls(
+      new SignedHttp({
+        service: "sqs",
+        region: "us-east-1",
+        credentials: base.credentials,
+        endpoint: new URL(endpoint),
+        timeoutMs: 500,
+        maxAttempts: 2,
+      }),
+    );
+    const setup = new SQSClient(base);
+    const { QueueUrl } = await setup.send(new CreateQueueCommand({ QueueName: "cost" }));
+    const QueueUrlOf = QueueUrl as string;
+    const body = JSON.stringify({ v: 1, message: { id: "x".repeat(36), content: "y".repeat(160) } });
+    for (let i = 0; i < 500; i++) await sqs.sendMessage({ QueueUrl: QueueUrlOf, MessageBody: body });
+    const n = 3000;
+    const s0 = await serverCpu();
+    const cpu0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) await sqs.sendMessage({ QueueUrl: QueueUrlOf, MessageBody: body });
+    const cpu = process.cpuUsage(cpu0);
+    const s1 = await serverCpu();
+    console.log(
+      `${"signed request (aws/signed-http.ts)".padEnd(38)} client ${((cpu.user + cpu.system) / n / 1000).toFixed(3)} ms, endpoint ${((s1 - s0) / n).toFixed(3)} ms per SendMessage`,
+    );
+    setup.destroy();
   }
   server.kill();
   process.exit(0);

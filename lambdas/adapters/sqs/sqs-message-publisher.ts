@@ -9,16 +9,11 @@
  * at a time: every batch holds one message and is sent as a plain SendMessage, one event-loop turn
  * later than it would otherwise be.
  */
-import {
-  GetQueueAttributesCommand,
-  SendMessageBatchCommand,
-  SendMessageCommand,
-  type SQSClient,
-} from "@aws-sdk/client-sqs";
 import type { MessagePublisher, PersistEnvelope } from "../../core/ports.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
 import { batchRequests, RejectedEntriesError } from "./batch.ts";
 import { sqsBody } from "./body.ts";
+import type { SqsCalls } from "./sqs-calls.ts";
 
 interface Pending {
   readonly body: string;
@@ -32,7 +27,7 @@ export class SqsMessagePublisher implements MessagePublisher {
   private pending: Pending[] = [];
 
   constructor(
-    private readonly client: SQSClient,
+    private readonly sqs: SqsCalls,
     private readonly queueUrl: string,
     private readonly guard: TierGuard,
   ) {}
@@ -58,29 +53,25 @@ export class SqsMessagePublisher implements MessagePublisher {
     if (group.length === 1 && only !== undefined) {
       await this.guard
         .run(() =>
-          this.client.send(
-            new SendMessageCommand({
-              QueueUrl: this.queueUrl,
-              MessageBody: only.body,
-              ...(only.delaySeconds !== undefined ? { DelaySeconds: only.delaySeconds } : {}),
-            }),
-          ),
+          this.sqs.sendMessage({
+            QueueUrl: this.queueUrl,
+            MessageBody: only.body,
+            ...(only.delaySeconds !== undefined ? { DelaySeconds: only.delaySeconds } : {}),
+          }),
         )
         .then(() => only.resolve(), only.reject);
       return;
     }
     try {
       const result = await this.guard.run(() =>
-        this.client.send(
-          new SendMessageBatchCommand({
-            QueueUrl: this.queueUrl,
-            Entries: group.map((item, i) => ({
-              Id: String(i),
-              MessageBody: item.body,
-              ...(item.delaySeconds !== undefined ? { DelaySeconds: item.delaySeconds } : {}),
-            })),
-          }),
-        ),
+        this.sqs.sendMessageBatch({
+          QueueUrl: this.queueUrl,
+          Entries: group.map((item, i) => ({
+            Id: String(i),
+            MessageBody: item.body,
+            ...(item.delaySeconds !== undefined ? { DelaySeconds: item.delaySeconds } : {}),
+          })),
+        }),
       );
       const succeeded = new Set((result.Successful ?? []).map((s) => s.Id));
       const failed = new Map((result.Failed ?? []).map((f) => [f.Id, f]));
@@ -103,13 +94,6 @@ export class SqsMessagePublisher implements MessagePublisher {
   }
 
   ping(): Promise<void> {
-    return this.guard.run(async () => {
-      await this.client.send(
-        new GetQueueAttributesCommand({
-          QueueUrl: this.queueUrl,
-          AttributeNames: ["ApproximateNumberOfMessages"],
-        }),
-      );
-    });
+    return this.guard.run(() => this.sqs.ping(this.queueUrl));
   }
 }
