@@ -26,6 +26,12 @@ export interface HttpFunction {
   readonly needs: readonly FunctionNeed[];
   /** `none`: callers need no token (the gateway's JWT authorizer is not attached). @default "jwt" */
   readonly auth?: "jwt" | "none";
+  /**
+   * Work per message (an accept, a delta): shed first when the process is overloaded — by the
+   * handler (`shed: true` in its httpHandler options) and, locally, by the gateway before it
+   * invokes the function (runtime/admission.ts).
+   */
+  readonly shed?: boolean;
 }
 
 export interface WebSocketFunction {
@@ -88,6 +94,7 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     entry: "lambdas/handlers/http/post-message.ts",
     routeKey: "POST /api/threads/{threadId}/messages",
     needs: ACCEPT,
+    shed: true,
   },
   {
     id: "ListMessages",
@@ -106,6 +113,7 @@ export const HTTP_FUNCTIONS: readonly HttpFunction[] = [
     entry: "lambdas/handlers/http/append-delta.ts",
     routeKey: "POST /api/messages/{messageId}/deltas",
     needs: STREAM,
+    shed: true,
   },
   {
     id: "CompleteMessage",

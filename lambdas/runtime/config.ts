@@ -56,6 +56,14 @@ const fields = z.object({
   CLICKHOUSE_TIMEOUT_MS: int(1).default(10000),
 
   WEBSOCKET_API_ENDPOINT: optionalString,
+  /**
+   * How the accept path calls SQS and @connections: `signed` (one SigV4-signed request, the SDK's
+   * signer and credentials; adapters/aws/signed-http.ts) or `sdk` (the AWS SDK clients).
+   */
+  ACCEPT_AWS_TRANSPORT: z.enum(["signed", "sdk"]).default("signed"),
+  /** The SDK's endpoint variables: the signed transport reads them as the SDK does. */
+  AWS_ENDPOINT_URL_SQS: optionalString,
+  AWS_ENDPOINT_URL: optionalString,
   WEBSOCKET_TIMEOUT_MS: int(1).default(1000),
   FANOUT_CONCURRENCY: int(1, 256).default(16),
   FANOUT_BUDGET_MS: int(1).default(1500),

@@ -6,12 +6,15 @@
  */
 
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
+import type { SQSClient } from "@aws-sdk/client-sqs";
 import type pg from "pg";
 import {
   ApiGatewayConnectionNotifier,
   createManagementApiClient,
 } from "../adapters/apigateway/api-gateway-connection-notifier.ts";
+import { sdkConnectionsApi, signedConnectionsApi } from "../adapters/apigateway/connections-api.ts";
 import { JoseTokenVerifier } from "../adapters/auth/jose-token-verifier.ts";
+import { SignedHttp } from "../adapters/aws/signed-http.ts";
 import { PgErasureRepository } from "../adapters/postgres/pg-erasure-repository.ts";
 import { PgFeedbackRepository } from "../adapters/postgres/pg-feedback-repository.ts";
 import { PgMessageRepository } from "../adapters/postgres/pg-message-repository.ts";
@@ -35,9 +38,9 @@ import { TierGuard } from "../adapters/resilience/tier-guard.ts";
 import { readSecretJson } from "../adapters/secrets.ts";
 import { createSqsClient, isAwsOutage } from "../adapters/sqs/client.ts";
 import { SqsAnalyticsPublisher } from "../adapters/sqs/sqs-analytics-publisher.ts";
+import { type SqsCalls, sdkSqsCalls, signedSqsCalls } from "../adapters/sqs/sqs-calls.ts";
 import { SqsErasureQueue } from "../adapters/sqs/sqs-erasure-queue.ts";
 import { SqsFeedbackPublisher } from "../adapters/sqs/sqs-feedback-publisher.ts";
-import { sdkSqsCalls } from "../adapters/sqs/sqs-calls.ts";
 import { SqsMessagePublisher } from "../adapters/sqs/sqs-message-publisher.ts";
 import { SqsRetryScheduler } from "../adapters/sqs/sqs-retry-scheduler.ts";
 import { Acceptor } from "../core/acceptor.ts";
@@ -211,6 +214,33 @@ const sqsClient = once(() => {
 });
 const sqsGuard = once(() => guard("sqs", isAwsOutage));
 
+/** Where the signed transport sends SQS calls: the SDK's endpoint variables, else the SDK's rules. */
+const sqsEndpoint = async (client: SQSClient): Promise<URL> => {
+  const custom = config().AWS_ENDPOINT_URL_SQS ?? config().AWS_ENDPOINT_URL;
+  if (custom !== undefined) return new URL(custom);
+  const { region, useFipsEndpoint, useDualstackEndpoint, endpointProvider } = client.config;
+  return endpointProvider(
+    { Region: await region(), UseFIPS: await useFipsEndpoint(), UseDualStack: await useDualstackEndpoint() },
+    {},
+  ).url;
+};
+
+/** The persist queue's calls on the accept path: signed requests, or the SDK (ACCEPT_AWS_TRANSPORT). */
+const acceptSqsCalls = once((): SqsCalls => {
+  const client = sqsClient();
+  if (config().ACCEPT_AWS_TRANSPORT === "sdk") return sdkSqsCalls(client);
+  const http = new SignedHttp({
+    service: "sqs",
+    region: client.config.region,
+    credentials: client.config.credentials,
+    endpoint: () => sqsEndpoint(client),
+    timeoutMs: config().SQS_TIMEOUT_MS,
+    maxAttempts: 2,
+  });
+  closers.push(async () => http.close());
+  return signedSqsCalls(http);
+});
+
 // ---------------------------------------------------------------- ports
 
 export const cache = once(async () => {
@@ -250,7 +280,7 @@ const rateLimiter = once(async () => {
 export const messageRepository = once(async () => new PgMessageRepository(await pgPool(), pgGuard()));
 export const threadRepository = once(async () => new PgThreadRepository(await pgPool(), pgGuard()));
 export const publisher = once(
-  () => new SqsMessagePublisher(sdkSqsCalls(sqsClient()), config().PERSIST_QUEUE_URL, sqsGuard()),
+  () => new SqsMessagePublisher(acceptSqsCalls(), config().PERSIST_QUEUE_URL, sqsGuard()),
 );
 const analyticsPublisher = once(
   () => new SqsAnalyticsPublisher(sqsClient(), config().ANALYTICS_QUEUE_URL, sqsGuard()),
@@ -263,7 +293,20 @@ export const notifier = once(() => {
   }
   const client = createManagementApiClient(cfg.WEBSOCKET_API_ENDPOINT, cfg.WEBSOCKET_TIMEOUT_MS);
   closers.push(async () => client.destroy());
-  return new ApiGatewayConnectionNotifier(client, guard("websocket", isAwsOutage));
+  if (cfg.ACCEPT_AWS_TRANSPORT === "sdk")
+    return new ApiGatewayConnectionNotifier(sdkConnectionsApi(client), guard("websocket", isAwsOutage));
+  const http = new SignedHttp({
+    service: "execute-api",
+    region: client.config.region,
+    credentials: client.config.credentials,
+    endpoint: new URL(cfg.WEBSOCKET_API_ENDPOINT),
+    timeoutMs: cfg.WEBSOCKET_TIMEOUT_MS,
+    // One try per delivery, as the SDK client is configured: a slow connection is not retried.
+    maxAttempts: 1,
+    maxSockets: 64,
+  });
+  closers.push(async () => http.close());
+  return new ApiGatewayConnectionNotifier(signedConnectionsApi(http), guard("websocket", isAwsOutage));
 });
 
 const verifier = once(() => {

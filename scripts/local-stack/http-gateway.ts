@@ -13,6 +13,10 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
+import { OverloadedError } from "../../lambdas/core/errors.ts";
+import { AdmissionGate, LoadMonitor } from "../../lambdas/runtime/admission.ts";
+import { config } from "../../lambdas/runtime/config.ts";
+import { errorResponse } from "../../lambdas/runtime/http-response.ts";
 import {
   CORS_ALLOW_HEADERS,
   CORS_ALLOW_METHODS,
@@ -26,6 +30,8 @@ import { readBody } from "./request-body.ts";
 export interface HttpRoute {
   readonly routeKey: string;
   readonly fn: LocalFunction<APIGatewayProxyEventV2, unknown>;
+  /** Refused with 503 overloaded before the function runs when this process is overloaded. */
+  readonly shed?: boolean;
 }
 
 interface CompiledRoute extends HttpRoute {
@@ -120,6 +126,13 @@ export class HttpGateway {
   private readonly fallback: CompiledRoute | undefined;
   private readonly server: http.Server;
   private readonly cors: LocalCors;
+  /**
+   * The gateway's own admission, as API Gateway throttles before Lambda: in one process serving
+   * every function, shedding in the handler comes after the request's parsing and the function's
+   * middleware, which costs the CPU an overloaded process lacks. Built on first use (the
+   * configuration is in place by then).
+   */
+  private gate: { monitor: LoadMonitor; gate: AdmissionGate } | undefined;
 
   constructor(routes: readonly HttpRoute[], cors: LocalCors = { allowedOrigins: [] }) {
     this.cors = cors;
@@ -235,6 +248,62 @@ export class HttpGateway {
       send(res, 404, '{"message":"Not Found"}');
       return;
     }
+    let leave: (() => void) | undefined;
+    if (matched.route.shed === true) {
+      const admitted = this.admit();
+      if (admitted instanceof OverloadedError) {
+        const response = errorResponse(admitted, {
+          unavailableRetryAfterSeconds: config().RETRY_AFTER_SECONDS,
+        });
+        send(
+          res,
+          response.statusCode ?? 503,
+          String(response.body),
+          response.headers as Record<string, string>,
+        );
+        return;
+      }
+      leave = admitted;
+    }
+    try {
+      await this.invoke(req, res, url, method, body, matched);
+    } finally {
+      leave?.();
+    }
+  }
+
+  /** Lets a request of a shed route in (the returned function ends it), or says why it is shed. */
+  private admit(): (() => void) | OverloadedError {
+    const cfg = config();
+    this.gate ??= ((monitor) => ({
+      monitor,
+      gate: new AdmissionGate(monitor, {
+        maxInFlight: cfg.ADMISSION_MAX_INFLIGHT,
+        maxLagMs: cfg.OVERLOAD_LAG_MS,
+        retryAfterSeconds: cfg.OVERLOAD_RETRY_AFTER_SECONDS,
+      }),
+    }))(new LoadMonitor({ maxLagMs: cfg.OVERLOAD_LAG_MS }));
+    try {
+      const leave = this.gate.gate.enter();
+      const end = this.gate.monitor.begin();
+      return () => {
+        end();
+        leave();
+      };
+    } catch (error) {
+      if (error instanceof OverloadedError) return error;
+      throw error;
+    }
+  }
+
+  private async invoke(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    url: URL,
+    method: string,
+    body: Buffer,
+    matched: { route: CompiledRoute; params: Record<string, string> },
+  ): Promise<void> {
     const headers = joinHeaders(req);
     const query = queryParameters(url.searchParams);
     const textual = TEXT_TYPES.test(headers["content-type"] ?? "application/json");

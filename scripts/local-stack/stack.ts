@@ -173,6 +173,7 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
     HTTP_FUNCTIONS.map((f) => ({
       routeKey: f.routeKey,
       fn: new LocalFunction<APIGatewayProxyEventV2, unknown>(f.id, f.entry, HTTP_TIMEOUT_MS),
+      shed: f.shed === true,
     })),
     cors,
   );

@@ -87,6 +87,11 @@ export class WebSocketGateway {
     };
   }
 
+  /** The ids of the open connections (as `$connect` saw them). */
+  connectionIds(): string[] {
+    return [...this.connections.keys()];
+  }
+
   /** Drops every connection as a network failure would (no close frame); answers how many. */
   dropAll(): number {
     const all = [...this.connections.values()];

@@ -2,13 +2,11 @@
 import {
   ApiGatewayManagementApiClient,
   type ApiGatewayManagementApiClientConfig,
-  DeleteConnectionCommand,
-  GoneException,
-  PostToConnectionCommand,
 } from "@aws-sdk/client-apigatewaymanagementapi";
 import type { ConnectionNotifier, DeliveryResult } from "../../core/ports.ts";
 import { keepAliveHandler } from "../http-handler.ts";
 import type { TierGuard } from "../resilience/tier-guard.ts";
+import type { ConnectionsApi } from "./connections-api.ts";
 
 /** One call per delivery, bounded: a slow connection is not retried within the fan-out budget. */
 export const managementApiConfig = (
@@ -28,31 +26,17 @@ export const createManagementApiClient = (
 
 export class ApiGatewayConnectionNotifier implements ConnectionNotifier {
   constructor(
-    private readonly client: ApiGatewayManagementApiClient,
+    private readonly api: ConnectionsApi,
     private readonly guard: TierGuard,
   ) {}
 
   send(connectionId: string, frame: string): Promise<DeliveryResult> {
-    return this.guard.run(async () => {
-      try {
-        await this.client.send(
-          new PostToConnectionCommand({ ConnectionId: connectionId, Data: Buffer.from(frame) }),
-        );
-        return "sent";
-      } catch (error) {
-        if (error instanceof GoneException) return "gone";
-        throw error;
-      }
-    });
+    return this.guard.run(() => this.api.post(connectionId, frame));
   }
 
   disconnect(connectionId: string): Promise<void> {
     return this.guard.run(async () => {
-      try {
-        await this.client.send(new DeleteConnectionCommand({ ConnectionId: connectionId }));
-      } catch (error) {
-        if (!(error instanceof GoneException)) throw error;
-      }
+      await this.api.delete(connectionId);
     });
   }
 }

@@ -50,7 +50,12 @@ const restJsonError = (response: SignedResponse): AwsCallError => {
   } catch {
     // not JSON
   }
-  return new AwsCallError(name, message, response.status, response.status >= 400 && response.status < 500 && response.status !== 429);
+  return new AwsCallError(
+    name,
+    message,
+    response.status,
+    response.status >= 400 && response.status < 500 && response.status !== 429,
+  );
 };
 
 export const signedConnectionsApi = (http: SignedHttp): ConnectionsApi => {

@@ -23,8 +23,8 @@ export interface SignedHttpOptions {
   readonly service: string;
   readonly region: string | Provider<string>;
   readonly credentials: AwsCredentialIdentity | Provider<AwsCredentialIdentity>;
-  /** Base URL of the service (its path is kept as a prefix of every request's path). */
-  readonly endpoint: URL;
+  /** Base URL of the service (its path is kept as a prefix of every request's path), or how to find it. */
+  readonly endpoint: URL | (() => Promise<URL>);
   readonly timeoutMs: number;
   readonly maxAttempts: number;
   readonly maxSockets?: number;
@@ -51,7 +51,12 @@ export class AwsCallError extends Error {
   }
 }
 
-const THROTTLING = new Set(["ThrottlingException", "RequestThrottled", "TooManyRequestsException", "Throttling"]);
+const THROTTLING = new Set([
+  "ThrottlingException",
+  "RequestThrottled",
+  "TooManyRequestsException",
+  "Throttling",
+]);
 
 /** Whether another attempt may succeed (the SDK's standard retry strategy retries the same cases). */
 export const isRetryable = (error: unknown): boolean => {
@@ -62,11 +67,16 @@ export const isRetryable = (error: unknown): boolean => {
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+interface Target {
+  readonly endpoint: URL;
+  readonly agent: http.Agent;
+  readonly transport: typeof http | typeof https;
+  readonly basePath: string;
+}
+
 export class SignedHttp {
   private readonly signer: SignatureV4;
-  private readonly agent: http.Agent;
-  private readonly transport: typeof http | typeof https;
-  private readonly basePath: string;
+  private target: Promise<Target> | undefined;
 
   constructor(private readonly options: SignedHttpOptions) {
     this.signer = new SignatureV4({
@@ -75,13 +85,25 @@ export class SignedHttp {
       credentials: options.credentials,
       sha256: Sha256,
     });
-    const secure = options.endpoint.protocol === "https:";
-    this.transport = secure ? https : http;
-    this.agent = new (secure ? https.Agent : http.Agent)({
-      keepAlive: true,
-      maxSockets: options.maxSockets ?? 50,
+  }
+
+  /** The endpoint, its agent and transport, resolved once (a failed resolution is tried again). */
+  private resolve(): Promise<Target> {
+    this.target ??= (async () => {
+      const { endpoint: given, maxSockets } = this.options;
+      const endpoint = given instanceof URL ? given : await given();
+      const secure = endpoint.protocol === "https:";
+      return {
+        endpoint,
+        transport: secure ? https : http,
+        agent: new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: maxSockets ?? 50 }),
+        basePath: endpoint.pathname.replace(/\/$/, ""),
+      };
+    })();
+    this.target.catch(() => {
+      this.target = undefined;
     });
-    this.basePath = options.endpoint.pathname.replace(/\/$/, "");
+    return this.target;
   }
 
   /** Sends one request (with retries); resolves with any HTTP answer, rejects only without one. */
@@ -112,13 +134,13 @@ export class SignedHttp {
     body: string,
     headers: Record<string, string>,
   ): Promise<SignedResponse> {
-    const { endpoint } = this.options;
+    const { endpoint, agent, transport, basePath } = await this.resolve();
     const signed = await this.signer.sign({
       method,
       protocol: endpoint.protocol,
       hostname: endpoint.hostname,
       ...(endpoint.port !== "" ? { port: Number(endpoint.port) } : {}),
-      path: `${this.basePath}${path}`,
+      path: `${basePath}${path}`,
       query: {},
       headers: {
         ...headers,
@@ -128,7 +150,7 @@ export class SignedHttp {
       body,
     });
     return await new Promise<SignedResponse>((resolve, reject) => {
-      const req = this.transport.request(
+      const req = transport.request(
         {
           method,
           protocol: endpoint.protocol,
@@ -136,7 +158,7 @@ export class SignedHttp {
           port: endpoint.port === "" ? undefined : Number(endpoint.port),
           path: signed.path,
           headers: signed.headers,
-          agent: this.agent,
+          agent,
           timeout: this.options.timeoutMs,
         },
         (res) => {
@@ -154,7 +176,9 @@ export class SignedHttp {
       );
       // A whole-request deadline, as the SDK's requestTimeout with throwOnRequestTimeout.
       const deadline = setTimeout(() => {
-        req.destroy(new AwsCallError("TimeoutError", `no answer within ${this.options.timeoutMs} ms`, undefined, false));
+        req.destroy(
+          new AwsCallError("TimeoutError", `no answer within ${this.options.timeoutMs} ms`, undefined, false),
+        );
       }, this.options.timeoutMs);
       req.on("close", () => clearTimeout(deadline));
       req.on("error", (error) => reject(error instanceof AwsCallError ? error : networkError(error)));
@@ -163,18 +187,17 @@ export class SignedHttp {
   }
 
   close(): void {
-    this.agent.destroy();
+    void this.target?.then(
+      (t) => t.agent.destroy(),
+      () => undefined,
+    );
   }
 }
 
 const networkError = (error: Error): AwsCallError =>
-  new AwsCallError(
-    (error as { code?: string }).code ?? error.name,
-    error.message,
-    undefined,
-    false,
-    { cause: error },
-  );
+  new AwsCallError((error as { code?: string }).code ?? error.name, error.message, undefined, false, {
+    cause: error,
+  });
 
 /** The error an AWS JSON protocol answer carries (`__type`, `message`), in the SDK's shape. */
 export const jsonError = (response: SignedResponse): AwsCallError => {
@@ -190,6 +213,12 @@ export const jsonError = (response: SignedResponse): AwsCallError => {
   // SQS tells the query-protocol code and its fault this way (e.g. "AWS.SimpleQueueService.NonExistentQueue;Sender").
   const queryError = response.headers["x-amzn-query-error"];
   const [code, fault] = typeof queryError === "string" ? queryError.split(";") : [];
-  const senderFault = fault === "Sender" || (fault === undefined && response.status >= 400 && response.status < 500);
-  return new AwsCallError(code !== undefined && code !== "" ? code : type, message, response.status, senderFault && !THROTTLING.has(type) && response.status !== 429);
+  const senderFault =
+    fault === "Sender" || (fault === undefined && response.status >= 400 && response.status < 500);
+  return new AwsCallError(
+    code !== undefined && code !== "" ? code : type,
+    message,
+    response.status,
+    senderFault && !THROTTLING.has(type) && response.status !== 429,
+  );
 };

@@ -56,7 +56,10 @@ export const signedSqsCalls = (http: SignedHttp): SqsCalls => {
     },
     sendMessageBatch: (input) => call("SendMessageBatch", input),
     async ping(queueUrl) {
-      await call("GetQueueAttributes", { QueueUrl: queueUrl, AttributeNames: ["ApproximateNumberOfMessages"] });
+      await call("GetQueueAttributes", {
+        QueueUrl: queueUrl,
+        AttributeNames: ["ApproximateNumberOfMessages"],
+      });
     },
   };
 };
