@@ -410,10 +410,11 @@ const costTable = (steps: readonly StepReport[]): string[] => [
     "SQS endpoint",
     "consumers",
     "load generator",
+    "latency proxies",
     "event-loop delay p99: API / SQS / consumers / generator",
     "send lateness p99",
   ]),
-  row(Array.from({ length: 8 }, () => "---")),
+  row(Array.from({ length: 9 }, () => "---")),
   ...steps.map((s) =>
     row([
       `${s.rate}${s.slowedPostgresMs ? ` (PG +${s.slowedPostgresMs} ms)` : ""}`,
@@ -422,6 +423,7 @@ const costTable = (steps: readonly StepReport[]): string[] => [
       `${fmt(s.cpuPerMessageMs.sqs ?? Number.NaN, 2)} ms`,
       `${fmt(s.cpuPerMessageMs.consumers ?? Number.NaN, 2)} ms`,
       `${fmt(s.cpuPerMessageMs.loadGenerator ?? Number.NaN, 2)} ms`,
+      s.cpuPerMessageMs.proxies === undefined ? "–" : `${fmt(s.cpuPerMessageMs.proxies, 2)} ms`,
       ["api", "sqs", "consumers", "loadGenerator"]
         .map((k) => fmt(s.loopDelayP99Ms[k] ?? Number.NaN))
         .join(" / "),
@@ -694,6 +696,10 @@ export const renderReport = (
           "Server-Timing of the synchronous accept under the aws profile (ms):",
           "",
           ...timingTable(r.aws.sync.steps),
+          "",
+          "Where the CPU goes under the aws profile (per offered message; the latency proxies are a process of their own):",
+          "",
+          ...costTable(r.aws.queued.steps),
           "",
         ]
       : []),
