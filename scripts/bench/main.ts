@@ -15,6 +15,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { GetQueueAttributesCommand, ListQueuesCommand, SQSClient } from "@aws-sdk/client-sqs";
 import pg from "pg";
 import { createClickHouseClient } from "../../lambdas/adapters/clickhouse/client.ts";
 import { ensureClickHouse, ensurePostgres } from "../local-stack/schema.ts";
@@ -82,6 +83,8 @@ const PLAN = args.quick
 export const CAPACITY_P99_MS = 50;
 /** A step whose accept p99 passes this (or that fails 5% of its requests) ends the mode's ladder. */
 const COLLAPSE_P99_MS = 1000;
+/** How long a step waits for its accepted messages to reach PostgreSQL and ClickHouse. */
+const PERSIST_WAIT_MS = 240_000;
 /** How long a client in the failover scenario retries a try before giving up (ms after it was due). */
 const FAILOVER_RETRY_MS = 60_000;
 const PROFILES_RUN: ProfileName[] =
@@ -301,7 +304,14 @@ const measureStep = async (
   const proxyLoaded = await bench.proxyStats();
   const ids = result.accepted.map((a) => a.id);
   const measured = result.accepted.filter((a) => a.measured).map((a) => a.id);
-  const [persist, analytics] = [await persistLags(ids), await analyticsLags(ids)];
+  const [persist, analytics] = await (async () => {
+    try {
+      return [await persistLags(ids, PERSIST_WAIT_MS), await analyticsLags(ids, PERSIST_WAIT_MS)];
+    } catch (error) {
+      console.error(`  queues (visible/in flight/delayed): ${JSON.stringify(await queueDepths(bench))}`);
+      throw error;
+    }
+  })();
   await sleep(1500); // pg_stat_database is flushed about once a second
   const txAfter = await transactions();
   const after = await bench.stats();
@@ -359,6 +369,13 @@ const measureStep = async (
   return { report, accepted: result.accepted, result };
 };
 
+/**
+ * The consumers' retry settings of prod (lib/config/environments.ts): base 10 s doubling to 900 s,
+ * 20 receives before the DLQ — what rides out a failover in AWS.
+ */
+const PROD_RETRIES = { RETRY_BASE_DELAY_SECONDS: "10", RETRY_MAX_DELAY_SECONDS: "900" };
+const PROD_MAX_RECEIVE_COUNT = 20;
+
 const startStack = (mode: "queued" | "sync", profile: ProfileName, proxies = false) =>
   startBenchStack({
     mode,
@@ -369,8 +386,12 @@ const startStack = (mode: "queued" | "sync", profile: ProfileName, proxies = fal
     queuePrefix: `bench-${profile}-${mode}`,
     threads: THREADS,
     subscribedThreads: SUBSCRIBED,
-    // BENCH_LOG_LEVEL=WARN shows the handlers' warnings (fallbacks, breakers); the bench logs errors only.
-    ...(process.env.BENCH_LOG_LEVEL ? { env: { LOG_LEVEL: process.env.BENCH_LOG_LEVEL } } : {}),
+    env: {
+      ...PROD_RETRIES,
+      // BENCH_LOG_LEVEL=WARN shows the handlers' warnings (fallbacks, breakers); the bench logs errors only.
+      ...(process.env.BENCH_LOG_LEVEL ? { LOG_LEVEL: process.env.BENCH_LOG_LEVEL } : {}),
+    },
+    maxReceiveCount: PROD_MAX_RECEIVE_COUNT,
   });
 
 const holds = (s: StepReport): boolean =>
@@ -441,6 +462,29 @@ const runMode = async (
  * A tier unreachable for `outageMs` in the middle of a steady load, with clients that retry a
  * failed try with the same key after its Retry-After: what fails, what is delayed, what is lost.
  */
+/** Depth of every queue of the stack (visible, in flight, delayed): what is left when a ledger falls short. */
+const queueDepths = async (bench: BenchStack): Promise<Record<string, string>> => {
+  const sqs = new SQSClient({
+    endpoint: bench.sqsEndpoint,
+    region: "us-east-1",
+    credentials: { accessKeyId: "bench", secretAccessKey: "bench" },
+  });
+  try {
+    const { QueueUrls = [] } = await sqs.send(new ListQueuesCommand({}));
+    const depths: Record<string, string> = {};
+    for (const url of QueueUrls) {
+      const { Attributes = {} } = await sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["All"] }),
+      );
+      depths[url.split("/").at(-1) as string] =
+        `${Attributes.ApproximateNumberOfMessages}/${Attributes.ApproximateNumberOfMessagesNotVisible}/${Attributes.ApproximateNumberOfMessagesDelayed}`;
+    }
+    return depths;
+  } finally {
+    sqs.destroy();
+  }
+};
+
 const runFailover = async (
   mode: "queued" | "sync",
   profile: ProfileName,

@@ -59,6 +59,8 @@ export interface BenchStackOptions {
    */
   readonly profile?: ProfileName;
   readonly proxies?: boolean;
+  /** Receives before a record of the persist and analytics queues goes to its DLQ. */
+  readonly maxReceiveCount?: number;
 }
 
 export type ProxyStats = Extract<ProxyWorkerReply, { type: "stats" }>;
@@ -71,6 +73,8 @@ export interface BenchStack {
   readonly env: Readonly<Record<string, string>>;
   /** Every Redis key of this stack starts with it. */
   readonly redisKeyPrefix: string;
+  /** The SQS endpoint (direct, not through a proxy): for looking at the queues. */
+  readonly sqsEndpoint: string;
   /** The latency proxies' process, when the tiers are behind proxies. */
   readonly proxy: ChildProcess | undefined;
   /** Makes a tier unreachable (refused and dropped connections) until `restore`. */
@@ -124,6 +128,7 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
     }
   }
   const sqsEndpoint = via.sqs.origin;
+  const receives = options.maxReceiveCount !== undefined ? { maxReceiveCount: options.maxReceiveCount } : {};
   const config = {
     sqsEndpoint,
     queuePrefix: options.queuePrefix,
@@ -142,8 +147,8 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
       ...options.env,
     },
     consumers: {
-      persist: { batchSize: 500, maxBatchingWindowMs: 50, concurrency: 2 },
-      analytics: { batchSize: 100, maxBatchingWindowMs: 2000, concurrency: 1 },
+      persist: { batchSize: 500, maxBatchingWindowMs: 50, concurrency: 2, ...receives },
+      analytics: { batchSize: 100, maxBatchingWindowMs: 2000, concurrency: 1, ...receives },
     },
   };
   const consumers = spawnWorker("stack-worker.ts", options.execArgv?.consumers);
@@ -175,6 +180,7 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
     load,
     env: config.env,
     redisKeyPrefix,
+    sqsEndpoint: directSqs,
     proxy,
     async cut(tier) {
       if (proxy === undefined) throw new Error("no proxies: start the stack with proxies: true");

@@ -28,6 +28,7 @@ export interface ConsumerPlan {
   readonly batchSize: number;
   readonly maxBatchingWindowMs: number;
   readonly concurrency: number;
+  readonly maxReceiveCount?: number;
 }
 
 export interface StackWorkerConfig {

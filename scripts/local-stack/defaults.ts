@@ -12,8 +12,9 @@ export const LOCAL_DEFAULTS: Readonly<Record<string, string>> = {
   CLICKHOUSE_PASSWORD: "",
   JWT_SECRET: LOCAL_DEVELOPMENT_JWT_SECRET,
   LOG_LEVEL: "WARN",
-  RETRY_BASE_DELAY_SECONDS: "1",
-  RETRY_MAX_DELAY_SECONDS: "10",
+  // As dev in AWS: with 5 receives, the consumers ride out 5 + 10 + 20 + 40 = 75 s of outage.
+  RETRY_BASE_DELAY_SECONDS: "5",
+  RETRY_MAX_DELAY_SECONDS: "60",
   // The local functions time out within 30 s: writers in flight during a delete are done by then.
   ERASURE_SETTLE_SECONDS: "30",
   POWERTOOLS_METRICS_DISABLED: "true",

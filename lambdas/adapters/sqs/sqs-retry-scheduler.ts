@@ -17,19 +17,24 @@ export class SqsRetryScheduler {
     private readonly queueUrl: string,
   ) {}
 
+  /** One ChangeMessageVisibilityBatch per 10 records, all at once (a large failed batch is 50 calls). */
   async delay(records: readonly DelayedRecord[]): Promise<void> {
-    for (let i = 0; i < records.length; i += 10) {
-      const chunk = records.slice(i, i + 10);
-      await this.client.send(
-        new ChangeMessageVisibilityBatchCommand({
-          QueueUrl: this.queueUrl,
-          Entries: chunk.map((r, j) => ({
-            Id: String(j),
-            ReceiptHandle: r.receiptHandle,
-            VisibilityTimeout: Math.min(MAX_VISIBILITY_SECONDS, Math.max(0, Math.round(r.delaySeconds))),
-          })),
-        }),
-      );
-    }
+    const chunks = Array.from({ length: Math.ceil(records.length / 10) }, (_, i) =>
+      records.slice(i * 10, i * 10 + 10),
+    );
+    await Promise.all(
+      chunks.map((chunk) =>
+        this.client.send(
+          new ChangeMessageVisibilityBatchCommand({
+            QueueUrl: this.queueUrl,
+            Entries: chunk.map((r, j) => ({
+              Id: String(j),
+              ReceiptHandle: r.receiptHandle,
+              VisibilityTimeout: Math.min(MAX_VISIBILITY_SECONDS, Math.max(0, Math.round(r.delaySeconds))),
+            })),
+          }),
+        ),
+      ),
+    );
   }
 }
