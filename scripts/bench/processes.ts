@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import path from "node:path";
+import { Redis } from "ioredis";
 import { LOCAL_DEFAULTS } from "../local-stack/defaults.ts";
 import { PROFILES, type ProfileName, type ProxiedTier } from "./latency-profiles.ts";
 import type { ProxyWorkerReply } from "./proxy-worker.ts";
@@ -85,6 +86,22 @@ export interface BenchStack {
   proxyStats(): Promise<ProxyStats | undefined>;
   stop(): Promise<void>;
 }
+
+/** Removes the stack's Redis keys (the shared server would otherwise keep them for their TTL, a day). */
+const deleteKeys = async (url: string, prefix: string): Promise<void> => {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 5000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+};
 
 export const startBenchStack = async (options: BenchStackOptions): Promise<BenchStack> => {
   const secret = LOCAL_DEFAULTS.JWT_SECRET as string;
@@ -213,6 +230,7 @@ export const startBenchStack = async (options: BenchStackOptions): Promise<Bench
       for (const name of ["api", "consumers", "sqs"] as const)
         if (running(processes[name])) await call(processes[name], { type: "stop" }, "stopped");
       if (proxy !== undefined && running(proxy)) await call(proxy, { type: "stop" }, "stopped");
+      await deleteKeys(direct.redis.toString(), redisKeyPrefix);
     },
   };
 };

@@ -86,32 +86,33 @@ export class RedisThreadEraser implements HotTierEraser {
     });
   }
 
-  sweep(threadIds: readonly string[]): Promise<number> {
+  /**
+   * One pass over every primary's keys. Each SCAN page, and the removal of what it found, is one
+   * guarded call: the whole pass takes as long as the keyspace is large, a page does not (a pass
+   * inside one call's timeout never finished on a Redis with half a million keys).
+   */
+  async sweep(threadIds: readonly string[]): Promise<number> {
     const wanted = new Set(threadIds);
-    return this.guard.run(async () => {
-      let removed = 0;
-      for (const node of await primaries(this.client)) {
-        let cursor = "0";
-        do {
-          const [next, found] = await node.scan(
-            cursor,
-            "MATCH",
-            `${this.keys.threadTag("*")}*`,
-            "COUNT",
-            this.scanCount,
-          );
-          cursor = next;
-          const mine = found.filter((key) => {
-            const thread = this.keys.threadOf(key);
-            return thread !== null && wanted.has(thread);
-          });
-          if (mine.length === 0) continue;
-          removed += await this.unlinkEach(await this.lookupsNamedBy(mine));
-          removed += await this.unlinkEach(mine);
-        } while (cursor !== "0");
-      }
-      return removed;
-    });
+    let removed = 0;
+    for (const node of await this.guard.run(() => primaries(this.client))) {
+      let cursor = "0";
+      do {
+        const [next, found] = await this.guard.run(() =>
+          node.scan(cursor, "MATCH", `${this.keys.threadTag("*")}*`, "COUNT", this.scanCount),
+        );
+        cursor = next;
+        const mine = found.filter((key) => {
+          const thread = this.keys.threadOf(key);
+          return thread !== null && wanted.has(thread);
+        });
+        if (mine.length === 0) continue;
+        removed += await this.guard.run(
+          async () =>
+            (await this.unlinkEach(await this.lookupsNamedBy(mine))) + (await this.unlinkEach(mine)),
+        );
+      } while (cursor !== "0");
+    }
+    return removed;
   }
 
   /** The lookup keys of the messages these thread keys name (an index's entries, a stream's id). */
