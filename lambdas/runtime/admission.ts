@@ -37,6 +37,9 @@ export class LoadMonitor {
   /** The latest sample that was twice the limit or more, and when (performance.now()). */
   private peakAt = Number.NEGATIVE_INFINITY;
   private inflight = 0;
+  /** Counts the moments nothing was in flight: a sample that spans one is not a lag. */
+  private idlePeriods = 0;
+  private sampled = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly sampleMs: number;
 
@@ -56,6 +59,11 @@ export class LoadMonitor {
   /** Whether the sampler is running (it stops once nothing is in flight). */
   get sampling(): boolean {
     return this.timer !== undefined;
+  }
+
+  /** Samples taken so far. */
+  get samples(): number {
+    return this.sampled;
   }
 
   /**
@@ -83,6 +91,13 @@ export class LoadMonitor {
       if (ended) return;
       ended = true;
       this.inflight--;
+      // Idle: whatever the loop did before says nothing about the next request. (A Lambda
+      // environment is frozen right after its answer, before a pending sample could fire.)
+      if (this.inflight === 0) {
+        this.idlePeriods++;
+        this.lag = 0;
+        this.peakAt = Number.NEGATIVE_INFINITY;
+      }
     };
   }
 
@@ -94,16 +109,17 @@ export class LoadMonitor {
 
   private schedule(): void {
     const due = performance.now() + this.sampleMs;
+    const idlePeriods = this.idlePeriods;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      // Nothing in flight: this pause may be a frozen environment, not a busy loop. Forget the
-      // lag and stop sampling until the next request.
-      if (this.inflight === 0) {
-        this.lag = 0;
-        this.peakAt = Number.NEGATIVE_INFINITY;
-        return;
+      // Nothing in flight: stop sampling until the next request.
+      if (this.inflight === 0) return;
+      // The process went idle since this sample was due to start (and may have been frozen, as a
+      // Lambda environment is between invocations): its lateness is not a lag.
+      if (idlePeriods === this.idlePeriods) {
+        this.record(performance.now() - due);
+        this.sampled++;
       }
-      this.record(performance.now() - due);
       this.schedule();
     }, this.sampleMs);
     this.timer.unref();

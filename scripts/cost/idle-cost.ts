@@ -108,14 +108,21 @@ export const runsPerMonth = (expression: string, hoursPerMonth: number): number 
   return (hoursPerMonth * 60) / minutes;
 };
 
-export const idleCost = (templates: Templates, prices: PriceList): CostLine[] => {
+/** The resources of a type in all three templates, and a price by its key (a flat one). */
+export const pricing = (templates: Templates, prices: PriceList) => {
   const all = [templates.network, templates.data, templates.app];
-  const of = (type: string) => all.flatMap((t) => resourcesOf(t, type));
-  const price = (key: string): Price => {
-    const p = prices.prices[key];
-    if (p === undefined || typeof p.usd !== "number") throw new Error(`prices.json has no price "${key}"`);
-    return p as Price;
+  return {
+    of: (type: string) => all.flatMap((t) => resourcesOf(t, type)),
+    price: (key: string): Price => {
+      const p = prices.prices[key];
+      if (p === undefined || typeof p.usd !== "number") throw new Error(`prices.json has no price "${key}"`);
+      return p as Price;
+    },
   };
+};
+
+export const idleCost = (templates: Templates, prices: PriceList): CostLine[] => {
+  const { of, price } = pricing(templates, prices);
   const hours = prices.hoursPerMonth;
   const lines: CostLine[] = [];
   const hourly = (item: string, count: number, key: string, label = "h") => {

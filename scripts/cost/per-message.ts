@@ -19,7 +19,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { idleCost, type Price, type PriceList, REPO_ROOT, type Templates, total } from "./idle-cost.ts";
+import { idleCost, type PriceList, pricing, REPO_ROOT, type Templates, total } from "./idle-cost.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: CloudFormation JSON is untyped
 type Json = any;
@@ -122,9 +122,6 @@ const MILLION = 1_000_000;
 const GB = 1024 ** 3;
 const SQS_CHUNK = 64 * 1024;
 
-const resourcesOf = (template: Json, type: string): [string, Json][] =>
-  Object.entries((template.Resources ?? {}) as Record<string, Json>).filter(([, r]) => r.Type === type);
-
 const trim = (s: string): string => (s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s);
 /** A unit price as written in prices.json, with at least two decimals ("$0.40", "$0.0000133334"). */
 const money = (n: number): string => {
@@ -136,13 +133,7 @@ const count = (n: number): string =>
 
 export const perMessageCost = (templates: Templates, prices: PriceList, usage: Usage): PerMessageCost => {
   const u = usage.values;
-  const all = [templates.network, templates.data, templates.app];
-  const of = (type: string) => all.flatMap((t) => resourcesOf(t, type));
-  const price = (key: string): Price => {
-    const p = prices.prices[key];
-    if (p === undefined || typeof p.usd !== "number") throw new Error(`prices.json has no price "${key}"`);
-    return p as Price;
-  };
+  const { of, price } = pricing(templates, prices);
   const lines: PerMessageLine[] = [];
   const notes: string[] = [];
   /** A line priced at `key`'s usd `per` one unit, or per million units ("million requests"). */

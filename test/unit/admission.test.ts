@@ -83,6 +83,20 @@ describe("LoadMonitor", () => {
     expect(monitor.lagMs).toBe(0);
     expect(monitor.overloaded()).toBe(false);
   });
+
+  it("does not count a freeze between two requests when the next one is in flight as the pending sample fires", async () => {
+    const monitor = new LoadMonitor({ maxLagMs: 30 });
+    const first = monitor.begin();
+    await vi.waitFor(() => expect(monitor.samples).toBeGreaterThan(0));
+    first(); // answered: a Lambda environment is frozen now, with a sample pending
+    blockLoop(600); // the freeze
+    const next = monitor.begin(); // thawed by the next invocation, before the sample fires
+    const before = monitor.samples;
+    await vi.waitFor(() => expect(monitor.samples).toBeGreaterThan(before + 1));
+    expect(monitor.lagMs).toBeLessThan(30);
+    expect(monitor.overloaded()).toBe(false);
+    next();
+  });
 });
 
 describe("TierGuard under overload", () => {
