@@ -133,6 +133,12 @@ export class HttpGateway {
    * configuration is in place by then).
    */
   private gate: { monitor: LoadMonitor; gate: AdmissionGate } | undefined;
+  /**
+   * Until the stack has configured the functions (the queues, the @connections endpoint: after
+   * the ports are open), API requests are answered 503 with Retry-After rather than run: a
+   * function that read its configuration then would answer 500.
+   */
+  private ready = false;
 
   constructor(routes: readonly HttpRoute[], cors: LocalCors = { allowedOrigins: [] }) {
     this.cors = cors;
@@ -155,6 +161,11 @@ export class HttpGateway {
         `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
       );
     });
+  }
+
+  /** The functions are configured: serve API requests. */
+  open(): void {
+    this.ready = true;
   }
 
   /** Serves the site on this port too, for every path outside /api. */
@@ -233,6 +244,11 @@ export class HttpGateway {
     if (this.isPreflight(req)) {
       req.resume();
       this.answerPreflight(req, res);
+      return;
+    }
+    if (!this.ready) {
+      req.resume();
+      send(res, 503, '{"message":"Service Unavailable"}', { "retry-after": "1" });
       return;
     }
     const body = await readBody(req, MAX_REQUEST_BYTES);

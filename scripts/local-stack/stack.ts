@@ -218,6 +218,8 @@ export const startLocalStack = async (options: LocalStackOptions = {}): Promise<
     ...(options.env ?? {}),
   });
   Object.assign(process.env, env);
+  httpGateway.open();
+  websocket.open();
 
   const onError = options.onError ?? (() => undefined);
   const consumer = (which: ConsumerName) => {

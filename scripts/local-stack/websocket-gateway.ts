@@ -52,6 +52,7 @@ export class WebSocketGateway {
   private readonly server: http.Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   private readonly connections = new Map<string, LocalConnection>();
+  private ready = false;
   readonly stats: WebSocketGatewayStats = {
     connections: 0,
     framesPosted: 0,
@@ -149,11 +150,22 @@ export class WebSocketGateway {
     return run;
   }
 
+  /** The functions are configured: accept connections (until then the upgrade is answered 503). */
+  open(): void {
+    this.ready = true;
+  }
+
   private async upgrade(
     req: http.IncomingMessage,
     socket: import("node:net").Socket,
     head: Buffer,
   ): Promise<void> {
+    if (!this.ready) {
+      socket.end(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+      );
+      return;
+    }
     const url = new URL(req.url ?? "/", "http://localhost");
     const query: Record<string, string> = {};
     for (const [k, v] of url.searchParams) query[k] = v;
