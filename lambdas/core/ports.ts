@@ -691,6 +691,17 @@ export interface ErasedThread {
 }
 
 /** PostgreSQL: erasure records, thread tombstones, and the deletes themselves. */
+/** One step of an erasure in PostgreSQL: which threads, under which erasure record. */
+export interface EraseThreadsInput {
+  readonly erasureId: string;
+  readonly create?: NewErasure;
+  readonly threadIds: readonly string[];
+  readonly ownerId?: string;
+  /** Only threads whose newest message (or creation) is older than this (retention). */
+  readonly idleBefore?: number;
+  readonly nowMs: number;
+}
+
 export interface ErasureRepository {
   /**
    * One transaction: tombstones the threads under the erasure and deletes them with their
@@ -698,15 +709,7 @@ export interface ErasureRepository {
    * erasure record is written in the same transaction (and not at all when no thread was there).
    * Threads not there (or, with `ownerId`, not this owner's) are skipped.
    */
-  eraseThreads(input: {
-    readonly erasureId: string;
-    readonly create?: NewErasure;
-    readonly threadIds: readonly string[];
-    readonly ownerId?: string;
-    /** Only threads whose newest message (or creation) is older than this (retention). */
-    readonly idleBefore?: number;
-    readonly nowMs: number;
-  }): Promise<ErasedThread[]>;
+  eraseThreads(input: EraseThreadsInput): Promise<ErasedThread[]>;
   /** Threads a user owns (any order), at most `limit`. */
   ownedThreads(userId: string, limit: number): Promise<string[]>;
   /** Threads whose newest message (or, with none, whose creation) is older than `cutoffMs`. */

@@ -9,6 +9,7 @@ import { idempotencyKey } from "../../lambdas/core/ids.ts";
 import type {
   ArchiveEraser,
   ErasedThread,
+  EraseThreadsInput,
   Erasure,
   ErasureKind,
   ErasureProgress,
@@ -31,14 +32,7 @@ export class FakeErasureRepository extends TierFake<keyof ErasureRepository> imp
     super("postgres");
   }
 
-  async eraseThreads(input: {
-    erasureId: string;
-    create?: NewErasure;
-    threadIds: readonly string[];
-    ownerId?: string;
-    idleBefore?: number;
-    nowMs: number;
-  }): Promise<ErasedThread[]> {
+  async eraseThreads(input: EraseThreadsInput): Promise<ErasedThread[]> {
     this.enter("eraseThreads", input);
     const ids = input.threadIds
       .filter((id) => {

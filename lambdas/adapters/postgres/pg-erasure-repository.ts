@@ -12,6 +12,7 @@ import type pg from "pg";
 import { idempotencyKey } from "../../core/ids.ts";
 import type {
   ErasedThread,
+  EraseThreadsInput,
   Erasure,
   ErasureKind,
   ErasureProgress,
@@ -88,14 +89,7 @@ export class PgErasureRepository implements ErasureRepository {
     private readonly guard: TierGuard,
   ) {}
 
-  eraseThreads(input: {
-    erasureId: string;
-    create?: NewErasure;
-    threadIds: readonly string[];
-    ownerId?: string;
-    idleBefore?: number;
-    nowMs: number;
-  }): Promise<ErasedThread[]> {
+  eraseThreads(input: EraseThreadsInput): Promise<ErasedThread[]> {
     return this.guard.run(async () => {
       const client = await this.pool.connect();
       try {
