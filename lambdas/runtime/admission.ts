@@ -172,3 +172,17 @@ export class AdmissionGate {
     };
   }
 }
+
+/**
+ * Counts a request in the monitor and, for a route that sheds, lets it through the gate first
+ * (throwing `OverloadedError`); the returned function ends both. The HTTP and WebSocket
+ * middlewares and the local gateway admit requests this one way.
+ */
+export const admit = (monitor: LoadMonitor, gate?: AdmissionGate): (() => void) => {
+  const leave = gate?.enter();
+  const end = monitor.begin();
+  return () => {
+    end();
+    leave?.();
+  };
+};

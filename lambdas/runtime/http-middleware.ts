@@ -15,6 +15,7 @@ import {
   UnauthorizedError,
 } from "../core/errors.ts";
 import type { Principal } from "../core/model.ts";
+import { admit } from "./admission.ts";
 import { config } from "./config.ts";
 import { admission, loadMonitor, tokenVerifier } from "./container.ts";
 import { errorResponse, jsonResponse } from "./http-response.ts";
@@ -128,12 +129,7 @@ const admissionControl = (shed: boolean): HttpMiddleware => {
   const end: HttpMiddleware["after"] = (request) => request.event.endLoad?.();
   return {
     before: (request) => {
-      const leave = shed ? admission().enter() : undefined;
-      const done = loadMonitor().begin();
-      request.event.endLoad = () => {
-        done();
-        leave?.();
-      };
+      request.event.endLoad = admit(loadMonitor(), shed ? admission() : undefined);
     },
     after: end,
     onError: end,

@@ -12,6 +12,7 @@ import { BadRequestError, OverloadedError, PayloadTooLargeError } from "../core/
 import { errorFrame } from "../core/events.ts";
 import type { Connection } from "../core/ports.ts";
 import type { SubscriptionService } from "../core/subscription-service.ts";
+import { admit } from "./admission.ts";
 import { config } from "./config.ts";
 import { admission, loadMonitor, subscriptionService } from "./container.ts";
 import { describeFailure, errorBody, errorResponse } from "./http-response.ts";
@@ -68,15 +69,14 @@ const parseFrame = (body: string | undefined): Record<string, unknown> => {
 export const wsRouteHandler = (route: WsRoute, options: { shed?: boolean } = {}) =>
   base<APIGatewayProxyWebsocketEventV2>().handler(async (event) => {
     const { connectionId } = event.requestContext;
-    const endLoad = loadMonitor().begin();
-    let leave: (() => void) | undefined;
+    let endLoad: (() => void) | undefined;
     const subscriptions = await subscriptionService();
     let requestId: string | undefined;
     try {
       const frame = parseFrame(event.body);
       if (typeof frame.request_id === "string" && frame.request_id.length <= 128)
         requestId = frame.request_id;
-      if (options.shed === true) leave = admission().enter();
+      endLoad = admit(loadMonitor(), options.shed === true ? admission() : undefined);
       const connection = await subscriptions.connection(connectionId);
       logger.appendKeys({ userId: connection.principal.userId });
       await route({ connection, frame, requestId, subscriptions });
@@ -88,8 +88,7 @@ export const wsRouteHandler = (route: WsRoute, options: { shed?: boolean } = {})
       await subscriptions.reject(connectionId, errorFrame(errorBody(failure, requestId)));
       if (failure.code === "token_expired") await subscriptions.close(connectionId);
     } finally {
-      leave?.();
-      endLoad();
+      endLoad?.();
     }
     return { statusCode: 200 };
   });

@@ -14,7 +14,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { OverloadedError } from "../../lambdas/core/errors.ts";
-import { AdmissionGate, LoadMonitor } from "../../lambdas/runtime/admission.ts";
+import { AdmissionGate, admit, LoadMonitor } from "../../lambdas/runtime/admission.ts";
 import { config } from "../../lambdas/runtime/config.ts";
 import { errorResponse } from "../../lambdas/runtime/http-response.ts";
 import {
@@ -300,12 +300,7 @@ export class HttpGateway {
       }),
     }))(new LoadMonitor({ maxLagMs: cfg.OVERLOAD_LAG_MS }));
     try {
-      const leave = this.gate.gate.enter();
-      const end = this.gate.monitor.begin();
-      return () => {
-        end();
-        leave();
-      };
+      return admit(this.gate.monitor, this.gate.gate);
     } catch (error) {
       if (error instanceof OverloadedError) return error;
       throw error;
